@@ -1,0 +1,1 @@
+"""The serverless half: lifecycle (queue → ARM → table), culler and reconciler (timers)."""

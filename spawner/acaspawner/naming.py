@@ -1,0 +1,66 @@
+"""Container app names for users' servers.
+
+The server key is the container app's name: deterministic from
+(hub id, user name, server name), valid under ACA's rules and unique thanks to
+a hash suffix. ``jupyterhub.slugs`` is not used here because its multi-part
+slugs join with ``---`` (ACA forbids ``--``) and this module must import
+without JupyterHub (the functions use it to validate keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+MIN_LENGTH = 2
+MAX_LENGTH = 32
+HASH_LENGTH = 8
+
+_APP_NAME = re.compile(r"^[a-z](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def is_valid_app_name(name: str) -> bool:
+    """True when ``name`` is a valid container app name."""
+    return (
+        isinstance(name, str)
+        and MIN_LENGTH <= len(name) <= MAX_LENGTH
+        and bool(_APP_NAME.match(name))
+    )
+
+
+def _readable(text: str) -> str:
+    """Lower-case ASCII letters and digits of ``text``, accents folded (É → e)."""
+    folded = unicodedata.normalize("NFKD", text)
+    ascii_only = folded.encode("ascii", "ignore").decode("ascii").lower()
+    return _NOT_ALNUM.sub("", ascii_only)
+
+
+def server_key(hub_id: str, user: str, server_name: str = "", prefix: str = "jl") -> str:
+    """The container app name of ``user``'s server ``server_name`` on hub ``hub_id``.
+
+    Layout: ``<prefix>-<user>[-<server>]-<hash>``, readable parts truncated to
+    fit 32 characters. The hash covers the exact, unnormalised triple, so
+    names that differ only in case, accents or punctuation still get
+    different keys.
+    """
+    prefix = _readable(prefix)
+    if not prefix or not prefix[0].isalpha() or len(prefix) > 8:
+        raise ValueError(f"prefix must be 1-8 letters/digits starting with a letter: {prefix!r}")
+    digest = hashlib.sha256(
+        "\x00".join((hub_id, user, server_name)).encode("utf-8", "surrogatepass")
+    ).hexdigest()[:HASH_LENGTH]
+    budget = MAX_LENGTH - len(prefix) - HASH_LENGTH - 2  # two separators
+    user_part = _readable(user)
+    server_part = _readable(server_name)
+    if server_part:
+        # keep the user more recognisable than the server name
+        server_part = server_part[: max(budget // 3, 1)]
+        user_part = user_part[: max(budget - len(server_part) - 1, 0)]
+    else:
+        user_part = user_part[:budget]
+    parts = [prefix, user_part, server_part, digest]
+    key = "-".join(p for p in parts if p)
+    assert is_valid_app_name(key), key
+    return key

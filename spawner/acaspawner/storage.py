@@ -1,0 +1,129 @@
+"""The hub's async clients for the lifecycle queue and the status table.
+
+One :class:`HubStorage` per event loop and configuration, shared by every
+spawner (as KubeSpawner shares one API client), so a thousand users do not
+mean a thousand connection pools. The hub only sends to the queue and reads
+the table: that is all its identity may do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables.aio import TableClient
+from azure.storage.queue import BinaryBase64EncodePolicy
+from azure.storage.queue.aio import QueueClient
+
+from . import wire
+from .contract import ContractError, Status
+from .storage_config import StorageConfig
+
+log = logging.getLogger(__name__)
+
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[StorageConfig, HubStorage]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _async_credential(config: StorageConfig):
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=config.client_id or None)
+
+
+class HubStorage:
+    """Send sealed requests; read statuses."""
+
+    def __init__(self, config: StorageConfig):
+        if wire.MESSAGE_ENCODING != "base64":
+            raise RuntimeError("the hub writes base64 bodies; host.json must agree")
+        self.config = config
+        self._credential = None
+        if config.connection_string:
+            self.queue = QueueClient.from_connection_string(
+                config.connection_string, config.queue_name, message_encode_policy=BinaryBase64EncodePolicy()
+            )
+            self.table = TableClient.from_connection_string(config.connection_string, config.table_name)
+        else:
+            self._credential = _async_credential(config)
+            self.queue = QueueClient(
+                config.queue_account_url,
+                config.queue_name,
+                credential=self._credential,
+                message_encode_policy=BinaryBase64EncodePolicy(),
+            )
+            self.table = TableClient(config.table_account_url, config.table_name, credential=self._credential)
+        self._ensured = False
+        self.requests_sent = 0
+        self.table_queries = 0
+
+    @classmethod
+    def shared(cls, config: StorageConfig) -> HubStorage:
+        """The instance for ``config`` on the running event loop."""
+        loop = asyncio.get_running_loop()
+        per_loop = _shared.setdefault(loop, {})
+        if config not in per_loop:
+            per_loop[config] = cls(config)
+        return per_loop[config]
+
+    async def ensure(self) -> None:
+        """Create the queue and the table if this identity may (Azurite, dev); ignore otherwise."""
+        if self._ensured:
+            return
+        for create in (self.queue.create_queue, self.table.create_table):
+            try:
+                await create()
+            except ResourceExistsError:
+                pass
+            except HttpResponseError as e:
+                # production identities may not create; the infrastructure already did
+                log.debug("not creating %s: %s", self.config, e.reason)
+        self._ensured = True
+
+    async def send(self, sealed: bytes) -> None:
+        """Put one sealed request on the lifecycle queue."""
+        await self.ensure()
+        await self.queue.send_message(sealed)
+        self.requests_sent += 1
+
+    async def get_status(self, hub_id: str, server_key: str) -> Status | None:
+        try:
+            entity = await self.table.get_entity(hub_id, server_key)
+        except ResourceNotFoundError:
+            return None
+        finally:
+            self.table_queries += 1
+        return Status.from_entity(entity)
+
+    async def list_statuses(self, hub_id: str) -> dict[str, Status]:
+        """Every status of hub ``hub_id``: one (paged) query for all servers."""
+        self.table_queries += 1
+        found: dict[str, Status] = {}
+        try:
+            entities = self.table.query_entities("PartitionKey eq @hub", parameters={"hub": hub_id})
+            async for entity in entities:
+                try:
+                    status = Status.from_entity(entity)
+                except ContractError as e:
+                    log.warning("ignoring unreadable status %s: %s", entity.get("RowKey"), e)
+                    continue
+                found[status.server_key] = status
+        except ResourceNotFoundError:
+            return {}
+        return found
+
+    async def close(self) -> None:
+        await self.queue.close()
+        await self.table.close()
+        if self._credential is not None:
+            await self._credential.close()
+
+
+async def close_shared() -> None:
+    """Close the clients of the running loop (hub shutdown, tests)."""
+    loop = asyncio.get_running_loop()
+    for storage in _shared.pop(loop, {}).values():
+        await storage.close()
