@@ -1,0 +1,423 @@
+"""The lifecycle handler: one sealed request from the queue → ARM → one status in the table.
+
+Delivery is at-least-once and unordered, so every request carries a
+generation (milliseconds, increasing per server; every start, stop and
+delete gets a new one) and the table entity records the generation it
+belongs to. The rules, applied on every (re)read of the entity:
+
+- an entity with a *newer* generation wins: the request is stale and ignored;
+- at the *same* generation a stop/delete wins over a start (a start is
+  ignored once its generation is stopping/stopped/failed), and a repeated
+  request is a duplicate (made sure of, not redone);
+- every write is ETag-conditional; a conflict means "re-read and decide again";
+- a start whose "running" write loses to a stop deletes the app it just
+  created, so a stop racing a start ends stopped with no app left.
+
+Untrusted or unreadable messages go to the poison queue (their original
+base64 body, like the host's own poison) and never reach ARM. Policy
+violations end as a ``failed`` status without an ARM call. ARM's terminal
+errors end ``failed`` with its code and message; transient ones are retried
+by azure-core, then by redelivery (:class:`RetryLater`), and the last
+delivery writes ``failed`` instead.
+
+Nothing here logs a message body, a secret or a token: requests log as
+their ``repr`` (op, key, generation, correlation id).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from azure.core.exceptions import AzureError
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from acaspawner.contract import ContractError, Op, Phase, Request, ServerSpec, Status
+from acaspawner.sealing import ExpiredMessage, Sealer, SealError
+
+from .arm import ArmApps, ArmFailure, TerminalArmError, TransientArmError, app_fqdn, app_generation, classify
+from .homes import HomeFolders
+from .policy import ForeignHub, PolicyViolation, check_request, key_belongs_to
+from .settings import Settings
+from .spec import build_container_app
+from .storage import FunctionStorage, StatusConflict
+
+log = logging.getLogger(__name__)
+
+#: how often one invocation re-reads and re-decides after losing an ETag race
+MAX_RACES = 8
+
+
+class Outcome(StrEnum):
+    """What became of one delivery (the host only cares whether the function raised)."""
+
+    APPLIED = "applied"  # the request's effect is in place and recorded
+    DUPLICATE = "duplicate"  # it had been applied already; made sure of it
+    IGNORED = "ignored"  # stale, or overtaken by a newer/terminal request
+    REJECTED = "rejected"  # refused by policy: failed status, no ARM call
+    FAILED = "failed"  # ARM refused, or transient errors outlasted the last delivery
+    POISONED = "poisoned"  # untrusted or unreadable: on the poison queue
+
+
+class Verdict(StrEnum):
+    PROCEED = "proceed"
+    STALE = "stale"  # the table holds a newer generation
+    SUPERSEDED = "superseded"  # same generation, a stop/delete got there first
+    DONE = "done"  # same generation, already applied
+
+
+class RetryLater(Exception):
+    """A transient failure: the host should deliver the message again."""
+
+
+@dataclass
+class Deps:
+    """What the handler works with; tests build their own."""
+
+    settings: Settings
+    storage: FunctionStorage
+    apps: ArmApps
+    sealer: Sealer
+    homes: HomeFolders | None = None
+    max_dequeue_count: int = 5
+    arm_budget: float = 240.0
+
+
+def decide(current: Status | None, request: Request) -> Verdict:
+    """Whether ``request`` may act, given the status entity ``current`` (pure)."""
+    if current is None or current.generation < request.generation:
+        return Verdict.PROCEED
+    if current.generation > request.generation:
+        return Verdict.STALE
+    if request.op is Op.START:
+        if current.phase in (Phase.STOPPING, Phase.STOPPED):
+            return Verdict.SUPERSEDED
+        if current.phase in (Phase.RUNNING, Phase.FAILED):
+            return Verdict.DONE  # a failure of this generation is final too
+        return Verdict.PROCEED  # queued/provisioning: an earlier delivery was cut short
+    if request.op is Op.STOP and current.phase is Phase.STOPPED:
+        return Verdict.DONE
+    return Verdict.PROCEED  # a stop/delete overrides anything else at its generation
+
+
+_FINAL = (Phase.RUNNING, Phase.STOPPED, Phase.FAILED)
+
+
+def _settled(found: Phase, wanted: Phase) -> bool:
+    """True when ``found`` (same generation) should stand instead of writing ``wanted``."""
+    if found is wanted:
+        return True
+    if wanted not in _FINAL:  # a progress note never overwrites an outcome
+        return found in _FINAL
+    return wanted is Phase.FAILED and found is Phase.RUNNING  # the app exists: success stands
+
+
+def _poison(body: bytes, deps: Deps) -> None:
+    # the body as it sat on the queue (the host decoded base64), so it looks like the host's own poison
+    deps.storage.send_to_poison(base64.b64encode(body).decode("ascii"))
+
+
+def _unusable_request_target(body: bytes, deps: Deps) -> Request | None:
+    """For an authentic message the contract cannot read: enough of it to name its server, if possible.
+
+    The message opened under one of our keys (so it is no forgery), but its
+    schema is unknown or invalid; if it still names a server of this hub,
+    that server should fail visibly instead of waiting out its timeout.
+    """
+    token = body.partition(b".")[2]
+    try:
+        plaintext = MultiFernet([Fernet(k.encode("ascii")) for k in deps.settings.sealing_keys]).decrypt(token)
+        data = json.loads(plaintext)
+        op = data.get("op") if data.get("op") in ("start", "stop", "delete") else "start"
+        target = Request(
+            op=Op(op),
+            hub_id=data["hub_id"],
+            server_key=data["server_key"],
+            user=str(data.get("user", "")),
+            server_name=str(data.get("server_name", "")),
+            generation=data["generation"],
+            # only to name the server: the real spec could not be read
+            spec=ServerSpec(image="(unreadable)") if op == "start" else None,
+        )
+    except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if target.hub_id != deps.settings.hub_id or not key_belongs_to(target):
+        return None
+    return target
+
+
+def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
+    """Process one (base64-decoded) queue message; raises :class:`RetryLater` to be redelivered."""
+    try:
+        request = deps.sealer.open(body)
+    except ExpiredMessage as e:
+        # authentic but too old: poison it, and fail its server unless something newer happened since
+        log.warning("lifecycle message expired: %s; moved to the poison queue", e)
+        _poison(body, deps)
+        target = _unusable_request_target(body, deps)
+        if target is not None:
+            _Run(target, deps, dequeue_count).reject(f"the request expired before it was processed: {e}",
+                                                     "RequestExpired")
+        return Outcome.POISONED
+    except SealError as e:
+        log.warning("lifecycle message rejected (%s): %s; moved to the poison queue", type(e).__name__, e)
+        _poison(body, deps)
+        return Outcome.POISONED
+    except ContractError as e:
+        log.warning("lifecycle message unreadable (%s): %s; moved to the poison queue", type(e).__name__, e)
+        _poison(body, deps)
+        target = _unusable_request_target(body, deps)
+        if target is not None:
+            _Run(target, deps, dequeue_count).reject(f"the request could not be read: {e}", "InvalidRequest")
+        return Outcome.POISONED
+
+    try:
+        check_request(request, deps.settings)
+    except ForeignHub as e:
+        log.warning("%r rejected: %s; moved to the poison queue", request, e)
+        _poison(body, deps)
+        return Outcome.POISONED
+    except PolicyViolation as e:
+        log.warning("%r refused by policy: %s", request, e)
+        return _Run(request, deps, dequeue_count).reject(str(e), "PolicyViolation")
+
+    run = _Run(request, deps, dequeue_count)
+    try:
+        outcome = run.start() if request.op is Op.START else run.stop()
+    except RetryLater as e:
+        if not run.last_delivery:
+            raise
+        log.warning("%r: still failing on its last delivery: %s", request, e)
+        outcome = run.reject(f"gave up after {run.dequeue_count} attempts: {e}", "RetriesExhausted")
+        return Outcome.FAILED if outcome is Outcome.REJECTED else outcome
+    except Exception:
+        if run.last_delivery:  # the host will poison it; let the user see why
+            log.exception("%r failed on its last delivery", request)
+            try:
+                run.reject("the request could not be processed (internal error, see the function logs)",
+                           "InternalError")
+            except Exception:  # best effort: the original error matters more
+                log.exception("could not record the failure of %r", request)
+        raise
+    log.info("%r: %s", request, outcome.value)
+    return outcome
+
+
+class _Run:
+    """One delivery of one validated request."""
+
+    def __init__(self, request: Request, deps: Deps, dequeue_count: int):
+        self.request = request
+        self.deps = deps
+        self.settings = deps.settings
+        self.storage = deps.storage
+        self.dequeue_count = max(dequeue_count, 1)
+        self.key = request.server_key
+        self.overtaken_by: Status | None = None  # set when _finish loses to a newer/terminal request
+
+    @property
+    def last_delivery(self) -> bool:
+        return self.dequeue_count >= self.deps.max_dequeue_count
+
+    # -- status helpers -------------------------------------------------
+
+    def _read(self) -> Status | None:
+        return self.storage.get_status(self.request.hub_id, self.key)
+
+    def _next(self, current: Status | None, phase: Phase, message: str, **changes) -> Status:
+        """The entity after ``phase``: a fresh event list when the generation changes."""
+        r = self.request
+        if current is None or current.generation != r.generation:
+            fresh = Status(hub_id=r.hub_id, server_key=self.key, phase=phase, generation=r.generation,
+                           user=r.user, server_name=r.server_name, etag=current.etag if current else None)
+            return fresh.with_event(phase, message, **changes)
+        return current.with_event(phase, message, **changes)
+
+    def _claim(self, phase: Phase, message: str) -> Status | Outcome:
+        """Record that this request is acting (ETag-conditional); an Outcome when it must not act."""
+        for _ in range(MAX_RACES):
+            current = self._read()
+            verdict = decide(current, self.request)
+            if verdict is Verdict.STALE or verdict is Verdict.SUPERSEDED:
+                log.info("%r %s: the table holds generation %s (%s)", self.request, verdict.value,
+                         current.generation, current.phase.value)
+                if self.request.op is Op.START and current.phase in (Phase.STOPPING, Phase.STOPPED):
+                    self._remove_own_app()
+                return Outcome.IGNORED
+            if verdict is Verdict.DONE:
+                if self.request.op is Op.STOP:
+                    try:
+                        self._remove(self.request.generation)  # make sure; cheap when already gone
+                    except TransientArmError as e:
+                        raise RetryLater(str(e)) from e
+                    except TerminalArmError as e:
+                        log.warning("%r: could not make sure the app is gone: %s", self.request, e.code)
+                    return Outcome.DUPLICATE
+                if current.phase is Phase.FAILED or self._app_exists():
+                    return Outcome.DUPLICATE
+                log.warning("%r: status says running but the app is missing; creating it again", self.request)
+            if self.dequeue_count > 1:
+                message = f"{message} (attempt {self.dequeue_count} of {self.deps.max_dequeue_count})"
+            try:
+                return self.storage.write_status(self._next(current, phase, message))
+            except StatusConflict:
+                continue
+        raise RetryLater(f"status of {self.key} kept changing")
+
+    def _finish(self, mine: Status, phase: Phase, message: str, **changes) -> Status | None:
+        """Write the outcome over ``mine``; None when a newer or terminal request overtook this one."""
+        for _ in range(MAX_RACES):
+            try:
+                return self.storage.write_status(self._next(mine, phase, message, **changes))
+            except StatusConflict:
+                current = self._read()
+            verdict = decide(current, self.request)
+            if verdict is Verdict.STALE or verdict is Verdict.SUPERSEDED:
+                self.overtaken_by = current
+                return None
+            if current is None:  # removed meanwhile: record it afresh
+                r = self.request
+                mine = Status(hub_id=r.hub_id, server_key=self.key, phase=phase, generation=r.generation,
+                              user=r.user, server_name=r.server_name)
+                continue
+            if current.generation == self.request.generation and _settled(current.phase, phase):
+                return current  # another delivery of this request got there first
+            mine = current
+        raise RetryLater(f"status of {self.key} kept changing")
+
+    def reject(self, message: str, code: str) -> Outcome:
+        """Record a failed status for a request that must not act, if its generation still counts."""
+        for _ in range(MAX_RACES):
+            current = self._read()
+            if decide(current, self.request) is not Verdict.PROCEED:
+                return Outcome.IGNORED
+            try:
+                self.storage.write_status(self._next(current, Phase.FAILED, message, url="", error_code=code))
+                return Outcome.REJECTED
+            except StatusConflict:
+                continue
+        raise RetryLater(f"status of {self.key} kept changing")
+
+    def _failed(self, mine: Status, error: ArmFailure, prefix: str = "") -> Outcome:
+        log.warning("%r failed: %s", self.request, error.code)
+        written = self._finish(mine, Phase.FAILED, prefix + error.message, url="", error_code=error.code)
+        if written is None:
+            return Outcome.IGNORED
+        return Outcome.FAILED if written.phase is Phase.FAILED else Outcome.DUPLICATE
+
+    def _transient(self, mine: Status, error: TransientArmError) -> Outcome:
+        n, most = self.dequeue_count, self.deps.max_dequeue_count
+        if self.last_delivery:
+            return self._failed(mine, error, prefix=f"gave up after {n} attempts: ")
+        log.warning("%r: transient ARM error %s on attempt %d of %d; will retry", self.request, error.code, n, most)
+        written = self._finish(mine, mine.phase, f"temporary Azure error ({error.code}), retrying")
+        if written is None:
+            return Outcome.IGNORED  # a newer request owns the server now
+        if written.phase is not mine.phase:
+            return Outcome.DUPLICATE  # another delivery finished the job meanwhile
+        raise RetryLater(str(error)) from error
+
+    # -- ARM helpers ----------------------------------------------------
+
+    def _app_exists(self) -> bool:
+        try:
+            return self.deps.apps.get(self.key) is not None
+        except TransientArmError as e:
+            raise RetryLater(str(e)) from e
+
+    def _remove_own_app(self) -> None:
+        """After a stop overtook this start: delete the app if this very start created it.
+
+        Runs on every delivery of an overtaken start, so a clean-up cut short
+        by a transient error is finished by the redelivery.
+        """
+        try:
+            app = self.deps.apps.get(self.key)
+            if app is not None and app_generation(app) == self.request.generation:
+                log.info("%r: removing the app it created before a stop overtook it", self.request)
+                self.deps.apps.delete(self.key, budget=self.deps.arm_budget)
+        except TransientArmError as e:
+            raise RetryLater(str(e)) from e
+        except TerminalArmError as e:
+            log.warning("%r: could not remove the app after a stop overtook it: %s", self.request, e.code)
+
+    def _remove(self, up_to_generation: int) -> None:
+        """Delete (or, in stop mode, stop) the app, unless a newer start has already rebuilt it."""
+        apps = self.deps.apps
+        app = apps.get(self.key)
+        if app is None:
+            return
+        owner = app_generation(app)
+        if owner is not None and owner > up_to_generation:
+            log.info("%r: app belongs to newer generation %s; leaving it", self.request, owner)
+            return
+        if self.request.op is Op.STOP and self.settings.stop_mode == "stop":
+            apps.stop(self.key, budget=self.deps.arm_budget)
+        else:
+            apps.delete(self.key, budget=self.deps.arm_budget)
+
+    def _home_paths(self) -> list[str]:
+        spec = self.request.spec
+        if spec is None or self.deps.homes is None:
+            return []
+        return [v.sub_path for v in spec.volumes if v.storage_name == self.settings.home_storage_name and v.sub_path]
+
+    def _homes(self, action: str) -> None:
+        homes = self.deps.homes
+        for path in self._home_paths():
+            try:
+                getattr(homes, action)(path)
+            except AzureError as e:
+                raise classify(e) from e
+
+    # -- the operations --------------------------------------------------
+
+    def start(self) -> Outcome:
+        claimed = self._claim(Phase.PROVISIONING, f"creating container app {self.key}")
+        if isinstance(claimed, Outcome):
+            return claimed
+        mine = claimed
+        body = build_container_app(self.request, self.settings)
+        try:
+            self._homes("ensure")
+            app = self.deps.apps.create_or_update(self.key, body, budget=self.deps.arm_budget)
+            if (app.get("properties") or {}).get("runningStatus") == "Stopped":  # stopped by ACA_STOP_MODE=stop
+                self.deps.apps.start(self.key, budget=self.deps.arm_budget)
+                app = self.deps.apps.get(self.key) or app
+        except TerminalArmError as e:
+            return self._failed(mine, e)
+        except TransientArmError as e:
+            return self._transient(mine, e)
+        fqdn = app_fqdn(app)
+        if not fqdn:
+            return self._failed(mine, TerminalArmError("NoIngressFqdn", "the container app has no ingress address"))
+
+        written = self._finish(mine, Phase.RUNNING, "server is running", url=f"http://{fqdn}", error_code="")
+        if written is not None:
+            return Outcome.APPLIED
+        winner = self.overtaken_by
+        if winner is not None and winner.phase in (Phase.STOPPING, Phase.STOPPED):
+            # the stop may have deleted the app before this create re-made it
+            self._remove_own_app()
+        return Outcome.IGNORED
+
+    def stop(self) -> Outcome:
+        deleting = self.request.op is Op.DELETE
+        claimed = self._claim(Phase.STOPPING, "deleting server" if deleting else "stopping server")
+        if isinstance(claimed, Outcome):
+            return claimed
+        mine = claimed
+        try:
+            self._remove(self.request.generation)
+            if deleting and self.settings.home_delete_on_delete:
+                self._homes("delete")
+        except TerminalArmError as e:
+            return self._failed(mine, e)
+        except TransientArmError as e:
+            return self._transient(mine, e)
+        written = self._finish(mine, Phase.STOPPED, "server deleted" if deleting else "server stopped",
+                               url="", error_code="")
+        return Outcome.APPLIED if written is not None else Outcome.IGNORED

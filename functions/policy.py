@@ -1,0 +1,98 @@
+"""What a request may ask for, checked before any ARM call.
+
+The hub is trusted to seal requests, but the functions hold the ARM rights,
+so they enforce the operator's limits themselves: allowed images, maximum
+cpu and memory, the one home storage, and that a server key really belongs
+to the (hub, user, server) triple it arrives with.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from acaspawner.contract import Op, Request, ServerSpec
+from acaspawner.naming import server_key
+
+from .settings import Settings, parse_memory_gi
+
+_VOLUME_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_SUB_PATH = re.compile(r"^[A-Za-z0-9._@+-]+(?:/[A-Za-z0-9._@+-]+)*$")
+_IMAGE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+
+
+class PolicyViolation(ValueError):
+    """A request this deployment refuses to run; the message is shown to the user."""
+
+
+class ForeignHub(PolicyViolation):
+    """A request sealed for a different hub: not ours to act on, nor to write status for."""
+
+
+def image_allowed(image: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """True when ``image`` matches one of the glob ``patterns`` (``*`` also matches ``/`` and ``:``)."""
+    return bool(_IMAGE.match(image)) and any(fnmatch.fnmatchcase(image, p) for p in patterns)
+
+
+def key_belongs_to(request: Request) -> bool:
+    """True when ``request.server_key`` is the key naming derives from its hub, user and server name."""
+    prefix = request.server_key.split("-", 1)[0]
+    try:
+        expected = server_key(request.hub_id, request.user, request.server_name, prefix=prefix)
+    except ValueError:  # not a prefix naming would accept
+        return False
+    return expected == request.server_key
+
+
+def check_sub_path(sub_path: str) -> None:
+    """A relative folder inside the share: no leading ``/``, no ``..``, no odd characters."""
+    if not _SUB_PATH.match(sub_path) or any(part in (".", "..") for part in sub_path.split("/")):
+        raise PolicyViolation(f"volume subPath {sub_path!r} must be a relative path of plain folder names")
+
+
+def check_volumes(spec: ServerSpec, settings: Settings) -> None:
+    names = set()
+    for volume in spec.volumes:
+        if not settings.home_storage_name:
+            raise PolicyViolation("volumes are not allowed: this deployment has no home storage")
+        if volume.storage_name != settings.home_storage_name or volume.storage_type != "AzureFile":
+            raise PolicyViolation(
+                f"volume {volume.name!r} must use the home storage {settings.home_storage_name!r} (AzureFile), "
+                f"not {volume.storage_name!r} ({volume.storage_type})"
+            )
+        if not _VOLUME_NAME.match(volume.name) or volume.name in names:
+            raise PolicyViolation(f"invalid or duplicate volume name {volume.name!r}")
+        names.add(volume.name)
+        if not volume.mount_path.startswith("/") or ".." in volume.mount_path.split("/"):
+            raise PolicyViolation(f"volume mount path {volume.mount_path!r} must be an absolute path")
+        if volume.sub_path:
+            check_sub_path(volume.sub_path)
+        if any(c in volume.mount_options for c in "\n\r\x00"):
+            raise PolicyViolation("volume mount options contain control characters")
+
+
+def check_spec(spec: ServerSpec, settings: Settings) -> None:
+    if not image_allowed(spec.image, settings.allowed_images):
+        raise PolicyViolation(f"image {spec.image!r} is not allowed here (allowed: {', '.join(settings.allowed_images)})")
+    if spec.cpu > settings.max_cpu:
+        raise PolicyViolation(f"cpu {spec.cpu} exceeds the maximum of {settings.max_cpu:g} cores")
+    try:
+        memory = parse_memory_gi(spec.memory)
+    except ValueError as e:
+        raise PolicyViolation(str(e)) from None
+    if memory > settings.max_memory_gi:
+        raise PolicyViolation(f"memory {spec.memory} exceeds the maximum of {settings.max_memory_gi:g}Gi")
+    check_volumes(spec, settings)
+
+
+def check_request(request: Request, settings: Settings) -> None:
+    """Raise :class:`ForeignHub` or :class:`PolicyViolation` unless this deployment may act on ``request``."""
+    if request.hub_id != settings.hub_id:
+        raise ForeignHub(f"request is for hub {request.hub_id!r}, these functions serve {settings.hub_id!r}")
+    if not key_belongs_to(request):
+        raise PolicyViolation(f"server key {request.server_key} does not match its user and server name")
+    if request.op is Op.START:
+        assert request.spec is not None  # the contract guarantees it
+        check_spec(request.spec, settings)
+    elif request.spec is not None:  # a delete names the home folders to remove
+        check_volumes(request.spec, settings)

@@ -1,0 +1,152 @@
+"""The container app a start request asks for, as an ARM ``Microsoft.App/containerApps`` body.
+
+Pure: a request and the settings in, a JSON-ready dict out, so the routing
+rules (internal ingress, plain http, ``allowInsecure``, one replica) and the
+secret handling (the API token only ever as an ACA secret, referenced with
+``secretRef``) are checked by unit tests without Azure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from typing import Any
+
+from acaspawner.contract import Request
+
+from .settings import Settings
+
+CONTAINER_NAME = "notebook"
+MAX_TAG_VALUE = 256
+MAX_SECRET_NAME = 60
+
+TAG_HUB = "aca-hub"
+TAG_USER = "aca-user"
+TAG_SERVER = "aca-server"
+TAG_GENERATION = "aca-generation"
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def tag_value(text: str) -> str:
+    """``text`` as an ARM tag value: no control characters, at most 256 characters."""
+    return _CONTROL.sub("", text)[:MAX_TAG_VALUE]
+
+
+def _slug(name: str) -> str:
+    return _NOT_SLUG.sub("-", name.lower()).strip("-")
+
+
+def secret_names(env_names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """ACA secret names (lower case, digits, ``-``) for environment variable names, unique per app.
+
+    ``JUPYTERHUB_API_TOKEN`` → ``jupyterhub-api-token``; names that would
+    collide (``A_B`` and ``A-B``) or have nothing readable get a hash suffix.
+    """
+    def base(name: str) -> str:
+        slug = _slug(name)[: MAX_SECRET_NAME - 11].strip("-")
+        return slug if slug[:1].isalpha() else f"s-{slug}".rstrip("-")
+
+    bases = {name: base(name) for name in env_names}
+    counts = Counter(bases.values())
+    result = {}
+    for name, slug in bases.items():
+        if counts[slug] > 1 or slug == "s":
+            slug = f"{slug}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+        result[name] = slug
+    return result
+
+
+def _env(request: Request) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(container env, app secrets): secrets by reference only, never as plain values."""
+    spec = request.spec
+    assert spec is not None
+    # an empty secret is no secret (and ACA refuses empty secret values)
+    secret_env = {k: v for k, v in spec.secret_env.items() if v}
+    names = secret_names(sorted(secret_env))
+    env = [{"name": k, "value": v} for k, v in spec.env.items() if k not in secret_env]
+    env += [{"name": k, "value": ""} for k, v in spec.secret_env.items() if not v and k not in spec.env]
+    env += [{"name": k, "secretRef": names[k]} for k in sorted(secret_env)]
+    secrets = [{"name": names[k], "value": secret_env[k]} for k in sorted(secret_env)]
+    return env, secrets
+
+
+def app_tags(request: Request) -> dict[str, str]:
+    return {
+        TAG_HUB: tag_value(request.hub_id),
+        TAG_USER: tag_value(request.user),
+        TAG_SERVER: tag_value(request.server_name),
+        TAG_GENERATION: str(request.generation),
+    }
+
+
+def build_container_app(request: Request, settings: Settings) -> dict[str, Any]:
+    """The ARM body that creates or updates the user's container app for a start ``request``."""
+    spec = request.spec
+    if spec is None:
+        raise ValueError("only a start request describes a container app")
+    env, secrets = _env(request)
+
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": spec.image,
+        "env": env,
+        "resources": {"cpu": spec.cpu, "memory": spec.memory},
+    }
+    if spec.command:
+        container["command"] = list(spec.command)
+    if spec.args:
+        container["args"] = list(spec.args)
+    mounts = []
+    for volume in spec.volumes:
+        mount = {"volumeName": volume.name, "mountPath": volume.mount_path}
+        if volume.sub_path:
+            mount["subPath"] = volume.sub_path
+        mounts.append(mount)
+    if mounts:
+        container["volumeMounts"] = mounts
+
+    volumes = []
+    for volume in spec.volumes:
+        entry = {"name": volume.name, "storageType": volume.storage_type, "storageName": volume.storage_name}
+        if volume.mount_options:
+            entry["mountOptions"] = volume.mount_options
+        volumes.append(entry)
+
+    configuration: dict[str, Any] = {
+        "activeRevisionsMode": "Single",
+        # the routing rules: reached only through the hub's proxy, over plain http/1.1
+        # (websockets break on auto/http2; https redirects turn POSTs into GETs)
+        "ingress": {
+            "external": False,
+            "targetPort": spec.target_port,
+            "transport": "http",
+            "allowInsecure": True,
+        },
+        "secrets": secrets,
+    }
+    body: dict[str, Any] = {
+        "location": settings.location,
+        "tags": app_tags(request),
+        "properties": {
+            "environmentId": settings.environment_id,
+            "configuration": configuration,
+            "template": {
+                "containers": [container],
+                "scale": {"minReplicas": 1, "maxReplicas": 1},
+                "volumes": volumes,
+            },
+        },
+    }
+    profile = spec.workload_profile or settings.workload_profile
+    if profile:
+        body["properties"]["workloadProfileName"] = profile
+    if settings.registry_server:
+        configuration["registries"] = [{"server": settings.registry_server, "identity": settings.registry_identity}]
+        # ACA pulls with an identity only if it is assigned to the app; lifecycle "None"
+        # keeps it for the platform's image pull, so the user's code cannot get a token
+        body["identity"] = {"type": "UserAssigned", "userAssignedIdentities": {settings.registry_identity: {}}}
+        configuration["identitySettings"] = [{"identity": settings.registry_identity, "lifecycle": "None"}]
+    return body

@@ -1,0 +1,90 @@
+"""``python -m local.funchost``: run the function app until Ctrl-C (or SIGTERM).
+
+Examples::
+
+    python -m local.funchost
+    python -m local.funchost --app function_app.py --settings local.settings.json --host-json host.json \\
+        --dev-storage "$AZURITE_CONNECTION_STRING" --set ACA_LIFECYCLE_QUEUE=aca-lifecycle
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .host import DEFAULT_APP_PATH, FunctionsHost
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local.funchost", description=__doc__.splitlines()[0])
+    parser.add_argument("--app", type=Path, default=DEFAULT_APP_PATH, help="function app file (default: %(default)s)")
+    parser.add_argument(
+        "--settings", type=Path, default=None, help="local.settings.json (default: the one next to the app, if any)"
+    )
+    parser.add_argument("--host-json", type=Path, default=None, help="host.json (default: the one next to the app)")
+    parser.add_argument(
+        "--dev-storage",
+        default=os.environ.get("FUNCHOST_DEV_STORAGE"),
+        help="connection string used where a setting says UseDevelopmentStorage=true "
+        "(default: $FUNCHOST_DEV_STORAGE, else Azurite's default ports)",
+    )
+    parser.add_argument(
+        "--set", dest="values", action="append", default=[], metavar="NAME=VALUE", help="an app setting (repeatable)"
+    )
+    parser.add_argument("--no-listen", action="store_true", help="index and validate the app, then exit")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # The SDK's HTTP logging is noise at INFO (one record per poll).
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    if args.settings is not None and not args.settings.is_file():
+        print(f"settings file not found: {args.settings}", file=sys.stderr)
+        return 2
+    values = {}
+    for item in args.values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"--set expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        values[name] = value
+    host = FunctionsHost(
+        args.app,
+        settings=values,
+        host_json=args.host_json,
+        local_settings=args.settings,
+        dev_storage_connection_string=args.dev_storage,
+    )
+    if args.no_listen:
+        try:
+            index = host.load()
+            for name, fn in index.functions.items():
+                print(f"{name}: {fn!r}")
+            for name, reason in index.skipped.items():
+                print(f"{name}: skipped ({reason})")
+        finally:
+            host.close()
+        return 0
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with host:
+        stop.wait()
+        logging.getLogger("local.funchost").info("Stopping the functions host")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

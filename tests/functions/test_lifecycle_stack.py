@@ -1,0 +1,349 @@
+"""The lifecycle function end to end: dev host (host.json delivery semantics) → ARM emulator over HTTPS → table.
+
+Messages are sent as the hub sends them (sealed, base64), the function app is
+loaded from function_app.py with its settings from the environment, and the
+production ARM client talks to the emulator with only its endpoint, CA bundle
+and token changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import pytest
+from fn_support import HUB, TOKEN, base_env, request
+
+from acaspawner import wire
+from acaspawner.contract import Op, Phase, Request, Status
+from acaspawner.sealing import Sealer, generate_key
+from acaspawner.storage import HubStorage
+from functions import arm, runtime
+from functions.settings import Settings
+from functions.storage import FunctionStorage
+from local.emulator import pytest_fixtures
+from local.emulator.threaded import EmulatorThread
+from local.funchost import FunctionsHost
+
+REPO = Path(__file__).resolve().parents[2]
+
+aca_emulator_factory = pytest_fixtures.aca_emulator_factory
+
+# a tiny server that starts in a blink, standing in for jupyterhub-singleuser
+SERVER_COMMAND = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "8888"]
+
+
+def host_json(**queue_changes) -> dict:
+    """The committed host.json with faster redelivery (tests cannot wait out 15 s visibility timeouts)."""
+    host = json.loads((REPO / "host.json").read_text())
+    host["extensions"]["queues"].update({"visibilityTimeout": "00:00:01", **queue_changes})
+    return host
+
+
+@dataclass
+class Stack:
+    emulator: EmulatorThread
+    host: FunctionsHost
+    settings: Settings
+    sealer: Sealer
+    storage: FunctionStorage
+
+    def send(self, req: Request, now: float | None = None) -> bytes:
+        sealed = self.sealer.seal(req, now=now)
+        self.host.send("lifecycle", sealed)
+        return sealed
+
+    def send_raw(self, text: str) -> None:
+        self.host.queue_client("lifecycle").send_message(text)
+
+    def drain(self, timeout: float = 120) -> None:
+        self.host.drain(timeout=timeout)
+
+    def status(self, req: Request) -> Status | None:
+        return self.storage.get_status(HUB, req.server_key)
+
+    def poison(self) -> list[str]:
+        return [m.content for m in self.host.queue_client("lifecycle", poison=True).peek_messages(max_messages=32)]
+
+    def arm_requests(self, method: str | None = None) -> int:
+        stats = self.emulator.stats
+        return stats["requests"] if method is None else stats["requests_by_method"].get(method, 0)
+
+
+@pytest.fixture
+def make_stack(aca_emulator_factory, storage_connection_string, unique_name):
+    """``make(emulator_kwargs, host_json_changes, **settings)`` → a started Stack; all stopped afterwards."""
+    hosts: list[FunctionsHost] = []
+
+    def make(emulator_kwargs: dict | None = None, queue_changes: dict | None = None, listen: bool = False,
+             **overrides: str) -> Stack:
+        emulator = aca_emulator_factory(**(emulator_kwargs or {}))
+        env = base_env(
+            AcaStorage=storage_connection_string,
+            AzureWebJobsStorage=storage_connection_string,
+            ACA_LIFECYCLE_QUEUE=unique_name("q"),
+            ACA_STATUS_TABLE=unique_name("t"),
+            ACA_SUBSCRIPTION_ID=emulator.subscription_id,
+            ACA_RESOURCE_GROUP=emulator.resource_group,
+            ACA_ENVIRONMENT_ID=emulator.environment_id,
+            ACA_LOCATION=emulator.location,
+            ACA_ARM_ENDPOINT=emulator.arm_endpoint,
+            ACA_ARM_CA_BUNDLE=str(emulator.ca_bundle),
+            ACA_ARM_TOKEN="emulator-token",
+            ACA_ARM_POLL_INTERVAL="0.1",
+            **overrides,
+        )
+        host = FunctionsHost(REPO / "function_app.py", settings=env, host_json=host_json(**(queue_changes or {})),
+                             local_settings=REPO / "no-local-settings.json")
+        host.start(listen=listen)
+        hosts.append(host)
+        settings = Settings.from_environ(env)
+        return Stack(emulator, host, settings, Sealer(settings.sealing_keys), FunctionStorage(settings.storage))
+
+    yield make
+    for host in hosts:
+        host.stop()
+
+
+@pytest.fixture
+def stack(make_stack) -> Stack:
+    return make_stack()
+
+
+def start_request(**changes) -> Request:
+    changes.setdefault("command", SERVER_COMMAND)
+    changes.setdefault("args", [])
+    return request(Op.START, **changes)
+
+
+def test_start_runs_the_app_and_stop_removes_it(stack):
+    start = start_request()
+    stack.send(start)
+    stack.drain()
+
+    status = stack.status(start)
+    assert status.phase is Phase.RUNNING, status.message
+    assert status.generation == start.generation
+    apps = stack.emulator.apps
+    assert list(apps) == [start.server_key]
+    app = apps[start.server_key]
+    assert status.url == f"http://{app.fqdn}"
+    # the app as ARM holds it: the production spec, unchanged by the trip
+    client = pytest_fixtures.make_client(stack.emulator)
+    try:
+        arm_app = client.container_apps.get(stack.settings.resource_group, start.server_key).as_dict()
+        secrets = client.container_apps.list_secrets(stack.settings.resource_group, start.server_key).as_dict()
+    finally:
+        client.close()
+    ingress = arm_app["properties"]["configuration"]["ingress"]
+    assert (ingress["external"], ingress["transport"], ingress["allowInsecure"], ingress["targetPort"]) == (
+        False, "http", True, 8888)
+    container = arm_app["properties"]["template"]["containers"][0]
+    assert {"name": "JUPYTERHUB_API_TOKEN", "secretRef": "jupyterhub-api-token"} in container["env"]
+    assert TOKEN not in json.dumps(container)
+    assert secrets["value"] == [{"name": "jupyterhub-api-token", "value": TOKEN}]
+    assert "identity" not in arm_app or arm_app["identity"].get("type", "None") == "None"
+    assert arm_app["tags"]["aca-generation"] == str(start.generation)
+    # and the url answers through the environment's ingress
+    with urllib.request.urlopen(status.url, timeout=10) as response:
+        assert response.status == 200
+
+    stop = request(Op.STOP)
+    stack.send(stop)
+    stack.drain()
+    status = stack.status(stop)
+    assert status.phase is Phase.STOPPED and status.url == ""
+    assert stack.emulator.apps == {}
+    assert stack.host.stats["lifecycle"].failed == 0
+
+
+async def test_what_the_hub_sends_is_what_the_function_runs(stack):
+    """The hub's own queue client (base64 bodies) against the function's trigger."""
+    hub = HubStorage(stack.settings.storage)
+    start = start_request()
+    await hub.send(stack.sealer.seal(start))
+    await hub.close()
+    stack.drain()
+    assert stack.status(start).phase is Phase.RUNNING
+
+
+def test_duplicate_delivery_makes_one_app(stack):
+    start = start_request()
+    sealed = stack.send(start)
+    stack.host.send("lifecycle", sealed)
+    stack.drain()
+    stack.host.send("lifecycle", sealed)  # and once more, later
+    stack.drain()
+    assert stack.status(start).phase is Phase.RUNNING
+    assert list(stack.emulator.apps) == [start.server_key]
+    assert stack.emulator.stats["creates"] == 1
+
+
+def test_stop_before_start_of_the_same_generation(stack):
+    start = start_request()
+    stop = request(Op.STOP, generation=start.generation)
+    stack.send(stop)
+    stack.drain()
+    stack.send(start)
+    stack.drain()
+    assert stack.status(start).phase is Phase.STOPPED
+    assert stack.emulator.apps == {}
+    assert stack.arm_requests("PUT") == 0
+
+
+def test_an_older_start_after_a_newer_stop_is_ignored(stack):
+    start = start_request()
+    stop = request(Op.STOP)
+    stack.send(stop)
+    stack.drain()
+    stack.send(start)
+    stack.drain()
+    status = stack.status(start)
+    assert status.phase is Phase.STOPPED and status.generation == stop.generation
+    assert stack.emulator.apps == {}
+    assert stack.arm_requests("PUT") == 0
+
+
+def wait_for(predicate, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_stop_racing_a_slow_start_ends_stopped_without_an_app(make_stack):
+    stack = make_stack({"provisioning_delay": 2.0}, listen=True)
+    start = start_request()
+    stop = request(Op.STOP)
+    stack.send(start)
+    # the start has claimed the server and its create is in flight when the stop arrives
+    wait_for(lambda: stack.emulator.stats["creates"] == 1)
+    assert stack.status(start).phase is Phase.PROVISIONING
+    stack.send(stop)
+    stack.drain(timeout=180)
+    status = stack.status(stop)
+    assert status.phase is Phase.STOPPED and status.generation == stop.generation
+    assert stack.emulator.apps == {}
+    assert stack.emulator.stats["creates"] == 1 and stack.emulator.stats["deletes"] >= 1
+
+
+def test_a_429_storm_and_random_5xx_still_end_right(make_stack):
+    # tiny ARM token buckets: most requests are throttled with Retry-After; and 1 in 5 answers a 500
+    stack = make_stack({"write_bucket": 2, "write_refill": 1.0, "delete_bucket": 2, "delete_refill": 1.0,
+                        "read_bucket": 4, "read_refill": 4.0, "error_rate": 0.2, "error_seed": 7})
+    starts = [start_request(user=f"user{i}") for i in range(4)]
+    for req in starts:
+        stack.send(req)
+    stack.drain(timeout=240)
+    stats = stack.emulator.stats
+    assert stats["throttled"] > 0 and stats["injected_errors"] > 0
+    for req in starts:
+        assert stack.status(req).phase is Phase.RUNNING, stack.status(req).message
+    assert sorted(stack.emulator.apps) == sorted(r.server_key for r in starts)
+
+    stops = [request(Op.STOP, user=f"user{i}") for i in range(4)]
+    for req in stops:
+        stack.send(req)
+    stack.drain(timeout=240)
+    for req in stops:
+        assert stack.status(req).phase is Phase.STOPPED
+    assert stack.emulator.apps == {}
+    assert stack.poison() == []
+
+
+def test_an_arm_validation_error_fails_at_once(stack):
+    start = start_request(cpu=0.5, memory="3Gi")  # within policy, but no valid ACA pair
+    stack.send(start)
+    stack.drain()
+    status = stack.status(start)
+    assert status.phase is Phase.FAILED
+    assert status.error_code == "ContainerAppInvalidResourceTotal"
+    assert "CPU: 0.5, memory: 3.0Gi" in status.message
+    assert stack.arm_requests("PUT") == 1  # no retry, no redelivery
+    assert stack.host.stats["lifecycle"].invocations == 1
+    assert stack.emulator.apps == {} and stack.poison() == []
+
+
+def test_a_failed_create_reports_arms_message(make_stack):
+    stack = make_stack({"fail_images": ["example.org/notebook:broken"]})
+    start = start_request(image="example.org/notebook:broken")
+    stack.send(start)
+    stack.drain()
+    status = stack.status(start)
+    assert status.phase is Phase.FAILED and status.error_code == "ContainerAppOperationError"
+    assert "example.org/notebook:broken" in status.message
+    assert stack.host.stats["lifecycle"].invocations == 1
+
+
+def test_transient_errors_outlasting_every_delivery_end_failed(make_stack, monkeypatch):
+    # a small retry budget per invocation, so five deliveries take seconds
+    monkeypatch.setattr(runtime, "make_client", partial(arm.make_client, retry_total=1, retry_backoff_factor=0))
+    stack = make_stack({"error_rate": 1.0, "error_status": 503})
+    start = start_request()
+    stack.send(start)
+    stack.drain(timeout=120)
+    status = stack.status(start)
+    assert status.phase is Phase.FAILED, status.message
+    assert "gave up after 5 attempts" in status.message and status.error_code == "ServiceUnavailable"
+    assert [e["message"] for e in status.events].count("temporary Azure error (ServiceUnavailable), retrying") == 4
+    lifecycle = stack.host.stats["lifecycle"]
+    assert (lifecycle.invocations, lifecycle.failed, lifecycle.succeeded) == (5, 4, 1)
+    assert stack.poison() == []  # the last delivery recorded the failure instead of raising
+
+
+def test_untrusted_and_undecodable_messages_never_reach_arm(stack):
+    start = start_request()
+    sealed = stack.sealer.seal(start)
+    kid, _, token = sealed.partition(b".")
+    tampered = kid + b"." + token[:20] + (b"x" if token[20:21] != b"x" else b"y") + token[21:]
+    forged = Sealer(generate_key()).seal(start)
+    expired = stack.sealer.seal(start, now=time.time() - 3600)
+    for body in (tampered, forged, expired):
+        stack.host.send("lifecycle", body)
+    stack.send_raw("this is not base64!")
+    stack.drain()
+
+    assert stack.arm_requests() == 0
+    poison = stack.poison()
+    assert sorted(poison) == sorted([wire.encode(tampered), wire.encode(forged), wire.encode(expired),
+                                     "this is not base64!"])
+    status = stack.status(start)  # only the expired one still names its server (authentic, just old)
+    assert status.phase is Phase.FAILED and status.error_code == "RequestExpired"
+    assert stack.host.stats["lifecycle"].failed == 0
+
+
+def test_a_policy_violation_fails_without_arm(stack):
+    start = start_request(image="docker.io/someone/miner:latest")
+    stack.send(start)
+    stack.drain()
+    status = stack.status(start)
+    assert status.phase is Phase.FAILED and status.error_code == "PolicyViolation"
+    assert "docker.io/someone/miner:latest" in status.message
+    assert stack.arm_requests() == 0
+
+
+def test_the_token_never_leaks(stack, caplog):
+    caplog.set_level(logging.DEBUG)
+    starts = [start_request(user="ann"), start_request(user="ben", cpu=0.5, memory="3Gi"),
+              start_request(user="cat", image="docker.io/x/y")]
+    for req in starts:
+        stack.send(req)
+    expired = start_request(user="dan")
+    stack.send(expired, now=time.time() - 3600)
+    stack.drain()
+    stack.send(request(Op.STOP, user="ann"))
+    stack.drain()
+
+    entities = list(stack.storage.table.list_entities())
+    assert len(entities) == 4
+    assert TOKEN not in json.dumps([dict(e) for e in entities], default=str)
+    assert TOKEN not in caplog.text
+    poison = stack.poison()
+    assert poison and all(TOKEN.encode() not in base64.b64decode(body) for body in poison)

@@ -1,0 +1,161 @@
+"""App settings (validated lazily, naming what is missing) and the request policy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from fn_support import HOME_STORAGE, base_env, home_volume, request
+
+from acaspawner.contract import Op, Request, Volume
+from acaspawner.naming import server_key
+from functions.policy import ForeignHub, PolicyViolation, check_request, image_allowed, key_belongs_to
+from functions.settings import Settings, SettingsError, read_host_limits
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults(settings):
+    assert settings.queue_name == "aca-lifecycle" and settings.table_name == "acaservers"
+    assert settings.max_cpu == 4 and settings.max_memory_gi == 8
+    assert settings.stop_mode == "delete" and settings.arm_poll_interval == 2
+    assert settings.seal_max_age == 900 and not settings.home_delete_on_delete
+    assert settings.allowed_images == ("quay.io/jupyter/*", "example.org/notebook:*")
+
+
+@pytest.mark.parametrize("missing", ["ACA_HUB_ID", "ACA_SEALING_KEYS", "ACA_SUBSCRIPTION_ID", "ACA_RESOURCE_GROUP",
+                                     "ACA_ENVIRONMENT_ID", "ACA_LOCATION", "ACA_ALLOWED_IMAGES", "AcaStorage"])
+def test_a_missing_setting_is_named(missing):
+    env = base_env()
+    del env[missing]
+    with pytest.raises(SettingsError, match=missing):
+        Settings.from_environ(env)
+
+
+def test_all_problems_at_once():
+    with pytest.raises(SettingsError) as info:
+        Settings.from_environ({"ACA_MAX_CPU": "lots", "ACA_STOP_MODE": "pause"})
+    text = str(info.value)
+    for name in ("ACA_HUB_ID", "ACA_SEALING_KEYS", "ACA_MAX_CPU", "ACA_STOP_MODE", "AcaStorage"):
+        assert name in text
+
+
+@pytest.mark.parametrize("changes, name", [
+    ({"ACA_SEALING_KEYS": "not-a-key"}, "ACA_SEALING_KEYS"),
+    ({"ACA_MAX_MEMORY": "8GB"}, "ACA_MAX_MEMORY"),
+    ({"ACA_REGISTRY_SERVER": "r.azurecr.io"}, "ACA_REGISTRY_IDENTITY"),
+    ({"ACA_HOME_FILES_ACCOUNT_URL": "https://x.file.core.windows.net"}, "ACA_HOME_SHARE_NAME"),
+    ({"ACA_ARM_ENDPOINT": "http://127.0.0.1:1"}, "ACA_ARM_ENDPOINT"),
+    ({"ACA_ARM_CA_BUNDLE": "/nonexistent/ca.pem"}, "ACA_ARM_CA_BUNDLE"),
+    ({"ACA_HOME_DELETE_ON_DELETE": "maybe"}, "ACA_HOME_DELETE_ON_DELETE"),
+    ({"ACA_ARM_TOKEN": "static"}, "ACA_ARM_TOKEN"),
+])
+def test_invalid_values_are_named(changes, name):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_environ(base_env(**changes))
+
+
+def test_secrets_stay_out_of_repr():
+    env = base_env(ACA_ARM_TOKEN="arm-token-xyz", ACA_ARM_ENDPOINT="https://127.0.0.1:1",
+                   AcaStorage="AccountName=a;AccountKey=acc-key-xyz")
+    text = repr(Settings.from_environ(env))
+    for secret in ("arm-token-xyz", "acc-key-xyz", env["ACA_SEALING_KEYS"]):
+        assert secret not in text
+
+
+def test_identity_based_storage():
+    env = base_env()
+    del env["AcaStorage"]
+    env.update({"AcaStorage__queueServiceUri": "https://a.queue.core.windows.net",
+                "AcaStorage__tableServiceUri": "https://a.table.core.windows.net", "AcaStorage__clientId": "cid"})
+    assert Settings.from_environ(env).storage.client_id == "cid"
+
+
+def test_host_limits_come_from_host_json():
+    host = json.loads((REPO / "host.json").read_text())
+    limits = read_host_limits()
+    assert limits.max_dequeue_count == host["extensions"]["queues"]["maxDequeueCount"] == 5
+    assert limits.function_timeout == 600
+
+
+def test_host_json_is_tuned_for_spawning():
+    host = json.loads((REPO / "host.json").read_text())
+    queues = host["extensions"]["queues"]
+    assert queues["messageEncoding"] == "base64"
+    assert queues["maxPollingInterval"] <= "00:00:05"
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
+
+
+def test_local_settings_example_covers_every_function_setting():
+    example = json.loads((REPO / "local.settings.example.json").read_text())
+    values = example["Values"]
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["AzureWebJobsStorage"] == values["AcaStorage"] == "UseDevelopmentStorage=true"
+    documented = (REPO / "docs" / "settings.md").read_text()
+    for name in values:
+        if name.startswith("ACA_"):
+            assert f"`{name}`" in documented, name
+    for name in ("ACA_HUB_ID", "ACA_SEALING_KEYS", "ACA_ALLOWED_IMAGES", "ACA_LIFECYCLE_QUEUE", "ACA_ENVIRONMENT_ID"):
+        assert name in values
+
+
+# -- policy ------------------------------------------------------------------
+
+
+def test_image_globs():
+    patterns = ("quay.io/jupyter/*", "example.org/notebook:*")
+    assert image_allowed("quay.io/jupyter/base-notebook:2025-01-01", patterns)
+    assert image_allowed("example.org/notebook:1", patterns)
+    assert not image_allowed("example.org/other:1", patterns)
+    assert not image_allowed("evil.io/quay.io/jupyter/x", patterns)
+    assert not image_allowed("quay.io/jupyter/x y", patterns)
+
+
+def test_a_valid_request_passes(settings):
+    check_request(request(), settings)
+    check_request(request(Op.STOP), settings)
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"image": "docker.io/evil/miner:latest"}, "not allowed"),
+    ({"cpu": 8.0}, "cpu"),
+    ({"memory": "16Gi"}, "memory"),
+    ({"memory": "lots"}, "memory"),
+    ({"volumes": [Volume(name="data", storage_name="other", mount_path="/data")]}, "home storage"),
+    ({"volumes": [dataclasses.replace(home_volume(), sub_path="../bob")]}, "subPath"),
+    ({"volumes": [dataclasses.replace(home_volume(), sub_path="/abs")]}, "subPath"),
+    ({"volumes": [dataclasses.replace(home_volume(), mount_path="relative")]}, "mount path"),
+    ({"volumes": [home_volume(), home_volume()]}, "duplicate"),
+])
+def test_violations(settings, changes, words):
+    with pytest.raises(PolicyViolation, match=words):
+        check_request(request(**changes), settings)
+
+
+def test_volumes_need_a_home_storage():
+    env = base_env()
+    del env["ACA_HOME_STORAGE_NAME"]
+    with pytest.raises(PolicyViolation, match="no home storage"):
+        check_request(request(), Settings.from_environ(env))
+
+
+def test_another_hubs_request_is_foreign(settings):
+    with pytest.raises(ForeignHub):
+        check_request(request(hub_id="other-hub"), settings)
+
+
+def test_a_server_key_must_belong_to_its_user(settings):
+    forged = Request(op=Op.STOP, hub_id="hub-test", server_key=server_key("hub-test", "bob"), user="alice",
+                     server_name="", generation=1)
+    assert not key_belongs_to(forged)
+    with pytest.raises(PolicyViolation, match="does not match"):
+        check_request(forged, settings)
+    prefixed = Request(op=Op.STOP, hub_id="hub-test", server_key=server_key("hub-test", "alice", prefix="nb"),
+                       user="alice", server_name="", generation=1)
+    assert key_belongs_to(prefixed)
+
+
+def test_home_storage_name_is_the_only_storage(settings):
+    assert settings.home_storage_name == HOME_STORAGE
