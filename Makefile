@@ -35,6 +35,9 @@ lint: $(VENV)/.installed
 test: install lint
 	$(BIN)/pytest
 
+demo: install
+	$(PY) -m local.demo
+
 bench: install
 	$(PY) -m local.bench
 

@@ -1,0 +1,278 @@
+"""The ARM REST surface: the ``Microsoft.App`` subset that the functions use, at ARM's real paths.
+
+Served (any ``api-version`` accepted, paths case-insensitive as in ARM):
+
+* ``GET  /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.App/managedEnvironments/{env}``
+* ``PUT|PATCH|GET|DELETE .../providers/Microsoft.App/containerApps/{name}``
+* ``GET  .../resourceGroups/{rg}/providers/Microsoft.App/containerApps`` and
+  ``GET /subscriptions/{s}/providers/Microsoft.App/containerApps`` (paged with ``nextLink``)
+* ``POST .../containerApps/{name}/start``, ``/stop``, ``/listSecrets``
+* the operation resources the LRO headers point at:
+  ``.../locations/{loc}/containerappOperationStatuses/{id}`` (``Azure-AsyncOperation``, after PUT)
+  and ``.../locations/{loc}/containerappOperationResults/{id}`` (``Location``, after PATCH,
+  DELETE, start, stop)
+
+Every ARM request passes, in order: bearer-token check (401), ``api-version`` check,
+throttling (429 + ``Retry-After``), injected 5xx, subscription/resource-group check.
+Not ARM: ``GET /_emulator/stats``, ``GET /_emulator/apps``, ``POST /_emulator/faults`` and
+``POST /_emulator/hubs`` (no auth, no throttling) for scripts and benchmarks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .errors import ArmError, bad_request, not_found
+from .model import Operation
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
+
+_SUB = r"/subscriptions/(?P<sub>[^/]+)"
+_RG = _SUB + r"/resourcegroups/(?P<rg>[^/]+)"
+_APP = r"/providers/microsoft\.app"
+_OPS = _SUB + _APP + r"/locations/(?P<loc>[^/]+)"
+_ERROR_CODES = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
+
+Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
+
+
+class ArmApi:
+    """aiohttp handlers for the ARM subset, backed by an :class:`Emulator`."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emu = emulator
+        self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
+            ("GET", _RG + _APP + r"/managedenvironments/(?P<env>[^/]+)", self.get_environment),
+            ("GET", _RG + _APP + r"/containerapps", self.list_apps),
+            ("GET", _SUB + _APP + r"/containerapps", self.list_apps),
+            ("GET", _RG + _APP + r"/containerapps/(?P<name>[^/]+)", self.get_app),
+            ("PUT", _RG + _APP + r"/containerapps/(?P<name>[^/]+)", self.put_app),
+            ("PATCH", _RG + _APP + r"/containerapps/(?P<name>[^/]+)", self.patch_app),
+            ("DELETE", _RG + _APP + r"/containerapps/(?P<name>[^/]+)", self.delete_app),
+            ("POST", _RG + _APP + r"/containerapps/(?P<name>[^/]+)/(?P<action>start|stop)", self.start_stop),
+            ("POST", _RG + _APP + r"/containerapps/(?P<name>[^/]+)/listsecrets", self.list_secrets),
+            ("GET", _OPS + r"/containerappoperationstatuses/(?P<op>[^/]+)", self.operation_status),
+            ("GET", _OPS + r"/containerappoperationresults/(?P<op>[^/]+)", self.operation_result),
+        ]
+        self.routes = [(m, re.compile(p + r"/?$", re.IGNORECASE), h) for m, p, h in self.routes]
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_get("/_emulator/stats", self.emulator_stats)
+        app.router.add_get("/_emulator/apps", self.emulator_apps)
+        app.router.add_post("/_emulator/faults", self.emulator_faults)
+        app.router.add_post("/_emulator/hubs", self.emulator_hubs)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    # ---- the pipeline every ARM request passes --------------------------------------------------
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        emu = self.emu
+        emu._stats.requests += 1
+        emu._stats.requests_by_method[request.method] += 1
+        kind = emu._throttle.kind(request.method)
+        headers = {
+            "x-ms-request-id": str(uuid.uuid4()),
+            "x-ms-correlation-request-id": request.headers.get("x-ms-client-request-id", str(uuid.uuid4())),
+        }
+        try:
+            self._authenticate(request)
+            if "api-version" not in request.query:
+                raise bad_request(
+                    "MissingApiVersionParameter",
+                    "The api-version query parameter (?api-version=) is required for all requests.",
+                )
+            kind, retry_after = emu._throttle.take(request.method)
+            if retry_after is not None:
+                emu._stats.throttled += 1
+                raise ArmError(
+                    429,
+                    "SubscriptionRequestsThrottled",
+                    f"Number of '{kind}' requests for subscription '{emu.subscription_id}' actor 'emulator' exceeded. "
+                    f"Please try again after '{retry_after}' seconds after additional tokens are available. "
+                    "Refer to https://aka.ms/arm-throttling for additional information.",
+                    {"Retry-After": str(retry_after)},
+                )
+            faults = emu.faults
+            if emu._errors.hit(faults.error_rate):
+                emu._stats.injected_errors += 1
+                code = _ERROR_CODES.get(faults.error_status, "InternalServerError")
+                raise ArmError(faults.error_status, code, "Encountered internal server error (injected by the emulator).")
+            response = await self._route(request)
+        except ArmError as err:
+            response = err.response()
+        response.headers.update(headers)
+        response.headers[f"x-ms-ratelimit-remaining-subscription-{kind}s"] = str(emu._throttle.remaining(kind))
+        return response
+
+    def _authenticate(self, request: web.Request) -> None:
+        challenge = {
+            "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", '
+            'error="invalid_token", error_description="The authentication failed."'
+        }
+        auth = request.headers.get("Authorization")
+        if auth is None:
+            self.emu._stats.auth_failures += 1
+            raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.",
+                           challenge)
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            self.emu._stats.auth_failures += 1
+            raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.", challenge)
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        for method, pattern, handler in self.routes:
+            match = pattern.match(path)
+            if match and method == request.method:
+                params = match.groupdict()
+                self._check_scope(params)
+                return await handler(request, params)
+        raise ArmError(404, "InvalidResourceType", f"The resource type could not be found for '{request.method} {path}'.")
+
+    def _check_scope(self, params: dict[str, str]) -> None:
+        emu = self.emu
+        if params["sub"].lower() != emu.subscription_id.lower():
+            raise ArmError(404, "SubscriptionNotFound", f"The subscription '{params['sub']}' could not be found.")
+        if "rg" in params and params["rg"].lower() != emu.resource_group.lower():
+            raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{params['rg']}' could not be found.")
+
+    # ---- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _base(request: web.Request) -> str:
+        return f"{request.scheme}://{request.host}"
+
+    def _op_url(self, request: web.Request, op: Operation, kind: str) -> str:
+        emu = self.emu
+        location = emu.location.lower().replace(" ", "")
+        version = request.query.get("api-version", "")
+        url = (
+            f"{self._base(request)}/subscriptions/{emu.subscription_id}/providers/Microsoft.App/locations/{location}/"
+            f"containerappOperation{kind}/{op.id}?api-version={version}"
+        )
+        return url + ("&azureAsyncOperation=true" if kind == "Statuses" else "")
+
+    def _retry_after(self) -> dict[str, str]:
+        value = self.emu.faults.retry_after
+        return {} if value is None else {"Retry-After": str(value)}
+
+    def _accepted(self, request: web.Request, op: Operation) -> web.Response:
+        headers = {"Location": self._op_url(request, op, "Results"), **self._retry_after()}
+        return web.Response(status=202, headers=headers)
+
+    @staticmethod
+    async def _body(request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            raise bad_request("InvalidRequestContent", "The request content was invalid and could not be deserialized.")
+        return body
+
+    def _resource(self, name: str) -> dict[str, Any]:
+        return self.emu._lifecycle.get(name).resource(self.emu.subscription_id, self.emu.environment_id)
+
+    # ---- ARM handlers ---------------------------------------------------------------------------
+
+    async def get_environment(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        emu = self.emu
+        if params["env"].lower() != emu.environment_name.lower():
+            raise not_found("Microsoft.App/managedEnvironments", params["env"], emu.resource_group)
+        return _json(emu.environment_resource())
+
+    async def list_apps(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        emu = self.emu
+        apps = sorted(emu._lifecycle.apps.values(), key=lambda a: a.name)
+        try:
+            offset = max(0, int(request.query.get("$skiptoken", "0")))
+        except ValueError:
+            raise bad_request("InvalidSkipToken", "The $skiptoken is invalid.") from None
+        size = max(1, emu.faults.list_page_size)
+        page = apps[offset : offset + size]
+        body: dict[str, Any] = {"value": [a.resource(emu.subscription_id, emu.environment_id) for a in page]}
+        if offset + size < len(apps):
+            version = request.query.get("api-version", "")
+            body["nextLink"] = f"{self._base(request)}{request.path}?api-version={version}&$skiptoken={offset + size}"
+        return _json(body)
+
+    async def get_app(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        return _json(self._resource(params["name"]))
+
+    async def put_app(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        body = await self._body(request)
+        app, created, op = await self.emu._lifecycle.put(params["name"], body)
+        headers = {"Azure-AsyncOperation": self._op_url(request, op, "Statuses"), **self._retry_after()}
+        return _json(app.resource(self.emu.subscription_id, self.emu.environment_id), 201 if created else 200, headers)
+
+    async def patch_app(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        body = await self._body(request)
+        return self._accepted(request, await self.emu._lifecycle.patch(params["name"], body))
+
+    async def delete_app(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        op = await self.emu._lifecycle.delete(params["name"])
+        return web.Response(status=204) if op is None else self._accepted(request, op)
+
+    async def start_stop(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        lifecycle = self.emu._lifecycle
+        action = lifecycle.start if params["action"].lower() == "start" else lifecycle.stop
+        return self._accepted(request, await action(params["name"]))
+
+    async def list_secrets(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        app = self.emu._lifecycle.get(params["name"])
+        return _json({"value": [{"name": k, "value": v} for k, v in app.secrets.items()]})
+
+    def _operation(self, op_id: str) -> Operation:
+        op = self.emu._lifecycle.operations.get(op_id)
+        if op is None:
+            raise ArmError(404, "OperationNotFound", f"The operation '{op_id}' could not be found.")
+        return op
+
+    async def operation_status(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        op = self._operation(params["op"])
+        return _json(op.status_body(request.path), headers=self._retry_after() if not op.done else None)
+
+    async def operation_result(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        op = self._operation(params["op"])
+        if not op.done:
+            return self._accepted(request, op)
+        if op.error is not None:
+            return op.error.response()
+        if op.kind == "delete" or op.app_name not in self.emu._lifecycle.apps:
+            return web.Response(status=204)
+        return _json(self._resource(op.app_name))
+
+    # ---- emulator-only endpoints ----------------------------------------------------------------
+
+    async def emulator_stats(self, request: web.Request) -> web.Response:
+        return _json(self.emu.stats)
+
+    async def emulator_apps(self, request: web.Request) -> web.Response:
+        apps = {name: dataclasses.asdict(info) for name, info in self.emu.apps.items()}
+        return web.Response(text=json.dumps(apps, default=str), content_type="application/json")
+
+    async def emulator_faults(self, request: web.Request) -> web.Response:
+        try:
+            faults = self.emu.set_faults(**await request.json())
+        except (TypeError, ValueError) as exc:
+            return _json({"error": str(exc)}, status=400)
+        return _json(dataclasses.asdict(faults))
+
+    async def emulator_hubs(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.emu.register_hub(body["host"], body["upstream"])
+        return _json({"hosts": self.emu.ingress_hosts})

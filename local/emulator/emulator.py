@@ -1,0 +1,226 @@
+"""The emulator as one object: ARM over HTTPS, the environment's ingress, apps as processes.
+
+Use it in an event loop::
+
+    async with Emulator(state_dir=tmp) as emu:
+        emu.register_hub("127.0.0.1:8000", "http://127.0.0.1:8000")
+        client = ContainerAppsAPIClient(cred, emu.subscription_id, base_url=emu.arm_endpoint,
+                                        connection_verify=str(emu.ca_bundle))
+
+or from synchronous code through :func:`local.emulator.start_in_thread`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import socket
+import tempfile
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .apps import ImageRule, image_rules
+from .arm import ArmApi
+from .certs import server_ssl_context
+from .faults import ErrorInjector, Faults, Stats, Throttle
+from .ingress import Ingress
+from .lifecycle import Lifecycle
+from .model import AppInfo, environment_id
+
+DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+DEFAULT_RESOURCE_GROUP = "rg-aca-emulator"
+DEFAULT_ENVIRONMENT = "cae-emulator"
+DEFAULT_LOCATION = "westeurope"
+
+
+def _kill_at_exit(ref: weakref.ReferenceType[Emulator]) -> None:
+    emulator = ref()
+    if emulator is not None and emulator._lifecycle is not None:
+        emulator._lifecycle.kill_all_now()
+
+
+class Emulator:
+    """An ACA managed environment and the ARM endpoint that manages it, on 127.0.0.1.
+
+    Fault and pacing settings (see :class:`~local.emulator.faults.Faults`) are given as ``faults``
+    and/or as keyword arguments, and changed later with :meth:`set_faults`.
+    """
+
+    def __init__(
+        self,
+        *,
+        state_dir: str | Path | None = None,
+        subscription_id: str = DEFAULT_SUBSCRIPTION,
+        resource_group: str = DEFAULT_RESOURCE_GROUP,
+        environment: str = DEFAULT_ENVIRONMENT,
+        location: str = DEFAULT_LOCATION,
+        host: str = "127.0.0.1",
+        arm_port: int = 0,
+        image_map: Mapping[str, str | Sequence[str]] | Iterable[ImageRule] | None = None,
+        hubs: Mapping[str, str] | None = None,
+        faults: Faults | None = None,
+        **fault_settings: Any,
+    ) -> None:
+        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="aca-emulator-"))
+        self.subscription_id = subscription_id
+        self.resource_group = resource_group
+        self.environment_name = environment
+        self.location = location
+        self.host = host
+        self.default_domain = f"{environment}.{location.lower().replace(' ', '')}.localhost"
+        self._arm_port = arm_port
+        self._faults = (faults or Faults()).updated(**fault_settings)
+        self._rules = image_rules(image_map)
+        self._hubs = dict(hubs or {})
+        self._stats = Stats()
+        self._throttle = Throttle(self._faults)
+        self._errors = ErrorInjector(self._faults.error_seed)
+        self._ingress = Ingress(self._stats, lambda: self._faults.header_limit, host=host)
+        self._lifecycle: Lifecycle | None = None
+        self._runner: web.AppRunner | None = None
+        self._ca_bundle: Path | None = None
+
+    # ---- life -----------------------------------------------------------------------------------
+
+    async def start(self) -> Emulator:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        atexit.register(_kill_at_exit, weakref.ref(self))  # app processes must not outlive a crashed test run
+        return self
+
+    async def _start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ssl_context, self._ca_bundle = server_ssl_context(self.state_dir, self.host, "localhost", "127.0.0.1")
+        await self._ingress.start()
+        for hub_host, upstream in self._hubs.items():
+            self._ingress.register_hub(hub_host, upstream)
+        self._lifecycle = Lifecycle(
+            subscription_id=self.subscription_id,
+            resource_group=self.resource_group,
+            environment_id=self.environment_id,
+            location=self.location,
+            state_dir=self.state_dir,
+            ingress=self._ingress,
+            stats=self._stats,
+            faults=lambda: self._faults,
+            rules=self._rules,
+        )
+        self._runner = web.AppRunner(ArmApi(self).application(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._arm_port))
+        self._arm_port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
+
+    async def stop(self) -> None:
+        """Stop serving and end every app process (and its children)."""
+        if self._lifecycle is not None:
+            await self._lifecycle.shutdown()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self._ingress.stop()
+
+    async def __aenter__(self) -> Emulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- what clients need ----------------------------------------------------------------------
+
+    @property
+    def arm_endpoint(self) -> str:
+        """``https://127.0.0.1:<port>``: the SDK's ``base_url``."""
+        return f"https://{self.host}:{self._arm_port}"
+
+    @property
+    def ca_bundle(self) -> Path:
+        """PEM file of the test CA: the SDK's ``connection_verify`` (or ``REQUESTS_CA_BUNDLE``)."""
+        assert self._ca_bundle is not None, "emulator not started"
+        return self._ca_bundle
+
+    @property
+    def environment_id(self) -> str:
+        return environment_id(self.subscription_id, self.resource_group, self.environment_name)
+
+    def info(self) -> dict[str, Any]:
+        """What a script needs to talk to the emulator (printed as a JSON line by the command)."""
+        return {
+            "arm_endpoint": self.arm_endpoint,
+            "ca_bundle": str(self.ca_bundle),
+            "subscription_id": self.subscription_id,
+            "resource_group": self.resource_group,
+            "environment_id": self.environment_id,
+            "environment_name": self.environment_name,
+            "location": self.location,
+            "default_domain": self.default_domain,
+            "state_dir": str(self.state_dir),
+            "stats_url": f"{self.arm_endpoint}/_emulator/stats",
+            "hubs": dict(self._hubs),
+        }
+
+    def environment_resource(self) -> dict[str, Any]:
+        """The managed environment as ARM returns it."""
+        return {
+            "id": self.environment_id,
+            "name": self.environment_name,
+            "type": "Microsoft.App/managedEnvironments",
+            "location": self.location,
+            "tags": {},
+            "properties": {
+                "provisioningState": "Succeeded",
+                "defaultDomain": self.default_domain,
+                "staticIp": self.host,
+                "zoneRedundant": False,
+                "workloadProfiles": [{"name": "Consumption", "workloadProfileType": "Consumption"}],
+                "customDomainConfiguration": {"customDomainVerificationId": "0" * 64},
+            },
+        }
+
+    # ---- state and knobs ------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters: requests (total and by method), throttled (429s), injected_errors (5xx), creates, ..."""
+        return self._stats.snapshot()
+
+    @property
+    def apps(self) -> dict[str, AppInfo]:
+        """Snapshots of the container apps by name (provisioning state, ports, pid, log path, ...)."""
+        lifecycle = self._lifecycle
+        return {name: app.info() for name, app in lifecycle.apps.items()} if lifecycle else {}
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Change fault/pacing settings on the running emulator; bucket changes refill the buckets."""
+        self._faults = self._faults.updated(**changes)
+        if any(k.endswith(("_bucket", "_refill")) or k == "throttle" for k in changes):
+            self._throttle.configure(self._faults)
+        if "error_seed" in changes:
+            self._errors.reseed(self._faults.error_seed)
+        return replace(self._faults)
+
+    def register_hub(self, host: str, upstream: str) -> None:
+        """Route requests whose ``Host`` is ``host`` (e.g. ``127.0.0.1:8000``) to ``upstream`` on every ingress port."""
+        self._hubs[host] = upstream
+        self._ingress.register_hub(host, upstream)
+
+    def unregister_hub(self, host: str) -> None:
+        self._hubs.pop(host, None)
+        self._ingress.unroute(host)
+
+    @property
+    def ingress_hosts(self) -> list[str]:
+        return self._ingress.hosts()

@@ -1,0 +1,197 @@
+"""The whole system on one machine: Azurite, the ACA emulator, the functions, a hub.
+
+Each part is a child process in its own process group, so stopping the stack
+(or Ctrl-C in ``make demo``) leaves nothing behind. The hub is registered in
+the emulator's ingress as the environment's hub host, exactly as the hub app
+is in a real Container Apps environment.
+
+| local part | Azure counterpart |
+|---|---|
+| Azurite | the Storage account (queue ``aca-lifecycle``, table ``acaservers``) |
+| ``python -m local.emulator`` | ARM ``Microsoft.App`` + the environment's envoy ingress |
+| ``python -m local.funchost`` | the Function App (Flex Consumption) |
+| ``jupyterhub`` + configurable-http-proxy | the hub container app |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from acaspawner.sealing import generate_key
+
+from .azurite import Azurite, start_azurite
+from .procs import NODE_BIN, REPO, ensure_node_tools, free_port, stop_process_group, wait_for_port
+
+BIN = Path(sys.executable).parent
+DEMO_CONFIG = Path(__file__).resolve().parent / "demo" / "jupyterhub_config.py"
+EMULATOR_TOKEN = "local-emulator"  # the emulator only checks that a bearer token is present
+
+
+@dataclass
+class StackOptions:
+    port: int = 8000
+    password: str = "aca-demo"
+    hub_id: str = "demo"
+    state_dir: Path | None = None
+    change_origin: bool = True  # False reproduces the 431 loop
+    allow_origin_fix: bool = True  # False reproduces the blocked kernel websocket
+    emulator_args: list[str] = field(default_factory=list)
+    function_settings: dict[str, str] = field(default_factory=dict)
+
+
+class Stack:
+    """Start with :meth:`start`, stop with :meth:`stop` (or use it as a context manager)."""
+
+    def __init__(self, options: StackOptions | None = None):
+        self.options = options or StackOptions()
+        self.state_dir = Path(self.options.state_dir or tempfile.mkdtemp(prefix="aca-stack-"))
+        self.logs = self.state_dir / "logs"
+        self.azurite: Azurite | None = None
+        self.emulator_info: dict = {}
+        self._procs: list[tuple[str, subprocess.Popen]] = []
+        self.sealing_key = generate_key()
+        self.culler_token = secrets.token_hex(32)
+        self.public_url = f"http://127.0.0.1:{self.options.port}"
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        ensure_node_tools()
+        try:
+            self.azurite = start_azurite(self.state_dir, log_path=self.logs / "azurite.log")
+            self._start_emulator()
+            self._start_functions()
+            self._start_hub()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        # the emulator last: it ends the app processes it started
+        for _name, proc in reversed(self._procs):
+            stop_process_group(proc)
+        self._procs.clear()
+        if self.azurite is not None:
+            self.azurite.stop()
+            self.azurite = None
+
+    def check_alive(self) -> None:
+        """Raise if a part has exited (the demo watches this)."""
+        for name, proc in self._procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.logs / (name + '.log')}")
+
+    # -- parts ----------------------------------------------------------------------------
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        proc = subprocess.Popen(
+            cmd, stdout=kw.pop("stdout", log), stderr=log, env={**os.environ, **(env or {})},
+            start_new_session=True, cwd=kw.pop("cwd", REPO), **kw,
+        )
+        log.close()
+        self._procs.append((name, proc))
+        return proc
+
+    def _start_emulator(self) -> None:
+        hub_host = f"127.0.0.1:{self.options.port}"
+        cmd = [
+            sys.executable, "-m", "local.emulator",
+            "--state-dir", str(self.state_dir / "aca"),
+            "--hub-host", f"{hub_host}={self.public_url}",
+            "--hub-host", f"localhost:{self.options.port}={self.public_url}",
+            *self.options.emulator_args,
+        ]
+        proc = self._spawn("emulator", cmd, stdout=subprocess.PIPE)
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the ACA emulator did not start; see {self.logs / 'emulator.log'}")
+        self.emulator_info = json.loads(line)
+
+    def function_settings(self) -> dict[str, str]:
+        info = self.emulator_info
+        return {
+            "AcaStorage": self.azurite.connection_string,
+            "AzureWebJobsStorage": self.azurite.connection_string,
+            "ACA_HUB_ID": self.options.hub_id,
+            "ACA_SEALING_KEYS": self.sealing_key,
+            "ACA_SUBSCRIPTION_ID": info["subscription_id"],
+            "ACA_RESOURCE_GROUP": info["resource_group"],
+            "ACA_ENVIRONMENT_ID": info["environment_id"],
+            "ACA_LOCATION": info["location"],
+            "ACA_ALLOWED_IMAGES": "quay.io/jupyter/*",
+            "ACA_ARM_ENDPOINT": info["arm_endpoint"],
+            "ACA_ARM_CA_BUNDLE": info["ca_bundle"],
+            "ACA_ARM_TOKEN": EMULATOR_TOKEN,
+            "ACA_ARM_POLL_INTERVAL": "0.5",
+            "ACA_HUB_API_URL": f"{self.hub_api_url}/hub/api",
+            "ACA_HUB_API_TOKEN": self.culler_token,
+            **self.options.function_settings,
+        }
+
+    def _start_functions(self) -> None:
+        self.hub_api_url = f"http://127.0.0.1:{free_port()}"
+        # settings travel in the environment (never on a command line that `ps` shows)
+        cmd = [sys.executable, "-m", "local.funchost", "--app", str(REPO / "function_app.py"),
+               "--host-json", str(REPO / "host.json")]
+        self._spawn("functions", cmd, env=self.function_settings())
+
+    def _start_hub(self) -> None:
+        state = self.state_dir / "hub"
+        state.mkdir(exist_ok=True)
+        env = {
+            "ACA_DEMO_STATE_DIR": str(state),
+            "ACA_DEMO_PUBLIC_URL": self.public_url,
+            "ACA_DEMO_CHP": str(NODE_BIN / "configurable-http-proxy"),
+            "ACA_DEMO_CHANGE_ORIGIN": "1" if self.options.change_origin else "0",
+            "ACA_DEMO_ALLOW_ORIGIN": "1" if self.options.allow_origin_fix else "0",
+            "ACA_DEMO_PROXY_API_PORT": str(free_port()),
+            "ACA_DEMO_HUB_API_URL": self.hub_api_url,
+            "ACA_DEMO_PASSWORD": self.options.password,
+            "ACA_DEMO_STORAGE": self.azurite.connection_string,
+            "ACA_HUB_ID": self.options.hub_id,
+            "ACA_SEALING_KEYS": self.sealing_key,
+            "ACA_HUB_API_TOKEN": self.culler_token,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        proc = self._spawn("hub", [str(BIN / "jupyterhub"), "-f", str(DEMO_CONFIG)], env=env, cwd=state)
+        wait_for_port(self.options.port, proc=proc, timeout=60)
+        self._wait_healthy(proc)
+
+    def _wait_healthy(self, proc: subprocess.Popen, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the hub exited with {proc.returncode}; see {self.logs / 'hub.log'}")
+            try:
+                with urllib.request.urlopen(f"{self.public_url}/hub/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"the hub is not healthy after {timeout} s; see {self.logs / 'hub.log'}")
+
+    # -- inspection -----------------------------------------------------------------------
+    def emulator_stats(self) -> dict:
+        """The emulator's counters and apps (``/_emulator/stats``)."""
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=self.emulator_info["ca_bundle"])
+        with urllib.request.urlopen(self.emulator_info["stats_url"], context=ctx, timeout=10) as r:
+            return json.loads(r.read())

@@ -1,0 +1,44 @@
+"""The in-process API inside one event loop, driven by the SDK's async client."""
+
+from __future__ import annotations
+
+import ssl
+import time
+
+import aiohttp
+from azure.core.credentials import AccessToken
+from azure.mgmt.appcontainers.aio import ContainerAppsAPIClient
+from emulator_helpers import echo_container_app, pid_alive
+
+from local.emulator import Emulator
+
+
+class AsyncStaticToken:
+    async def get_token(self, *scopes, **kwargs) -> AccessToken:
+        return AccessToken("emulator", int(time.time()) + 3600)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_emulator_in_the_same_loop(tmp_path):
+    async with Emulator(state_dir=tmp_path / "emu", retry_after=None, provisioning_delay=0.1) as emu:
+        client = ContainerAppsAPIClient(AsyncStaticToken(), emu.subscription_id, base_url=emu.arm_endpoint,
+                                        connection_verify=str(emu.ca_bundle), polling_interval=0.05)
+        async with client:
+            poller = await client.container_apps.begin_create_or_update(
+                emu.resource_group, "async-app", echo_container_app(emu.environment_id)
+            )
+            assert emu.apps["async-app"].provisioning_state == "InProgress"
+            app = await poller.result()
+            assert app.properties.running_status == "Running"
+            fqdn = app.properties.configuration.ingress.fqdn
+            async with aiohttp.ClientSession(trust_env=False) as session:
+                async with session.get(f"http://{fqdn}/user/x/") as answer:
+                    assert (await answer.json())["headers"]["Host"] == fqdn
+                trust_test_ca = ssl.create_default_context(cafile=str(emu.ca_bundle))
+                async with session.get(f"{emu.arm_endpoint}/_emulator/stats", ssl=trust_test_ca) as stats:
+                    assert (await stats.json())["creates"] == 1
+            pid = emu.apps["async-app"].pid
+        assert pid_alive(pid)
+    assert not pid_alive(pid)  # stop() ended the app's process
