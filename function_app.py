@@ -7,9 +7,11 @@ reads and validates its settings at its first invocation.
 
 from __future__ import annotations
 
+import os
+
 import azure.functions as func
 
-from functions import lifecycle, runtime
+from functions import culler, lifecycle, reconciler, runtime
 
 app = func.FunctionApp()
 
@@ -21,4 +23,15 @@ def lifecycle_handler(msg: func.QueueMessage) -> None:
     lifecycle.handle_message(msg.get_body(), runtime.get_deps(), dequeue_count=msg.dequeue_count or 1)
 
 
-# The culler and reconciler timers register below (functions/culler.py, functions/reconciler.py).
+@app.function_name("culler")
+@app.timer_trigger(arg_name="timer", schedule="%ACA_CULL_SCHEDULE%")
+def culler_timer(timer: func.TimerRequest) -> None:
+    """Stop idle servers through the hub's REST API (the hub stays the source of truth)."""
+    culler.run_culler(os.environ)
+
+
+@app.function_name("reconciler")
+@app.timer_trigger(arg_name="timer", schedule="%ACA_RECONCILE_SCHEDULE%")
+def reconciler_timer(timer: func.TimerRequest) -> None:
+    """Delete orphaned apps, fail stuck statuses, report servers whose app is gone."""
+    reconciler.run_reconciler(os.environ)

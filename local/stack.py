@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,8 @@ class StackOptions:
     allow_origin_fix: bool = True  # False reproduces the blocked kernel websocket
     emulator_args: list[str] = field(default_factory=list)
     function_settings: dict[str, str] = field(default_factory=dict)
+    # tests only: a hub service with admin scopes and this token
+    test_admin_token: str = ""
 
 
 class Stack:
@@ -130,6 +133,11 @@ class Stack:
             "AzureWebJobsStorage": self.azurite.connection_string,
             "ACA_HUB_ID": self.options.hub_id,
             "ACA_SEALING_KEYS": self.sealing_key,
+            "ACA_LIFECYCLE_QUEUE": "aca-lifecycle",
+            "ACA_STATUS_TABLE": "acaservers",
+            "ACA_CULL_SCHEDULE": "0 */5 * * * *",
+            "ACA_CULL_TIMEOUT": "3600",
+            "ACA_RECONCILE_SCHEDULE": "30 */10 * * * *",
             "ACA_SUBSCRIPTION_ID": info["subscription_id"],
             "ACA_RESOURCE_GROUP": info["resource_group"],
             "ACA_ENVIRONMENT_ID": info["environment_id"],
@@ -167,6 +175,7 @@ class Stack:
             "ACA_HUB_ID": self.options.hub_id,
             "ACA_SEALING_KEYS": self.sealing_key,
             "ACA_HUB_API_TOKEN": self.culler_token,
+            "ACA_DEMO_TEST_ADMIN_TOKEN": self.options.test_admin_token,
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         proc = self._spawn("hub", [str(BIN / "jupyterhub"), "-f", str(DEMO_CONFIG)], env=env, cwd=state)
@@ -188,10 +197,15 @@ class Stack:
         raise TimeoutError(f"the hub is not healthy after {timeout} s; see {self.logs / 'hub.log'}")
 
     # -- inspection -----------------------------------------------------------------------
-    def emulator_stats(self) -> dict:
-        """The emulator's counters and apps (``/_emulator/stats``)."""
-        import ssl
-
+    def _emulator_get(self, path: str) -> dict:
         ctx = ssl.create_default_context(cafile=self.emulator_info["ca_bundle"])
-        with urllib.request.urlopen(self.emulator_info["stats_url"], context=ctx, timeout=10) as r:
+        with urllib.request.urlopen(f"{self.emulator_info['arm_endpoint']}{path}", context=ctx, timeout=10) as r:
             return json.loads(r.read())
+
+    def emulator_stats(self) -> dict:
+        """The emulator's counters (``/_emulator/stats``)."""
+        return self._emulator_get("/_emulator/stats")
+
+    def emulator_apps(self) -> dict[str, dict]:
+        """The emulator's container apps by name: state, fqdn, pid, log (``/_emulator/apps``)."""
+        return self._emulator_get("/_emulator/apps")

@@ -62,3 +62,9 @@ c.JupyterHub.load_roles = [
         "services": ["aca-idle-culler"],
     }
 ]
+
+if env.get("ACA_DEMO_TEST_ADMIN_TOKEN"):
+    # the end-to-end tests inspect the hub through this service; the demo itself never sets it
+    c.JupyterHub.services.append({"name": "e2e-admin", "api_token": env["ACA_DEMO_TEST_ADMIN_TOKEN"]})
+    c.JupyterHub.load_roles.append({"name": "e2e-admin", "scopes": ["admin:users", "admin:servers", "tokens"],
+                                    "services": ["e2e-admin"]})

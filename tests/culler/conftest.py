@@ -1,0 +1,36 @@
+"""Fixtures for the culler and reconciler tests: a real JupyterHub per test."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hubprocess import RunningHub, start_hub  # noqa: E402
+
+
+@pytest.fixture
+def make_hub(tmp_path):
+    """Start hubs (``make_hub(**options)``); every one is stopped, with its proxy, after the test."""
+    hubs: list[RunningHub] = []
+
+    def make(**options) -> RunningHub:
+        hub = start_hub(tmp_path / f"hub{len(hubs)}", **options)
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.stop()
+
+
+@pytest.fixture
+def hub(make_hub) -> RunningHub:
+    """A hub with the culler service's documented scopes."""
+    return make_hub()
+
+
+from local.emulator.pytest_fixtures import aca_client, aca_credential, aca_emulator, aca_emulator_factory  # noqa: E402,F401
