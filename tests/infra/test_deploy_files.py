@@ -1,0 +1,119 @@
+"""azure.yaml, the azd parameters, the hub image and the CI workflow fit together."""
+
+import ast
+import json
+import re
+
+import yaml
+from bicepcheck import INFRA, ROOT, params, strip_comments
+
+MAIN = INFRA / "main.bicep"
+DOCKERFILE = ROOT / "hub" / "Dockerfile"
+
+
+def azure_yaml():
+    return yaml.safe_load((ROOT / "azure.yaml").read_text())
+
+
+def test_azd_services_point_at_the_right_places():
+    project = azure_yaml()
+    assert (ROOT / project["infra"]["path"] / f"{project['infra']['module']}.bicep") == MAIN
+    hub = project["services"]["hub"]
+    assert hub["host"] == "containerapp"
+    hub_dir = ROOT / hub["project"]
+    assert (hub_dir / hub["docker"]["path"]).resolve() == DOCKERFILE
+    assert (hub_dir / hub["docker"]["context"]).resolve() == ROOT
+    functions = project["services"]["functions"]
+    assert functions["host"] == "function" and functions["language"] == "python"
+    assert (ROOT / functions["project"]).resolve() == ROOT
+    assert (ROOT / "host.json").exists() and (ROOT / "requirements.txt").exists()
+
+
+def test_azd_finds_the_apps_by_service_tag():
+    project = azure_yaml()
+    hub = strip_comments((INFRA / "modules" / "hub.bicep").read_text())
+    functions = strip_comments((INFRA / "modules" / "functions.bicep").read_text())
+    assert set(project["services"]) == {"hub", "functions"}
+    assert "'azd-service-name': 'hub'" in hub
+    assert "'azd-service-name': 'functions'" in functions
+    outputs = re.findall(r"^output (\w+) ", strip_comments(MAIN.read_text()), re.MULTILINE)
+    assert {"AZURE_CONTAINER_REGISTRY_ENDPOINT", "AZURE_RESOURCE_GROUP", "HUB_URL", "OAUTH_CALLBACK_URL"} <= set(
+        outputs
+    )
+
+
+def test_hooks_exist_and_use_only_the_standard_library():
+    hooks = azure_yaml()["hooks"]
+    for event in ("preprovision", "predown"):
+        for platform in ("posix", "windows"):
+            script = hooks[event][platform]["run"].split()[-1]
+            path = ROOT / script
+            assert path.exists(), script
+            tree = ast.parse(path.read_text())
+            imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            assert imported <= {"__future__", "base64", "json", "os", "secrets", "shutil", "subprocess", "sys"}
+
+
+def test_parameters_file_matches_main_bicep():
+    declared = {p.name: p for p in params(MAIN.read_text())}
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert set(mapped) <= set(declared)
+    # azd must supply every parameter without a default (else it would prompt or fail)
+    assert {name for name, p in declared.items() if not p.has_default} <= set(mapped)
+    # secrets come from the azd environment, which the preprovision hook fills
+    hook = (INFRA / "hooks" / "ensure_secrets.py").read_text()
+    for name, p in declared.items():
+        if p.secure and name != "oauthClientSecret":
+            variable = re.fullmatch(r"\$\{(\w+)\}", mapped[name]["value"]).group(1)
+            assert f'"{variable}"' in hook, name
+
+
+def test_generated_secrets_fit_their_parameters():
+    namespace = {}
+    exec(compile((INFRA / "hooks" / "ensure_secrets.py").read_text(), "ensure_secrets.py", "exec"), namespace)
+    declared = {p.name: p for p in params(MAIN.read_text())}
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    by_variable = {
+        re.fullmatch(r"\$\{(\w+)\}", v["value"]).group(1): k for k, v in mapped.items() if "=" not in v["value"]
+    }
+    for variable, make in namespace["GENERATED"].items():
+        value = make()
+        minimum = [d for d in declared[by_variable[variable]].decorators if d.startswith("@minLength(")]
+        assert minimum and len(value) >= int(re.search(r"\d+", minimum[0]).group()), variable
+    from cryptography.fernet import Fernet
+
+    Fernet(namespace["fernet_key"]())  # a valid Fernet key
+    assert len(bytes.fromhex(namespace["hex32"]())) == 32
+    password = namespace["postgres_password"]()
+    assert sum(bool(re.search(p, password)) for p in ("[A-Z]", "[a-z]", "[0-9]", "[^A-Za-z0-9]")) >= 3
+
+
+def test_hub_image_installs_what_the_config_needs():
+    dockerfile = DOCKERFILE.read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert '"jupyterhub==6.1.*"' in dockerfile and "psycopg2-binary" in dockerfile and "oauthenticator" in dockerfile
+    assert "COPY spawner " in dockerfile and '"/tmp/spawner[hub]"' in dockerfile
+    # the proxy version is the one the tests run against
+    chp = json.loads((ROOT / "package.json").read_text())["devDependencies"]["configurable-http-proxy"]
+    assert f"ARG CHP_VERSION={chp}" in dockerfile
+    # the config is copied where the command loads it from
+    copied = re.search(r"^COPY hub/jupyterhub_config\.py (\S+)$", dockerfile, re.MULTILINE).group(1)
+    command = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE).group(1))
+    assert command == ["jupyterhub", "--config", copied]
+    # and it exposes the two ports the container app maps
+    assert re.search(r"^EXPOSE 8000 8081$", dockerfile, re.MULTILINE)
+
+
+def test_ci_workflow_builds_bicep_and_runs_the_tests():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    runs = "\n".join(step.get("run", "") for step in steps)
+    assert "az bicep build --file infra/main.bicep" in runs
+    assert "make test" in runs
+    versions = {step.get("with", {}).get("node-version") for step in steps} | {
+        step.get("with", {}).get("python-version") for step in steps
+    }
+    assert "20" in versions
+    test_job = workflow["jobs"]["test"]
+    assert test_job["runs-on"] == "ubuntu-latest" and test_job["container"].startswith("python:3.11")

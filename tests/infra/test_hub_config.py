@@ -1,0 +1,208 @@
+"""hub/jupyterhub_config.py: the shipped routing settings, the culler service, and agreement with hub.bicep."""
+
+import re
+
+import pytest
+from bicepcheck import INFRA, ROOT, environment_reads, strip_comments
+from traitlets.config import Config
+
+CONFIG = ROOT / "hub" / "jupyterhub_config.py"
+REQUIRED = {
+    "JUPYTERHUB_PUBLIC_URL": "https://hub.example.org",
+    "JUPYTERHUB_HUB_CONNECT_URL": "http://jupyterhub:8081",
+    "JUPYTERHUB_DB_URL": "postgresql://jupyterhub:pw@psql.example/jupyterhub?sslmode=require",
+    "JUPYTERHUB_COOKIE_SECRET": "ab" * 32,
+    "JUPYTERHUB_CRYPT_KEY": "cd" * 32,
+    "ACA_HUB_ID": "hub1",
+    "ACA_SEALING_KEYS": "k1,k2",
+    "ACA_QUEUE_ACCOUNT_URL": "https://stq.queue.core.windows.net/",
+    "ACA_TABLE_ACCOUNT_URL": "https://stq.table.core.windows.net/",
+    "ACA_SINGLEUSER_IMAGE": "quay.io/jupyter/base-notebook:latest",
+}
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+
+@pytest.fixture
+def environ(monkeypatch):
+    """A clean environment: nothing the config reads is inherited from the test process."""
+    for name in environment_reads(CONFIG.read_text()):
+        monkeypatch.delenv(name, raising=False)
+
+    def set_env(**values):
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    return set_env
+
+
+def load() -> Config:
+    config = Config()
+    exec(compile(CONFIG.read_text(), str(CONFIG), "exec"), {"get_config": lambda: config, "__name__": "config"})
+    return config
+
+
+def test_missing_required_variables_are_named_together(environ):
+    with pytest.raises(RuntimeError) as error:
+        load()
+    message = str(error.value)
+    for name in REQUIRED:
+        assert name in message
+
+
+def test_one_missing_variable_is_named(environ):
+    environ(**{k: v for k, v in REQUIRED.items() if k != "ACA_SEALING_KEYS"})
+    with pytest.raises(RuntimeError, match=r"missing required environment variable\(s\): ACA_SEALING_KEYS$"):
+        load()
+
+
+def test_routing_settings(environ):
+    environ(**REQUIRED)
+    c = load()
+    assert c.ConfigurableHTTPProxy.command == ["configurable-http-proxy", "--change-origin"]
+    assert c.JupyterHub.public_url == "https://hub.example.org/"
+    assert c.JupyterHub.bind_url == "http://0.0.0.0:8000"
+    assert c.JupyterHub.hub_bind_url == "http://0.0.0.0:8081"
+    assert c.JupyterHub.hub_connect_url == "http://jupyterhub:8081"
+    assert c.JupyterHub.db_url == REQUIRED["JUPYTERHUB_DB_URL"]
+    assert c.JupyterHub.spawner_class == "aca"
+    assert c.JupyterHub.cleanup_servers is False
+    assert c.JupyterHub.upgrade_db is True
+
+
+def test_spawner_settings(environ):
+    environ(
+        **REQUIRED,
+        ACA_SINGLEUSER_CPU="1",
+        ACA_SINGLEUSER_MEMORY="2Gi",
+        ACA_WORKLOAD_PROFILE="d4",
+        ACA_HOME_STORAGE_NAME="homes",
+        ACA_START_TIMEOUT="1200",
+        ACA_PROFILE_LIST='[{"display_name": "Small", "slug": "small", "overrides": {"cpu": 0.5, "memory": "1Gi"}}]',
+        AZURE_CLIENT_ID="00000000-0000-0000-0000-000000000001",
+    )
+    s = load().AcaSpawner
+    assert s.hub_id == "hub1" and s.sealing_keys == "k1,k2"
+    assert s.cpu == 1.0 and isinstance(s.cpu, float) and s.memory == "2Gi"
+    assert s.workload_profile == "d4"
+    assert s.image == REQUIRED["ACA_SINGLEUSER_IMAGE"]
+    assert s.home_storage_name == "homes" and s.home_mount_path == "/home/jovyan"
+    assert s.home_mount_options == "uid=1000,gid=100,dir_mode=0755,file_mode=0644,mfsymlinks,nobrl"
+    assert s.queue_account_url == REQUIRED["ACA_QUEUE_ACCOUNT_URL"]
+    assert s.table_account_url == REQUIRED["ACA_TABLE_ACCOUNT_URL"]
+    assert s.storage_client_id == "00000000-0000-0000-0000-000000000001"
+    assert s.queue_name == "aca-lifecycle" and s.table_name == "acaservers"
+    assert s.start_timeout == 1200
+    assert s.profile_list[0]["slug"] == "small"
+    assert "storage_connection_string" not in s
+
+
+def test_settings_are_traits_the_spawner_and_hub_accept(environ):
+    from jupyterhub.app import JupyterHub
+
+    from acaspawner.spawner import AcaSpawner
+
+    environ(**REQUIRED, ACA_CULLER_API_TOKEN="t" * 64)
+    c = load()
+    traits = AcaSpawner.class_traits(config=True)
+    assert set(c.AcaSpawner) <= set(traits)
+    spawner = AcaSpawner(config=c)  # runs the trait validators
+    assert spawner.cpu == 0.5 and spawner.start_timeout == 900
+    hub = JupyterHub(config=c)
+    assert hub.public_url == "https://hub.example.org/"
+    assert len(hub.cookie_secret) == 32
+    assert hub.spawner_class is AcaSpawner  # the "aca" entry point
+
+
+def test_local_connection_string_replaces_account_urls(environ):
+    environ(**{k: v for k, v in REQUIRED.items() if not k.endswith("ACCOUNT_URL")})
+    environ(ACA_STORAGE_CONNECTION_STRING="UseDevelopmentStorage=true")
+    s = load().AcaSpawner
+    assert s.storage_connection_string == "UseDevelopmentStorage=true"
+    assert "queue_account_url" not in s
+
+
+def test_culler_service_and_role(environ):
+    environ(**REQUIRED, ACA_CULLER_API_TOKEN="t" * 64)
+    c = load()
+    assert c.JupyterHub.services == [{"name": "aca-idle-culler", "api_token": "t" * 64}]
+    assert c.JupyterHub.load_roles == [
+        {"name": "aca-idle-culler", "scopes": CULLER_SCOPES, "services": ["aca-idle-culler"]}
+    ]
+
+
+def test_culling_users_adds_admin_users_only_then(environ):
+    environ(**REQUIRED, ACA_CULLER_API_TOKEN="t" * 64, ACA_CULL_USERS="true")
+    (role,) = load().JupyterHub.load_roles
+    assert role["scopes"] == [*CULLER_SCOPES, "admin:users"]
+
+
+def test_without_culler_token_no_service(environ):
+    environ(**REQUIRED)
+    c = load()
+    assert "services" not in c.JupyterHub and "load_roles" not in c.JupyterHub
+
+
+def test_without_oauth_client_nobody_can_log_in(environ):
+    environ(**REQUIRED)
+    c = load()
+    assert c.JupyterHub.authenticator_class == "jupyterhub.auth.NullAuthenticator"
+
+
+def test_github_login(environ):
+    environ(
+        **REQUIRED,
+        OAUTH_CLIENT_ID="id",
+        OAUTH_CLIENT_SECRET="secret",
+        ACA_ADMIN_USERS="alice, bob",
+        ACA_ALLOWED_USERS="carol",
+    )
+    c = load()
+    assert c.JupyterHub.authenticator_class == "oauthenticator.github.GitHubOAuthenticator"
+    assert c.OAuthenticator.client_id == "id" and c.OAuthenticator.client_secret == "secret"
+    assert c.OAuthenticator.oauth_callback_url == "https://hub.example.org/hub/oauth_callback"
+    assert c.Authenticator.admin_users == {"alice", "bob"}
+    assert c.Authenticator.allowed_users == {"carol"}
+    assert c.Authenticator.enable_auth_state is True
+
+
+def test_entra_login_needs_tenant_and_secret(environ):
+    environ(**REQUIRED, ACA_AUTHENTICATOR="azuread", OAUTH_CLIENT_ID="id")
+    with pytest.raises(RuntimeError, match="OAUTH_CLIENT_SECRET, AAD_TENANT_ID"):
+        load()
+    environ(OAUTH_CLIENT_SECRET="s", AAD_TENANT_ID="tenant", OAUTH_CALLBACK_URL="https://x/hub/oauth_callback")
+    c = load()
+    assert c.JupyterHub.authenticator_class == "oauthenticator.azuread.AzureAdOAuthenticator"
+    assert c.AzureAdOAuthenticator.tenant_id == "tenant"
+    assert c.AzureAdOAuthenticator.username_claim == "upn"
+    assert c.OAuthenticator.oauth_callback_url == "https://x/hub/oauth_callback"
+
+
+def test_bad_values_fail_clearly(environ):
+    environ(**REQUIRED, ACA_AUTHENTICATOR="pam")
+    with pytest.raises(RuntimeError, match="ACA_AUTHENTICATOR"):
+        load()
+    environ(ACA_AUTHENTICATOR="github", ACA_SINGLEUSER_CPU="lots")
+    with pytest.raises(RuntimeError, match="ACA_SINGLEUSER_CPU"):
+        load()
+    environ(ACA_SINGLEUSER_CPU="1", ACA_CULL_USERS="maybe", ACA_CULLER_API_TOKEN="t")
+    with pytest.raises(RuntimeError, match="ACA_CULL_USERS"):
+        load()
+    environ(ACA_CULL_USERS="false", ACA_PROFILE_LIST="[not json")
+    with pytest.raises(RuntimeError, match="ACA_PROFILE_LIST"):
+        load()
+
+
+def test_ports_agree_with_the_hub_app():
+    """The proxy and hub ports of the config are the hub app's ingress and internal port mapping."""
+    hub = strip_comments((INFRA / "modules" / "hub.bicep").read_text())
+    main = strip_comments((INFRA / "main.bicep").read_text())
+    config = CONFIG.read_text()
+    proxy_port = re.search(r"^var proxyPort = (\d+)$", hub, re.MULTILINE).group(1)
+    hub_port = re.search(r"^var hubPort = (\d+)$", hub, re.MULTILINE).group(1)
+    assert f'c.JupyterHub.bind_url = "http://0.0.0.0:{proxy_port}"' in config
+    assert f'c.JupyterHub.hub_bind_url = "http://0.0.0.0:{hub_port}"' in config
+    assert re.search(r"targetPort: proxyPort\n\s*transport: 'http'", hub)
+    mapping = re.search(r"additionalPortMappings: \[\s*\{([^}]*)\}\s*\]", hub).group(1)
+    assert "external: false" in mapping and "targetPort: hubPort" in mapping and "exposedPort: hubPort" in mapping
+    assert f"var hubConnectUrl = 'http://${{hubAppName}}:{hub_port}'" in main
+    assert re.search(r"minReplicas: 1\s*\n\s*maxReplicas: 1", hub)
