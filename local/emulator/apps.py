@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 VENV_BIN = str(Path(sys.executable).parent)
+JUPYTER_CONFIG = Path(__file__).resolve().parent / "jupyter_config"
 BIND_HOST = "127.0.0.1"
 INHERITED_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL", "TERM")
 
@@ -70,7 +71,10 @@ class ImageRule:
 def default_image_map() -> list[ImageRule]:
     """Jupyter images run ``jupyterhub-singleuser`` from this interpreter's environment; anything else
     runs the template command, also with this environment's ``bin`` first on ``PATH``."""
-    jupyter = {"entrypoint": ["jupyterhub-singleuser"], "path": [VENV_BIN]}
+    jupyter: dict[str, Any] = {"entrypoint": ["jupyterhub-singleuser"], "path": [VENV_BIN]}
+    if os.geteuid() == 0:
+        # Jupyter images run as jovyan; a local process run by root needs jupyter_server's allow_root
+        jupyter["env"] = {"JUPYTER_CONFIG_PATH": str(JUPYTER_CONFIG)}
     return [
         ImageRule("quay.io/jupyter/*", **jupyter),
         ImageRule("jupyter/*", **jupyter),

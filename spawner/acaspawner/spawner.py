@@ -1,0 +1,434 @@
+"""AcaSpawner: JupyterHub servers as Azure Container Apps, run by Azure Functions.
+
+The spawner never calls ARM. ``start``, ``stop`` and ``delete_forever`` seal a
+request onto the lifecycle queue; the functions create, stop or delete the
+container app and write the server's status to the table; the spawner learns
+the outcome from the shared :class:`~acaspawner.watcher.StatusWatcher`. Every
+request carries a new generation so that the functions can apply them in
+order even though the queue is neither ordered nor exactly-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from jupyterhub.spawner import Spawner
+from sqlalchemy import inspect
+from traitlets import default
+
+from . import lifecycle, naming, profiles
+from .contract import Op, Request, ServerSpec, Status, Volume
+from .errors import SpawnException
+from .lifecycle import StartOutcome
+from .progress import READY, REQUESTED, ProgressFeed
+from .sealing import Sealer
+from .spec import build_request, build_spec, delete_spec, home_volume, next_generation, origin_of
+from .storage import HubStorage
+from .storage_config import StorageConfig
+from .traits import AcaSpawnerConfig
+from .watcher import StatusUnavailable, StatusWatcher, Subscription
+
+READ_TRIES = 4
+READ_BACKOFF = 0.5
+SEND_TIMEOUT = 30.0
+
+
+class AcaSpawner(AcaSpawnerConfig, Spawner):
+    """Spawn each user's server as its own Azure Container App (internal ingress)."""
+
+    # what get_state() saves: the app's name, the last request's generation and op, the server's URL
+    server_key: str = ""
+    generation: int = 0
+    last_op: str = ""
+    last_url: str = ""
+
+    _subscription: Subscription | None = None
+    _feed: ProgressFeed | None = None
+    _starting = False
+    _sealer_cache: tuple[tuple[str, float], Sealer] | None = None
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    @property
+    def storage_config(self) -> StorageConfig:
+        """Where the queue and the table are (from the traits)."""
+        return StorageConfig(
+            queue_name=self.queue_name,
+            table_name=self.table_name,
+            connection_string=self.storage_connection_string,
+            queue_account_url=self.queue_account_url,
+            table_account_url=self.table_account_url,
+            client_id=self.storage_client_id,
+        )
+
+    @property
+    def watcher(self) -> StatusWatcher:
+        """The status watcher shared by every spawner of this hub on this event loop."""
+        return StatusWatcher.shared(
+            self.storage_config, self.hub_id, self.status_poll_interval, self.status_poll_interval_fast
+        )
+
+    @property
+    def sealer(self) -> Sealer:
+        """The request sealer for the configured keys."""
+        wanted = (self.sealing_keys, self.seal_max_age)
+        if self._sealer_cache is None or self._sealer_cache[0] != wanted:
+            if not self.sealing_keys.strip():
+                raise ValueError(
+                    "c.AcaSpawner.sealing_keys is not set: configure the key shared with the functions "
+                    "(ACA_SEALING_KEYS); make one with: python -m acaspawner.sealing"
+                )
+            self._sealer_cache = (wanted, Sealer(self.sealing_keys, self.seal_max_age))
+        return self._sealer_cache[1]
+
+    def _key(self) -> str:
+        if not self.server_key:
+            self.server_key = naming.server_key(self.hub_id, self.user.name, self.name)
+        return self.server_key
+
+    def _subscribe(self, fast: bool) -> Subscription:
+        """Keep (or make) this spawner's subscription, at the wanted speed."""
+        if self._subscription is None or self._subscription.closed:
+            self._subscription = self.watcher.subscribe(fast=fast)
+        else:
+            self._subscription.fast = fast
+        return self._subscription
+
+    def _unsubscribe(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+
+    # --- state ------------------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """What JupyterHub stores for this server: app name, last generation and op, URL."""
+        state = super().get_state()
+        for name in ("server_key", "generation", "last_op", "last_url"):
+            if getattr(self, name):
+                state[name] = getattr(self, name)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` saved (after a hub restart, or for a new spawner object)."""
+        super().load_state(state)
+        self.server_key = str(state.get("server_key") or self.server_key)
+        self.generation = int(state.get("generation") or self.generation)
+        self.last_op = str(state.get("last_op") or self.last_op)
+        self.last_url = str(state.get("last_url") or self.last_url)
+
+    def clear_state(self) -> None:
+        """Forget the stopped server's URL; keep its app name and generation (generations never go back)."""
+        super().clear_state()
+        self.last_url = ""
+        self._feed = ProgressFeed()  # a new spawn starts a new progress stream
+        self._unsubscribe()
+
+    def _save_state(self) -> None:
+        """Persist state now: JupyterHub only saves it after start() returns, too late for a hub restart mid-spawn."""
+        if self.orm_spawner is None:
+            return
+        try:
+            self.orm_spawner.state = self.get_state()
+            session = inspect(self.orm_spawner).session
+            if session is not None:
+                session.commit()
+        except Exception:
+            self.log.warning("Could not save the state of %s early", self._log_name, exc_info=True)
+
+    # --- options ----------------------------------------------------------------------------------
+
+    @default("options_form")
+    def _default_options_form(self):
+        return self._render_profiles_form if self.profile_list else ""
+
+    @staticmethod
+    def _render_profiles_form(spawner: AcaSpawner) -> str:
+        selected = (spawner.user_options or {}).get(profiles.OPTION, "")
+        return profiles.render_form(profiles.parse_profiles(spawner.profile_list), str(selected))
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return self._profiles_from_form
+
+    @staticmethod
+    def _profiles_from_form(form_data: dict[str, list[str]], spawner: AcaSpawner) -> dict[str, Any]:
+        if not spawner.profile_list:
+            return form_data  # no profiles: JupyterHub's passthrough behaviour for a custom form
+        return profiles.options_from_form(form_data, profiles.parse_profiles(spawner.profile_list))
+
+    def _resolve_options(self) -> tuple[profiles.Profile | None, dict[str, Any]]:
+        """The profile the user chose; options reaching us through the REST API are checked here too."""
+        hook = self.apply_user_options
+        allowed = None if callable(hook) or self.pre_spawn_hook else list(hook or {})
+        try:
+            return profiles.resolve(profiles.parse_profiles(self.profile_list), self.user_options, allowed)
+        except profiles.ProfileError as e:
+            raise SpawnException(str(e), reason="options", status_code=400) from None
+
+    # --- building requests ------------------------------------------------------------------------
+
+    def _allow_origin(self) -> str:
+        if self.allow_origin:
+            return self.allow_origin
+        for url in (self.public_url, self.public_hub_url, getattr(self.hub, "public_host", "")):
+            if origin_of(url):
+                return origin_of(url)
+        raise SpawnException(
+            "The hub does not know its public URL, so the server could not accept the browser's requests. "
+            "An administrator must set c.JupyterHub.public_url (or c.AcaSpawner.allow_origin).",
+            reason="config",
+        )
+
+    def _home_volumes(self) -> list[Volume]:
+        if not self.home_storage_name:
+            return []
+        return [home_volume(self.home_storage_name, self.home_mount_path, self.user.name, self.home_mount_options)]
+
+    def server_spec(self, overrides: dict[str, Any] | None = None) -> ServerSpec:
+        """The container app spec of this server: traits, then the chosen profile's ``overrides``."""
+        overrides = overrides or {}
+        return build_spec(
+            image=overrides.get("image", self.image),
+            cpu=overrides.get("cpu", self.cpu),
+            memory=overrides.get("memory", self.memory),
+            workload_profile=overrides.get("workload_profile", self.workload_profile),
+            port=self.port,
+            ip=self.ip,
+            cmd=self.cmd,
+            args=self.get_args(),
+            env=self.get_env(),
+            api_token=self.api_token,
+            allow_origin=self._allow_origin(),
+            volumes=self._home_volumes(),
+        )
+
+    async def send_request(self, op: Op, spec: ServerSpec | None = None) -> Request:
+        """Seal and enqueue one request with a new generation; remember (and save) it as the last one."""
+        key = self._key()
+        known = self.watcher.get(key)
+        generation = next_generation(self.generation, *([known.generation] if known else []))
+        request = build_request(
+            op, hub_id=self.hub_id, server_key=key, user=self.user.name, server_name=self.name,
+            generation=generation, spec=spec,
+        )
+        sealed = self.sealer.seal(request)
+        async with asyncio.timeout(SEND_TIMEOUT):
+            await HubStorage.shared(self.storage_config).send(sealed)
+        self.generation, self.last_op = generation, request.op.value
+        self.log.info("Sent %s for %s (%s, generation %d)", request.op.value, self._log_name, key, generation)
+        self._save_state()
+        return request
+
+    async def _send_in_background(self, op: Op, why: str) -> None:
+        """Send a cleanup request that a second cancellation cannot interrupt."""
+        task = asyncio.ensure_future(self.send_request(op))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("Could not send %s for %s after %s; the reconciler must clean up", op, self._log_name, why)
+
+    # --- start --------------------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Ask the functions for a container app and return its URL once the table says it runs."""
+        profile, overrides = self._resolve_options()
+        try:
+            spec = self.server_spec(overrides)
+            self.sealer  # noqa: B018 - fail on a missing key before anything is sent
+        except ValueError as e:
+            raise SpawnException(f"The server could not be configured: {e}", reason="config") from None
+        if self._feed is None or self._feed.closed:
+            self._feed = ProgressFeed()
+        feed = self._feed
+        self._starting = True
+        self._subscribe(fast=True)
+        try:
+            async with asyncio.timeout(self.start_timeout):
+                request = await self._send_start(spec)
+                chosen = f" ({profile.display_name})" if profile else ""
+                feed.add(REQUESTED, f"Server requested{chosen}, waiting for Azure Container Apps")
+                url = await self._wait_running(request.generation, feed)
+        except (asyncio.CancelledError, TimeoutError) as e:
+            # a start may be on the queue even if sending it was cut short: always follow with a stop
+            why = "a timeout" if isinstance(e, TimeoutError) else "cancellation"
+            self.log.warning("Start of %s ended by %s; sending a stop", self._log_name, why)
+            await self._send_in_background(Op.STOP, why)
+            raise
+        except SpawnException as e:
+            if e.reason == StartOutcome.FAILED:
+                await self._send_in_background(Op.STOP, "a failed start")  # remove what was half created
+            raise
+        finally:
+            self._starting = False
+            feed.close()
+            if self._subscription is not None:
+                self._subscription.fast = False  # stays subscribed (slowly) while the server runs
+        self.last_url = url
+        return url
+
+    async def _send_start(self, spec: ServerSpec) -> Request:
+        try:
+            return await self.send_request(Op.START, spec)
+        except (asyncio.CancelledError, TimeoutError):
+            raise
+        except Exception as e:
+            self.log.error("Could not send the start of %s: %s", self._log_name, e)
+            raise SpawnException(
+                "The server could not be requested right now; please try again in a moment",
+                reason="queue", log_message=f"sending the start request failed: {e}",
+            ) from e
+
+    async def _wait_running(self, generation: int, feed: ProgressFeed | None = None) -> str:
+        """Wait for ``generation`` to run; :class:`SpawnException` as soon as the table says it will not."""
+        watcher = self.watcher
+        while True:
+            status = watcher.get(self._key())
+            outcome = lifecycle.start_outcome(status, generation)
+            if feed is not None and status is not None and status.generation == generation:
+                feed.add_status(status)
+            if outcome is StartOutcome.RUNNING:
+                if feed is not None:
+                    feed.add(READY, "Container app is running; connecting to the server")
+                return status.url
+            if outcome is StartOutcome.FAILED:
+                raise SpawnException(
+                    status.message or "Azure Container Apps could not start the server",
+                    reason=StartOutcome.FAILED.value, error_code=status.error_code,
+                )
+            if outcome is StartOutcome.STOPPED:
+                raise SpawnException("The server was stopped while it was starting", reason=outcome.value)
+            if outcome is StartOutcome.SUPERSEDED:
+                raise SpawnException(
+                    "A newer request for this server replaced this start (was it started or stopped elsewhere?)",
+                    reason=outcome.value,
+                )
+            await watcher.next_refresh()
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """Progress of the current spawn, from the status transitions the functions write."""
+        if self._feed is None:
+            self._feed = ProgressFeed()
+        async for event in self._feed.follow():
+            yield event
+
+    # --- poll, url ----------------------------------------------------------------------------------
+
+    async def _read_status(self) -> Status | None:
+        """This server's status, fresh enough; waits for the watcher's first successful read after a restart.
+
+        A failing table is retried with backoff and then reported as
+        :class:`StatusUnavailable`, never as the server's death.
+        """
+        watcher = self.watcher
+        max_age = 2 * self.status_poll_interval
+        for attempt in range(READ_TRIES):
+            try:
+                return await watcher.current(self._key(), max_age)
+            except StatusUnavailable:
+                if attempt == READ_TRIES - 1:
+                    raise
+                await asyncio.sleep(READ_BACKOFF * 2**attempt)
+
+    def _answer(self, status: Status | None) -> int | None:
+        answer = lifecycle.poll_answer(
+            status, self.generation, self.last_op, self.seal_max_age, starting=self._starting
+        )
+        if answer.adopt is not None:
+            self.log.info(
+                "Taking over generation %d of %s (%s) from the table",
+                answer.adopt.generation, self._log_name, answer.adopt.phase.value,
+            )
+            self.generation = answer.adopt.generation
+            self.last_op = Op.START.value if answer.adopt.phase.is_active else Op.STOP.value
+            self.last_url = answer.adopt.url or self.last_url
+        return answer.exit_status
+
+    async def poll(self) -> int | None:
+        """``None`` while queued, provisioning or running; 0 once stopped or gone, 1 if failed."""
+        if not self.generation:
+            return lifecycle.EXIT_STOPPED  # neither started nor loaded from state
+        try:
+            status = await self._read_status()
+        except StatusUnavailable as e:
+            self.log.warning("Status of %s unknown (%s); assuming it still runs", self._log_name, e)
+            return None
+        exit_status = self._answer(status)
+        if exit_status is None:
+            self._subscribe(fast=self._starting)  # a running server keeps the shared watcher going
+        elif not self._starting:
+            self._unsubscribe()
+        return exit_status
+
+    async def get_url(self) -> str:
+        """The server's URL from the table (after a hub restart, waiting for a spawn that was under way)."""
+        fallback = self.last_url or (self.server.url if self.server else "")
+        try:
+            status = await self._read_status()
+        except StatusUnavailable:
+            return fallback
+        if self._answer(status) is not None:
+            return fallback
+        status = self.watcher.get(self._key())
+        if lifecycle.start_outcome(status, self.generation) is StartOutcome.RUNNING:
+            self.last_url = status.url
+            return status.url
+        # still coming up: wait for the rest of the start budget of that generation
+        remaining = self.generation / 1000 + self.start_timeout - time.time()
+        self._subscribe(fast=True)
+        try:
+            async with asyncio.timeout(max(remaining, self.status_poll_interval_fast)):
+                self.last_url = await self._wait_running(self.generation)
+        except (TimeoutError, SpawnException) as e:
+            self.log.warning("%s did not come up after the hub restarted: %s", self._log_name, e)
+            return fallback
+        finally:
+            if self._subscription is not None:
+                self._subscription.fast = False
+        return self.last_url
+
+    # --- stop, delete -------------------------------------------------------------------------------
+
+    async def stop(self, now: bool = False) -> None:
+        """Send a stop and wait (at most ``stop_timeout``) for the table to report the server stopped."""
+        self._subscribe(fast=True)
+        try:
+            request = await self.send_request(Op.STOP)
+            sent = time.monotonic()
+            watcher = self.watcher
+            async with asyncio.timeout(self.stop_timeout):
+                while True:
+                    fresh = watcher.last_success is not None and watcher.last_success >= sent
+                    if fresh and lifecycle.stop_done(watcher.get(self._key()), request.generation):
+                        break
+                    await watcher.next_refresh()
+        except TimeoutError:
+            self.log.warning(
+                "%s not reported stopped within %d s; the stop stays queued", self._log_name, self.stop_timeout
+            )
+        finally:
+            self._unsubscribe()
+        self.last_url = ""
+
+    async def rename(self, old_name: str, new_name: str) -> None:
+        """A stopped named server gets a new name, hence a new app name: remove the old app (not the home)."""
+        if self.generation:
+            await self.send_request(Op.DELETE)  # a stopped-but-kept app under the old name would be orphaned
+        self.server_key = naming.server_key(self.hub_id, self.user.name, new_name)
+        self._save_state()
+
+    async def delete_forever(self) -> None:
+        """Ask the functions to delete the app, and the user's home if they are configured to remove homes.
+
+        Every server of a user shares one home, so only the default server's
+        delete (JupyterHub deletes it only with the user) names the home folder.
+        """
+        volumes = [] if self.name else self._home_volumes()
+        await self.send_request(Op.DELETE, delete_spec(self.image, volumes))
+        self._unsubscribe()

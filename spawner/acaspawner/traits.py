@@ -1,0 +1,199 @@
+"""The configuration of :class:`acaspawner.spawner.AcaSpawner` (``c.AcaSpawner.*``).
+
+Kept apart from the spawner's behaviour so each file stays readable; the
+mixin is a ``Configurable``, so ``c.AcaSpawner.<name>`` reaches every trait.
+"""
+
+from __future__ import annotations
+
+from traitlets import Dict, Float, Integer, List, TraitError, Unicode, validate
+from traitlets.config import Configurable
+
+from . import profiles
+from .sealing import DEFAULT_MAX_AGE
+from .spec import validate_cpu, validate_memory
+from .storage_config import DEFAULT_QUEUE, DEFAULT_TABLE
+
+DEFAULT_IMAGE = "quay.io/jupyter/base-notebook:latest"
+DEFAULT_MOUNT_OPTIONS = "uid=1000,gid=100,dir_mode=0755,file_mode=0644,mfsymlinks,nobrl"
+
+
+class AcaSpawnerConfig(Configurable):
+    """Traits of the ACA spawner: where requests go, what servers run, how long to wait."""
+
+    # --- identity and storage -----------------------------------------------------------------
+
+    hub_id = Unicode(
+        "jupyterhub",
+        help="""Identifier of this hub in the lifecycle requests and the status table.
+
+        It is the table's PartitionKey and part of every container app name, and it
+        must equal the functions' ACA_HUB_ID setting: the functions refuse
+        requests of other hubs. Change it only together with the functions, and
+        never while servers run (their apps would be orphaned).
+        """,
+    ).tag(config=True)
+
+    queue_name = Unicode(DEFAULT_QUEUE, help="Storage queue the spawner sends lifecycle requests to.").tag(config=True)
+    table_name = Unicode(DEFAULT_TABLE, help="Storage table the functions write server statuses to.").tag(config=True)
+
+    storage_connection_string = Unicode(
+        "",
+        help="""Connection string of the storage account holding the queue and the table.
+
+        Meant for Azurite and development. In Azure leave it empty and set
+        queue_account_url and table_account_url, so the hub authenticates with
+        its managed identity (Storage Queue Data Message Sender, Storage Table
+        Data Reader) and no account key is needed.
+        """,
+    ).tag(config=True)
+
+    queue_account_url = Unicode(
+        "", help="Queue endpoint for identity-based access, e.g. https://<account>.queue.core.windows.net"
+    ).tag(config=True)
+    table_account_url = Unicode(
+        "", help="Table endpoint for identity-based access, e.g. https://<account>.table.core.windows.net"
+    ).tag(config=True)
+    storage_client_id = Unicode(
+        "", help="Client id of the hub's user-assigned managed identity (empty: DefaultAzureCredential's choice)."
+    ).tag(config=True)
+
+    sealing_keys = Unicode(
+        "",
+        help="""Keys that seal lifecycle requests, comma separated; the first one seals.
+
+        The same keys must be configured in the functions (ACA_SEALING_KEYS).
+        Rotate by putting a new key first on both sides, then removing the old
+        one once no request sealed with it can still be queued (seal_max_age).
+        Make a key with: python -m acaspawner.sealing
+        """,
+    ).tag(config=True)
+
+    seal_max_age = Float(
+        DEFAULT_MAX_AGE,
+        help="""Seconds a sealed request stays valid; the functions drop older ones.
+
+        Also bounds how long a sent request counts as "still queued": a server
+        whose request is older and never showed up in the table is reported dead.
+        """,
+    ).tag(config=True)
+
+    # --- what the server runs -----------------------------------------------------------------
+
+    image = Unicode(DEFAULT_IMAGE, help="Container image of the single-user server.").tag(config=True)
+    cpu = Float(1.0, help="CPU cores of each server (ACA pairs cores with memory, e.g. 0.5/1Gi, 1/2Gi).").tag(
+        config=True
+    )
+    memory = Unicode("2Gi", help="Memory of each server, e.g. '2Gi' (must fit cpu on the workload profile).").tag(
+        config=True
+    )
+    workload_profile = Unicode(
+        "", help="Workload profile name of the ACA environment to run servers on (empty: Consumption)."
+    ).tag(config=True)
+
+    port = Integer(8888, help="Port the single-user server listens on inside its container (the ingress target port).").tag(
+        config=True
+    )
+    ip = Unicode("0.0.0.0", help="Address the single-user server binds to inside its container.").tag(config=True)
+
+    home_storage_name = Unicode(
+        "",
+        help="""Name of the ACA environment storage (one Azure Files share for all users) for persistent homes.
+
+        Each user's home is a folder (subPath) of it named after a hash of the
+        user name. Empty: servers get no persistent home.
+        """,
+    ).tag(config=True)
+    home_mount_path = Unicode("/home/jovyan", help="Where the user's home folder is mounted.").tag(config=True)
+    home_mount_options = Unicode(
+        DEFAULT_MOUNT_OPTIONS,
+        help="""SMB mount options of the home share.
+
+        The defaults fit the Jupyter images' jovyan user (uid 1000, gid 100):
+        without them the share is root-owned 0777, chmod fails (git breaks) and
+        SQLite locks up without nobrl.
+        """,
+    ).tag(config=True)
+
+    allow_origin = Unicode(
+        "",
+        help="""Origin the single-user server accepts API calls from (--ServerApp.allow_origin).
+
+        Default: the origin of c.JupyterHub.public_url. Behind the proxy with
+        --change-origin the server sees its own app host but the browser's
+        Origin is the hub's public URL, so without this every API call is
+        blocked as cross-origin.
+        """,
+    ).tag(config=True)
+
+    profile_list = List(
+        Dict(),
+        help="""Server profiles users choose from on the spawn page.
+
+        Each is a dict with display_name, slug, description, default and
+        overrides; overrides may set image, cpu, memory and workload_profile
+        only. Users can only pick a listed slug.
+        """,
+    ).tag(config=True)
+
+    # --- timing ---------------------------------------------------------------------------------
+
+    start_timeout = Integer(
+        600,
+        help="""Seconds to wait for a server to run before giving up (then a stop is sent).
+
+        ACA needs minutes to pull an image and provision an app, so the
+        JupyterHub default of 60 s is far too short.
+        """,
+    ).tag(config=True)
+
+    http_timeout = Integer(
+        120, help="Seconds to wait for a running server to answer HTTP (a cold container can be slow)."
+    ).tag(config=True)
+
+    stop_timeout = Integer(
+        180,
+        help="""Seconds stop() waits for the table to report the server stopped.
+
+        The stop request stays queued either way; after this the hub moves on.
+        """,
+    ).tag(config=True)
+
+    status_poll_interval = Float(
+        15.0,
+        help="""Seconds between reads of the status table while no server is starting or stopping.
+
+        One query reads every server of the hub, however many users there are.
+        """,
+    ).tag(config=True)
+
+    status_poll_interval_fast = Float(
+        1.0, help="Seconds between reads of the status table while a server is starting or stopping."
+    ).tag(config=True)
+
+    @validate("cpu")
+    def _valid_cpu(self, proposal):
+        return _checked(validate_cpu, proposal)
+
+    @validate("memory")
+    def _valid_memory(self, proposal):
+        return _checked(validate_memory, proposal)
+
+    @validate("profile_list")
+    def _valid_profiles(self, proposal):
+        _checked(profiles.parse_profiles, proposal)
+        return proposal.value
+
+    @validate("status_poll_interval", "status_poll_interval_fast")
+    def _positive_interval(self, proposal):
+        if proposal.value <= 0:
+            raise TraitError(f"{proposal.trait.name} must be positive")
+        return proposal.value
+
+
+def _checked(check, proposal):
+    """Run ``check`` on a proposed value; its ValueError becomes the TraitError traitlets reports."""
+    try:
+        return check(proposal.value)
+    except ValueError as e:
+        raise TraitError(f"c.AcaSpawner.{proposal.trait.name}: {e}") from None

@@ -1,0 +1,163 @@
+"""Test support: spawners built the way JupyterHub builds them, and a fake function worker.
+
+The fake worker stands in for the Azure Functions so the spawner's tests do
+not depend on them: it reads the lifecycle queue raw (as the Functions host
+does), opens requests with the sealer, applies them in generation order and
+writes statuses with the functions' own storage class. It emulates
+provisioning → running (or → failed) without any container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue.aio import QueueClient
+from jupyterhub import orm
+from jupyterhub.objects import Hub
+from jupyterhub.user import User
+
+from acaspawner import wire
+from acaspawner.contract import Op, Phase, Request, Status
+from acaspawner.sealing import Sealer
+from acaspawner.spawner import AcaSpawner
+from acaspawner.storage_config import StorageConfig
+from functions.storage import FunctionStorage, StatusConflict
+
+PUBLIC_URL = "https://hub.example.org/"
+HUB_CONNECT_URL = "http://hub-app/hub/"
+API_TOKEN = "secret-token-0123456789abcdef"
+
+
+async def wait_until(predicate) -> None:
+    """Check ``predicate()`` every 50 ms for at most 10 s."""
+    for _ in range(200):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met within 10 s")
+
+
+def make_hub() -> Hub:
+    """The hub as JupyterHub configures it with public_url and hub_connect_url set."""
+    hub = Hub(base_url="/hub/", bind_url="http://127.0.0.1:8081/hub/", public_host="https://hub.example.org")
+    hub.connect_url = HUB_CONNECT_URL
+    return hub
+
+
+def make_spawner(db, user_name: str = "user", server_name: str = "", **kwargs) -> AcaSpawner:
+    """An AcaSpawner built through ``User._new_spawner``, as JupyterHub's own spawner tests do."""
+    orm_user = db.query(orm.User).filter_by(name=user_name).one_or_none()
+    if orm_user is None:
+        orm_user = orm.User(name=user_name)
+        db.add(orm_user)
+        db.commit()
+    hub = kwargs.pop("hub", None) or make_hub()
+    settings = {"public_url": urlparse(PUBLIC_URL), "hub": hub, "allow_named_servers": True}
+    user = User(orm_user, settings)
+    if server_name and server_name not in user.orm_spawners:
+        user._new_orm_spawner(server_name, server_name)
+    kwargs.setdefault("api_token", API_TOKEN)
+    kwargs.setdefault("oauth_client_id", f"jupyterhub-user-{user_name}")
+    return user._new_spawner(server_name, spawner_class=AcaSpawner, **kwargs)
+
+
+@dataclass
+class FakeWorker:
+    """Processes lifecycle requests like the functions would, without ARM."""
+
+    config: StorageConfig
+    sealer: Sealer
+    provision_delay: float = 0.3
+    #: image name → (message, error code): starting it fails like a bad image would
+    failing_images: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: server key → seconds to stay provisioning (a slow start)
+    slow: dict[str, float] = field(default_factory=dict)
+    url_for: Callable[[Request], str] = lambda r: f"http://{r.server_key}.internal.example.test"
+    received: list[Request] = field(default_factory=list)
+    paused: bool = False
+    _task: asyncio.Task | None = None
+
+    def __post_init__(self) -> None:
+        self.store = FunctionStorage(self.config)
+        self.queue = QueueClient.from_connection_string(self.config.connection_string, self.config.queue_name)
+
+    async def __aenter__(self) -> FakeWorker:
+        with contextlib.suppress(ResourceExistsError):
+            await self.queue.create_queue()
+        await asyncio.to_thread(self.store.ensure_table)
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.queue.close()
+
+    def ops(self, key: str | None = None) -> list[tuple[str, int]]:
+        """(op, generation) of every request received, optionally for one server."""
+        return [(r.op.value, r.generation) for r in self.received if key is None or r.server_key == key]
+
+    async def _run(self) -> None:
+        handlers: set[asyncio.Task] = set()
+        while True:
+            if self.paused:
+                await asyncio.sleep(0.05)
+                continue
+            got = False
+            async for message in self.queue.receive_messages(messages_per_page=32, visibility_timeout=60):
+                got = True
+                request = self.sealer.open(wire.decode(message.content))
+                self.received.append(request)
+                await self.queue.delete_message(message)
+                task = asyncio.create_task(self._handle(request))
+                handlers.add(task)
+                task.add_done_callback(handlers.discard)
+            if not got:
+                await asyncio.sleep(0.05)
+
+    async def write(self, request: Request, phase: Phase, message: str, **changes) -> bool:
+        """Write ``phase`` for ``request`` unless the table already holds a newer generation."""
+        for _ in range(10):
+            current = await asyncio.to_thread(self.store.get_status, request.hub_id, request.server_key)
+            if current is not None and current.generation > request.generation:
+                return False  # a late request never overrides a newer one
+            if current is None:
+                base = Status(hub_id=request.hub_id, server_key=request.server_key, phase=phase,
+                              generation=request.generation, user=request.user, server_name=request.server_name)
+            else:
+                base = current
+            status = base.with_event(phase, message, generation=request.generation, **changes)
+            if current is not None and current.generation != request.generation:
+                status.events = status.events[-1:]  # a new generation starts a new event history
+            try:
+                await asyncio.to_thread(self.store.write_status, status)
+                return True
+            except StatusConflict:
+                continue
+        raise RuntimeError("fake worker kept losing races")
+
+    async def _handle(self, request: Request) -> None:
+        if request.op is Op.START:
+            if not await self.write(request, Phase.QUEUED, "Request accepted"):
+                return
+            await asyncio.sleep(self.provision_delay / 3)
+            if not await self.write(request, Phase.PROVISIONING, "Creating container app", url="", error_code=""):
+                return
+            await asyncio.sleep(self.slow.get(request.server_key, self.provision_delay))
+            if request.spec.image in self.failing_images:
+                message, code = self.failing_images[request.spec.image]
+                await self.write(request, Phase.FAILED, message, error_code=code)
+                return
+            await self.write(request, Phase.PROVISIONING, "Revision provisioned, waiting for replica")
+            await self.write(request, Phase.RUNNING, "Container app running", url=self.url_for(request))
+        else:
+            if not await self.write(request, Phase.STOPPING, "Stopping container app"):
+                return
+            await asyncio.sleep(self.provision_delay / 3)
+            await self.write(request, Phase.STOPPED, "Container app removed", url="")

@@ -1,0 +1,146 @@
+"""The shared status watcher with a scripted table: intervals, sharing, failures, idling out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from spawner_support import make_spawner
+
+from acaspawner.contract import Phase, Status
+from acaspawner.storage_config import StorageConfig
+from acaspawner.watcher import StatusUnavailable, StatusWatcher
+
+
+class ScriptedTable:
+    """Stands in for HubStorage.list_statuses: counts queries, can be slow or fail."""
+
+    def __init__(self, statuses=None, delay: float = 0.0):
+        self.statuses = dict(statuses or {})
+        self.delay = delay
+        self.failing = False
+        self.table_queries = 0
+
+    async def list_statuses(self, hub_id: str) -> dict[str, Status]:
+        self.table_queries += 1
+        await asyncio.sleep(self.delay)
+        if self.failing:
+            raise ConnectionError("table unreachable")
+        return dict(self.statuses)
+
+
+def running(key: str, generation: int = 1) -> Status:
+    return Status(hub_id="h", server_key=key, phase=Phase.RUNNING, generation=generation, url=f"http://{key}")
+
+
+async def test_concurrent_reads_share_one_query():
+    table = ScriptedTable({"a": running("a")}, delay=0.05)
+    watcher = StatusWatcher(table, "h")
+    results = await asyncio.gather(*(watcher.current("a", max_age=10) for _ in range(100)))
+    assert table.table_queries == 1
+    assert all(r.url == "http://a" for r in results)
+    await watcher.current("a", max_age=10)  # fresh enough: no query
+    assert table.table_queries == 1
+
+
+async def test_fast_while_anyone_waits_slow_otherwise():
+    table = ScriptedTable()
+    watcher = StatusWatcher(table, "h", interval=10, fast_interval=0.05)
+    slow = watcher.subscribe()
+    await asyncio.sleep(0.3)
+    assert table.table_queries == 1  # the first read, then the slow interval
+    fast = watcher.subscribe(fast=True)
+    await asyncio.sleep(0.5)
+    burst = table.table_queries
+    assert 5 <= burst <= 12
+    fast.fast = False
+    await asyncio.sleep(0.3)
+    assert table.table_queries <= burst + 1
+    slow.close()
+    fast.close()
+    await watcher.close()
+
+
+async def test_many_subscribers_do_not_add_queries():
+    table = ScriptedTable()
+    watcher = StatusWatcher(table, "h", interval=10, fast_interval=0.05)
+    one = watcher.subscribe(fast=True)
+    await asyncio.sleep(0.5)
+    with_one = table.table_queries
+    many = [watcher.subscribe(fast=True) for _ in range(500)]
+    table.table_queries = 0
+    await asyncio.sleep(0.5)
+    assert table.table_queries <= with_one + 1
+    for s in [one, *many]:
+        s.close()
+    await watcher.close()
+
+
+async def test_waiters_are_woken_per_refresh():
+    table = ScriptedTable()
+    watcher = StatusWatcher(table, "h", interval=10, fast_interval=0.05)
+    sub = watcher.subscribe(fast=True)
+    await watcher.next_refresh()
+    table.statuses["k"] = running("k")
+    for _ in range(3):
+        if watcher.get("k"):
+            break
+        await asyncio.wait_for(watcher.next_refresh(), 1)
+    assert watcher.get("k").url == "http://k"
+    sub.close()
+    await watcher.close()
+
+
+async def test_failures_raise_unavailable_and_recover():
+    table = ScriptedTable({"a": running("a")})
+    table.failing = True
+    watcher = StatusWatcher(table, "h")
+    with pytest.raises(StatusUnavailable, match="unreachable"):
+        await watcher.current("a", max_age=1)
+    assert watcher.consecutive_errors == 1 and not watcher.first_read.is_set()
+    table.failing = False
+    assert (await watcher.current("a", max_age=1)).url == "http://a"
+    assert watcher.consecutive_errors == 0 and watcher.first_read.is_set()
+
+
+async def test_task_ends_when_nobody_listens():
+    table = ScriptedTable()
+    watcher = StatusWatcher(table, "h", interval=0.05, fast_interval=0.05, idle_timeout=0.2)
+    sub = watcher.subscribe()
+    await asyncio.sleep(0.1)
+    assert watcher.running
+    sub.close()
+    lingering = table.table_queries
+    await asyncio.sleep(0.1)
+    assert watcher.running and table.table_queries <= lingering + 1  # lingers without querying
+    await asyncio.sleep(0.4)
+    assert not watcher.running
+    count = table.table_queries
+    await asyncio.sleep(0.2)
+    assert table.table_queries == count
+    watcher.subscribe().close()  # a new subscriber starts it again
+    assert watcher.running
+    await watcher.close()
+
+
+async def test_shared_per_loop_config_and_hub():
+    config = StorageConfig(connection_string="UseDevelopmentStorage=true")
+    a = StatusWatcher.shared(config, "hub1")
+    assert StatusWatcher.shared(config, "hub1") is a
+    assert StatusWatcher.shared(config, "hub2") is not a
+    other = StorageConfig(connection_string="UseDevelopmentStorage=true", table_name="other")
+    assert StatusWatcher.shared(other, "hub1") is not a
+
+
+async def test_poll_never_reports_death_when_the_table_fails(db, monkeypatch):
+    monkeypatch.setattr("acaspawner.spawner.READ_BACKOFF", 0.01)
+    spawner = make_spawner(db, storage_connection_string="UseDevelopmentStorage=true", sealing_keys="x")
+    spawner.load_state({"server_key": "jl-user-1", "generation": 5, "last_op": "start"})
+    table = ScriptedTable()
+    table.failing = True
+    spawner.watcher.storage = table
+    assert await spawner.poll() is None
+    assert table.table_queries == 4  # retried with backoff, then gave up without a verdict
+    table.failing = False
+    table.statuses["jl-user-1"] = Status(hub_id="h", server_key="jl-user-1", phase=Phase.STOPPED, generation=5)
+    assert await spawner.poll() == 0
