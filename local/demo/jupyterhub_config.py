@@ -50,8 +50,14 @@ c.AcaSpawner.memory = "1Gi"
 c.AcaSpawner.start_timeout = 180
 c.AcaSpawner.status_poll_interval = 5
 if env.get("ACA_DEMO_ALLOW_ORIGIN", "1") != "1":
-    # regression switch: a spawner without the origin fix (the kernel websocket is refused)
-    c.AcaSpawner.allow_origin = ""
+    # regression switch for the tests: no --ServerApp.allow_origin (the kernel websocket is refused)
+    from acaspawner.spawner import AcaSpawner
+
+    class SpawnerWithoutOriginFix(AcaSpawner):
+        def _allow_origin(self) -> str:
+            return ""
+
+    c.JupyterHub.spawner_class = SpawnerWithoutOriginFix
 
 # --- the idle culler (an Azure Function) calls the hub API as this service ----------------
 c.JupyterHub.services = [{"name": "aca-idle-culler", "api_token": env["ACA_HUB_API_TOKEN"]}]
