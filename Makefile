@@ -35,7 +35,7 @@ lint: $(VENV)/.installed
 test: install lint
 	$(BIN)/pytest
 
-demo: install
+demo: $(VENV)/.installed node_modules/.installed
 	$(PY) -m local.demo
 
 bench: install

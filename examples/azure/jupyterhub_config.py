@@ -30,15 +30,15 @@ c.JupyterHub.public_url = PUBLIC_URL
 c.ConfigurableHTTPProxy.command = ["configurable-http-proxy", "--change-origin"]
 
 # ROUTING: servers reach the hub API at the hub app's *internal* address, never
-# the public URL (that would leave the environment through the public ingress
-# and come back). Inside the environment http://<hub app> reaches the hub app's
-# ingress, i.e. the proxy, which routes /hub/api to the hub. JupyterHub passes
-# http://<hub app>/hub/api to servers as JUPYTERHUB_API_URL. The hub app's
-# ingress must allow insecure traffic (allowInsecure: true): otherwise envoy
-# redirects http to https and the POSTs servers make to the hub turn into GETs.
-c.JupyterHub.hub_connect_url = f"http://{HUB_APP}"
-# The hub itself listens on loopback only: just the proxy in the same container talks to it.
-c.JupyterHub.hub_bind_url = "http://127.0.0.1:8081"
+# the public URL (that would leave the environment and come back through the
+# public ingress). JupyterHub gives this one URL to users' servers (as
+# JUPYTERHUB_API_URL) AND to the proxy as the target of /hub/, so it must reach
+# the hub process itself: the hub app's main ingress is the proxy, and pointing
+# there would make the proxy route /hub/ to itself. The hub app therefore exposes
+# port 8081 inside the environment only (ingress.additionalPortMappings with
+# external: false, exposedPort 8081), as infra/ deploys it.
+c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"
+c.JupyterHub.hub_connect_url = f"http://{HUB_APP}:8081"
 
 # Users' servers get internal ingress only; the hub routes /user/<name>/ to
 # http://<app>.internal.<environment domain>, the URL the functions write to the
@@ -97,3 +97,18 @@ c.JupyterHub.db_url = os.environ["JUPYTERHUB_DB_URL"]
 
 # Named servers work: each becomes its own container app.
 c.JupyterHub.allow_named_servers = True
+
+# --- the idle culler ---------------------------------------------------------------------------
+
+# The culler runs in Azure Functions (a timer) and stops idle servers through the
+# hub's REST API, so the hub stays the source of truth. It authenticates as this
+# service; its token is the functions' ACA_HUB_API_TOKEN (from Key Vault). These
+# are exactly the scopes it needs (add "admin:users" only with ACA_CULL_USERS=true).
+c.JupyterHub.services = [{"name": "aca-idle-culler", "api_token": os.environ["ACA_CULLER_API_TOKEN"]}]
+c.JupyterHub.load_roles = [
+    {
+        "name": "aca-idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["aca-idle-culler"],
+    }
+]
