@@ -1,0 +1,513 @@
+"""``python -m local.bench``: what the queue costs a spawn, and how a burst of spawns behaves.
+
+Runs the whole system on this machine (Azurite, the ACA emulator, the functions dev
+host running the real ``function_app.py`` with the committed host.json) and measures,
+in one run, side by side:
+
+* **direct**: the ARM calls alone, as a spawner calling ARM itself would make them:
+  ``begin_create_or_update`` (long-running operation) and a ``get`` for the ingress
+  FQDN, with the functions' own client (:func:`functions.runtime.build_deps`) and body
+  (:func:`functions.spec.build_container_app`);
+* **queue**: ``AcaSpawner.start()`` until it returns the URL: sealed request → Azurite
+  queue → lifecycle function → emulator → status table → shared status watcher.
+
+Spawns of both paths alternate, one at a time (p50/p95 over ``--spawns`` each). Then a
+**burst** of ``--burst`` concurrent ``start()`` calls through the queue path, with ARM
+write throttling as configured, reports wall time, ARM traffic, 429s, queue messages,
+table queries, and whether every server runs in exactly one app. Apps run a tiny socket
+server so they start in milliseconds; each phase ends by stopping what it started.
+This is a measurement, not a test: nothing is asserted about timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import os
+import platform
+import random
+import resource
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse
+
+import aiohttp
+from azure.functions.decorators.timer import TimerTrigger
+from jupyterhub import orm
+from jupyterhub.objects import Hub
+from jupyterhub.user import User
+
+from acaspawner.contract import Op
+from acaspawner.naming import server_key
+from acaspawner.sealing import generate_key
+from acaspawner.spawner import AcaSpawner
+from acaspawner.spec import build_request, next_generation
+from acaspawner.storage import HubStorage, close_shared
+from acaspawner.storage_config import DEFAULT_QUEUE, DEFAULT_TABLE
+from acaspawner.watcher import close_watchers
+from functions import runtime
+from functions.arm import app_fqdn
+from functions.settings import Settings
+from functions.spec import build_container_app
+from local.azurite import start_azurite
+from local.emulator import start_in_thread
+from local.funchost import FunctionsHost, load_function_app, load_host_json
+from local.procs import REPO
+
+HUB_ID = "bench"
+PUBLIC_URL = "https://hub.bench.test/"
+IMAGE = "bench/app:1"
+# the app: a socket server answering every request with 200, listening on $PORT (set by the emulator)
+APP_SERVER = """\
+import os, socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(os.environ["PORT"])))
+s.listen(128)
+while True:
+    c, _ = s.accept()
+    c.settimeout(5)
+    try:
+        if c.recv(65536):
+            c.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nok\\n")
+    except OSError:
+        pass
+    c.close()
+"""
+APP_COMMAND = [sys.executable, "-I", "-S", "-c", APP_SERVER]
+SPAWN_TIMEOUT = 120  # seconds for one spawn (AcaSpawner.start_timeout, ARM budget of a direct create)
+
+
+# --- measuring --------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) with linear interpolation between closest ranks."""
+    data = sorted(values)
+    if not data:
+        return float("nan")
+    pos = q * (len(data) - 1)
+    low = int(pos)
+    high = min(low + 1, len(data) - 1)
+    return data[low] + (data[high] - data[low]) * (pos - low)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": percentile(values, 0.5), "p95": percentile(values, 0.95),
+            "mean": sum(values) / len(values) if values else float("nan"), "max": max(values, default=float("nan"))}
+
+
+def machine() -> dict[str, str | int]:
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu": model, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+# --- the parts --------------------------------------------------------------------------------------
+
+
+def function_settings(azurite, emulator) -> dict[str, str]:
+    """App settings of the functions against the emulator (as local/stack.py sets them)."""
+    return {
+        "AcaStorage": azurite.connection_string,
+        "AzureWebJobsStorage": azurite.connection_string,
+        "ACA_LIFECYCLE_QUEUE": DEFAULT_QUEUE,
+        "ACA_STATUS_TABLE": DEFAULT_TABLE,
+        "ACA_HUB_ID": HUB_ID,
+        "ACA_SEALING_KEYS": generate_key(),
+        "ACA_SUBSCRIPTION_ID": emulator.subscription_id,
+        "ACA_RESOURCE_GROUP": emulator.resource_group,
+        "ACA_ENVIRONMENT_ID": emulator.environment_id,
+        "ACA_LOCATION": emulator.location,
+        "ACA_ALLOWED_IMAGES": "bench/*",
+        "ACA_ARM_ENDPOINT": emulator.arm_endpoint,
+        "ACA_ARM_CA_BUNDLE": str(emulator.ca_bundle),
+        "ACA_ARM_TOKEN": "local-emulator",
+        "ACA_ARM_POLL_INTERVAL": "0.5",
+    }
+
+
+def timer_functions(app_path: Path) -> list[str]:
+    """Names of the app's timer functions (the benchmark runs the lifecycle function only)."""
+    loaded = load_function_app(app_path)
+    try:
+        return [f.get_function_name() for f in loaded.app.get_functions() if isinstance(f.get_trigger(), TimerTrigger)]
+    finally:
+        loaded.unload()
+
+
+class Hubside:
+    """Spawners built as JupyterHub builds them (``User._new_spawner``), on an in-memory hub database."""
+
+    def __init__(self, db, settings: dict[str, str]):
+        self.db = db
+        self.hub = Hub(base_url="/hub/", bind_url="http://127.0.0.1:8081/hub/", public_host=PUBLIC_URL.rstrip("/"))
+        self.hub.connect_url = "http://hub-app/hub/"
+        self.traits = {
+            "storage_connection_string": settings["AcaStorage"], "sealing_keys": settings["ACA_SEALING_KEYS"],
+            "hub_id": HUB_ID, "queue_name": settings["ACA_LIFECYCLE_QUEUE"], "table_name": settings["ACA_STATUS_TABLE"],
+            "image": IMAGE, "cmd": APP_COMMAND, "cpu": 0.5, "memory": "1Gi",
+            "start_timeout": SPAWN_TIMEOUT, "stop_timeout": SPAWN_TIMEOUT,
+        }
+
+    def spawner(self, user_name: str) -> AcaSpawner:
+        orm_user = orm.User(name=user_name)
+        self.db.add(orm_user)
+        self.db.commit()
+        user = User(orm_user, {"public_url": urlparse(PUBLIC_URL), "hub": self.hub})
+        return user._new_spawner("", spawner_class=AcaSpawner, api_token=secrets.token_hex(16),
+                                 oauth_client_id=f"jupyterhub-user-{user_name}", **self.traits)
+
+
+class Bench:
+    """One benchmark run: :meth:`run` starts the parts, measures, and always stops everything."""
+
+    def __init__(self, args: argparse.Namespace, db):
+        self.args = args
+        self.db = db
+        self.rng = random.Random(0)
+        self.result: dict = {"machine": machine(), "command": " ".join(["python -m local.bench", *sys.argv[1:]])}
+        self.azurite = self.emulator = self.host = None
+
+    # -- setup and teardown --------------------------------------------------------------------------
+
+    def run(self, state: Path) -> dict:
+        args = self.args
+        try:
+            (state / "azurite").mkdir(exist_ok=True)
+            self.azurite = start_azurite(state / "azurite", log_path=state / "azurite.log")
+            faults = {"provisioning_delay": args.provisioning_delay, "write_bucket": args.write_bucket,
+                      "write_refill": args.write_refill, "retry_after": args.retry_after or None}
+            self.emulator = start_in_thread(state_dir=state / "aca", **faults)
+            self.settings = function_settings(self.azurite, self.emulator)
+            app_path = REPO / "function_app.py"
+            if args.function_threads:
+                self.settings["PYTHON_THREADPOOL_THREAD_COUNT"] = str(args.function_threads)
+            for name in timer_functions(app_path):
+                self.settings[f"AzureWebJobs.{name}.Disabled"] = "true"
+            self.host = FunctionsHost(app_path, settings=self.settings, host_json=REPO / "host.json",
+                                      local_settings=state / "no-local-settings.json").start()
+            self.result["config"] = self.config(faults)
+            asyncio.run(self.measure())
+        finally:
+            if self.host is not None:
+                self.host.stop()
+            if self.emulator is not None:
+                self.emulator.close()  # ends every app process
+            if self.azurite is not None:
+                self.azurite.stop()
+        return self.result
+
+    def config(self, faults: dict) -> dict:
+        queues = load_host_json(REPO / "host.json").queues
+        threads = self.settings.get("PYTHON_THREADPOOL_THREAD_COUNT") or min(32, (os.cpu_count() or 1) + 4)
+        return {
+            "host_json": {"maxPollingInterval_s": queues.max_polling_interval, "batchSize": queues.batch_size,
+                          "newBatchThreshold": queues.new_batch_threshold, "source": "the committed host.json"},
+            "function_worker_threads": int(threads),
+            "timer_functions_disabled": [k.split(".")[1] for k in self.settings if k.endswith(".Disabled")],
+            "arm_poll_interval_s": float(self.settings["ACA_ARM_POLL_INTERVAL"]),
+            "emulator": faults,
+            "spawner": {"status_poll_interval_fast_s": AcaSpawner.status_poll_interval_fast.default_value,
+                        "status_poll_interval_s": AcaSpawner.status_poll_interval.default_value},
+            "app": f"{IMAGE} = tiny socket server ({Path(sys.executable).name} -I -S -c ...)",
+        }
+
+    async def measure(self) -> None:
+        self.hubside = Hubside(self.db, self.settings)
+        self.arm_settings = Settings.from_environ(self.settings)
+        self.apps = runtime.build_deps(self.arm_settings).apps  # the functions' own ARM client and gateway
+        try:
+            await self.latency()
+            await self.burst()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(close_watchers(), 10)
+                await asyncio.wait_for(close_shared(), 10)
+            self.apps.close()
+        self.result["memory"] = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                                 **self.result.get("memory", {})}
+
+    # -- the two paths -------------------------------------------------------------------------------
+
+    async def direct_spawn(self, user: str) -> float:
+        """Create one app the way a spawner calling ARM would; seconds for the ARM calls."""
+        spec = self.hubside.spawner(user).server_spec()
+        key = server_key(HUB_ID, user, "")
+        request = build_request(Op.START, hub_id=HUB_ID, server_key=key, user=user, server_name="",
+                                generation=next_generation(0), spec=spec)
+        body = build_container_app(request, self.arm_settings)
+        began = time.perf_counter()
+        app = await asyncio.to_thread(self.apps.create_or_update, key, body, SPAWN_TIMEOUT)
+        elapsed = time.perf_counter() - began
+        if not app_fqdn(app):
+            raise RuntimeError(f"direct create of {key} returned no ingress fqdn")
+        return elapsed
+
+    async def queue_spawn(self, spawner: AcaSpawner) -> tuple[float, dict[str, float]]:
+        """``start()`` until the URL; seconds, and where they went (from the status events' timestamps)."""
+        spawner.clear_state()  # as JupyterHub does before every spawn
+        began = time.perf_counter()
+        await spawner.start()
+        elapsed = time.perf_counter() - began
+        returned = time.time()
+        status = spawner.watcher.get(spawner.server_key)
+        times: dict[str, float] = {}
+        for event in status.events:
+            times.setdefault(event["phase"], event["time"])  # the first event of each phase
+        sent = spawner.generation / 1000  # generations are the request's creation time in ms
+        return elapsed, {"queue_to_function": times["provisioning"] - sent,
+                         "function_and_arm": times["running"] - times["provisioning"],
+                         "table_to_url": returned - times["running"]}
+
+    async def latency(self) -> None:
+        n = self.args.spawns
+        await self.direct_spawn("warm-direct")  # untimed: first client connection, table creation, ...
+        warm = self.hubside.spawner("warm-queue")
+        await self.queue_spawn(warm)
+        direct: list[float] = []
+        queue: list[float] = []
+        parts: dict[str, list[float]] = {}
+        spawners = [warm]
+        async with asyncio.timeout(30 * n + 120):
+            for i in range(n):
+                direct.append(await self.direct_spawn(f"direct-{i:03d}"))
+                # users arrive at random moments relative to the functions' polling back-off
+                await asyncio.sleep(self.rng.uniform(0, self.result["config"]["host_json"]["maxPollingInterval_s"]))
+                spawner = self.hubside.spawner(f"queue-{i:03d}")
+                spawners.append(spawner)
+                seconds, split = await self.queue_spawn(spawner)
+                queue.append(seconds)
+                for name, value in split.items():
+                    parts.setdefault(name, []).append(value)
+                print(f"  spawn {i + 1}/{n}: direct {direct[-1]:.2f} s, queue {seconds:.2f} s", file=sys.stderr)
+        self.result["latency"] = {"direct": summary(direct), "queue": summary(queue),
+                                  "queue_parts": {k: summary(v) for k, v in parts.items()},
+                                  "samples": {"direct": direct, "queue": queue}}
+        await self.cleanup(spawners, direct_users=("warm-direct", *(f"direct-{i:03d}" for i in range(n))))
+
+    async def cleanup(self, spawners: list[AcaSpawner], direct_users: tuple[str, ...] = ()) -> None:
+        """Stop the queue path's servers (``stop()``) and delete the direct path's apps (``begin_delete``)."""
+        limit = asyncio.Semaphore(8)
+
+        async def delete(user: str) -> None:
+            async with limit:
+                await asyncio.to_thread(self.apps.delete, server_key(HUB_ID, user, ""), SPAWN_TIMEOUT)
+
+        async with asyncio.timeout(2 * SPAWN_TIMEOUT + 60):
+            await asyncio.gather(*(s.stop() for s in spawners), *(delete(u) for u in direct_users))
+
+    # -- the burst -------------------------------------------------------------------------------------
+
+    async def burst(self) -> None:
+        n, emulator = self.args.burst, self.emulator
+        tracemalloc.start()  # only while the spawners are made: tracing would slow everything else down
+        try:
+            spawners = [self.hubside.spawner(f"burst-{i:03d}") for i in range(n)]
+            self.result["memory"] = {"python_kib_per_spawner": tracemalloc.get_traced_memory()[0] / 1024 / n}
+        finally:
+            tracemalloc.stop()
+        # refill ARM's buckets: the burst starts on a quiet subscription
+        emulator.set_faults(write_bucket=self.args.write_bucket, write_refill=self.args.write_refill)
+        storage = HubStorage.shared(spawners[0].storage_config)
+        arm0, fn0 = emulator.stats, self.host.totals
+        sent0, queries0 = storage.requests_sent, storage.table_queries
+
+        async def timed(spawner: AcaSpawner) -> float:
+            began = time.perf_counter()
+            spawner.clear_state()
+            await spawner.start()
+            return time.perf_counter() - began
+
+        began = time.perf_counter()
+        async with asyncio.timeout(max(600, 6 * n)):
+            outcomes = await asyncio.gather(*(timed(s) for s in spawners), return_exceptions=True)
+        wall = time.perf_counter() - began
+        arm1, fn1 = emulator.stats, self.host.totals
+        keys = [s.server_key for s in spawners]
+        apps = {name: info for name, info in emulator.apps.items() if name in set(keys)}
+        running = [k for k in keys if k in apps and apps[k].provisioning_state == "Succeeded"
+                   and apps[k].running_status == "Running"]
+        urls = [s.last_url for s in spawners]
+        routed = sum(bool(k in apps and u == f"http://{apps[k].fqdn}") for k, u in zip(keys, urls, strict=True))
+        by_method = Counter(arm1["requests_by_method"]) - Counter(arm0["requests_by_method"])
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        self.result["burst"] = {
+            "spawns": n, "wall_s": wall, "start": summary([o for o in outcomes if isinstance(o, float)]),
+            "failed": len(errors), "errors": sorted({f"{type(e).__name__}: {e}" for e in errors})[:5],
+            "arm_requests": arm1["requests"] - arm0["requests"], "arm_by_method": dict(sorted(by_method.items())),
+            "arm_429": arm1["throttled"] - arm0["throttled"],
+            "arm_5xx": arm1["injected_errors"] - arm0["injected_errors"],
+            "creates": arm1["creates"] - arm0["creates"], "updates": arm1["updates"] - arm0["updates"],
+            "queue_messages": storage.requests_sent - sent0, "table_queries": storage.table_queries - queries0,
+            "invocations": fn1.invocations - fn0.invocations, "invocations_failed": fn1.failed - fn0.failed,
+            "poisoned": fn1.poisoned - fn0.poisoned,
+            "apps": len(apps), "distinct_names": len(set(keys)), "running": len(running), "urls_match_apps": routed,
+            "answering_http": await self.answering(urls),
+        }
+        b = self.result["burst"]
+        b["all_running"] = b["running"] == n == b["urls_match_apps"] == b["answering_http"] and not errors
+        b["no_duplicates"] = b["apps"] == b["distinct_names"] == b["creates"] == n and b["updates"] == 0
+        stop_began = time.perf_counter()
+        await self.cleanup(spawners)
+        b["stop_all_s"] = time.perf_counter() - stop_began
+        b["apps_left_after_stop"] = len(emulator.apps)
+
+    async def answering(self, urls: list[str]) -> int:
+        """How many URLs answer HTTP 200 through the emulator's ingress."""
+        limit = asyncio.Semaphore(20)
+
+        async def ok(session: aiohttp.ClientSession, url: str) -> bool:
+            async with limit:
+                try:
+                    async with session.get(url) as response:
+                        return response.status == 200
+                except (aiohttp.ClientError, TimeoutError):
+                    return False
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            return sum(await asyncio.gather(*(ok(session, u) for u in urls if u)))
+
+
+# --- output -----------------------------------------------------------------------------------------
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def render(result: dict) -> str:
+    m, c, lat, b = result["machine"], result["config"], result["latency"], result["burst"]
+    d, q = lat["direct"], lat["queue"]
+    f = "{:.2f}".format
+    out = [f"machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, {m['date']}",
+           f"command: {result['command']}", ""]
+    out.append(table([
+        ["path (one spawn at a time)", "spawns", "p50 (s)", "p95 (s)", "mean (s)", "max (s)"],
+        ["direct: ARM create LRO + get", str(d["n"]), f(d["p50"]), f(d["p95"]), f(d["mean"]), f(d["max"])],
+        ["queue: AcaSpawner.start() → URL", str(q["n"]), f(q["p50"]), f(q["p95"]), f(q["mean"]), f(q["max"])],
+        ["overhead of the queue (queue − direct)", "", f(q["p50"] - d["p50"]), f(q["p95"] - d["p95"]),
+         f(q["mean"] - d["mean"]), ""],
+    ]))
+    parts = lat["queue_parts"]
+    names = {"queue_to_function": "request sent → function claimed it (queue polling)",
+             "function_and_arm": "claimed → 'running' written (ARM create + get)",
+             "table_to_url": "'running' written → start() returned (status watcher)"}
+    out += ["", table([["where the queue path's time goes", "p50 (s)", "p95 (s)", "mean (s)"],
+                       *([names[k], f(v["p50"]), f(v["p95"]), f(v["mean"])] for k, v in parts.items())])]
+    e = c["emulator"]
+    s = b["start"]
+    by_method = ", ".join(f"{k} {v}" for k, v in b["arm_by_method"].items())
+    yes = {True: "yes", False: "NO"}
+    out += ["", table([
+        ["burst (concurrent starts, queue path)", "value"],
+        ["spawns", str(b["spawns"])],
+        ["ARM write throttling (bucket / refill)", f"{e['write_bucket']} / {e['write_refill']:g} per s"],
+        ["wall time, all started (s)", f(b["wall_s"])],
+        ["start() p50 / p95 / max (s)", f"{f(s['p50'])} / {f(s['p95'])} / {f(s['max'])}"],
+        ["ARM requests", f"{b['arm_requests']} ({by_method})"],
+        ["ARM 429s seen", str(b["arm_429"])],
+        ["ARM creates / updates", f"{b['creates']} / {b['updates']}"],
+        ["queue messages sent by the hub", str(b["queue_messages"])],
+        ["table queries by the hub", str(b["table_queries"])],
+        ["function invocations (failed, poisoned)", f"{b['invocations']} ({b['invocations_failed']}, {b['poisoned']})"],
+        ["apps in emulator / distinct names", f"{b['apps']} / {b['distinct_names']}"],
+        ["running / URL = app fqdn / answering HTTP",
+         f"{b['running']} / {b['urls_match_apps']} / {b['answering_http']}"],
+        ["all running", yes[b["all_running"]]],
+        ["no duplicate apps", yes[b["no_duplicates"]]],
+        ["stop all (s) / apps left", f"{f(b['stop_all_s'])} / {b['apps_left_after_stop']}"],
+    ])]
+    h, sp, mem = c["host_json"], c["spawner"], result["memory"]
+    out += ["", table([
+        ["run settings", "value"],
+        ["queue trigger (the committed host.json)", f"maxPollingInterval {h['maxPollingInterval_s']:g} s, "
+         f"batchSize {h['batchSize']}, newBatchThreshold {h['newBatchThreshold']}"],
+        ["function worker threads", str(c["function_worker_threads"])],
+        ["timer functions (not run)", ", ".join(c["timer_functions_disabled"]) or "none"],
+        ["ARM LRO pacing", f"Retry-After {e['retry_after']} s, ACA_ARM_POLL_INTERVAL {c['arm_poll_interval_s']:g} s"],
+        ["emulator provisioning delay", f"{e['provisioning_delay']:g} s"],
+        ["spawner status poll (starting / idle)", f"{sp['status_poll_interval_fast_s']:g} s / "
+         f"{sp['status_poll_interval_s']:g} s"],
+        ["app", c["app"]],
+        ["peak RSS of the benchmark process", f"{mem['peak_rss_mib']:.0f} MiB (hub side + functions host + emulator)"],
+        ["Python memory per spawner", f"{mem['python_kib_per_spawner']:.0f} KiB (User, orm rows, AcaSpawner)"],
+    ])]
+    if b["errors"]:
+        out += ["burst errors: " + "; ".join(b["errors"])]
+    return "\n".join(out)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m local.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--spawns", type=int, default=20, help="spawns per path for p50/p95 (default 20)")
+    p.add_argument("--burst", type=int, default=100, help="concurrent spawns in the burst (default 100)")
+    p.add_argument("--write-bucket", type=int, default=200, help="ARM write token bucket (default 200, ARM's)")
+    p.add_argument("--write-refill", type=float, default=10.0, help="ARM write tokens per second (default 10, ARM's)")
+    p.add_argument("--provisioning-delay", type=float, default=0.0, help="emulator seconds per operation (default 0)")
+    p.add_argument("--retry-after", type=int, default=1, help="Retry-After of ARM LROs in s, 0 for none (default 1)")
+    p.add_argument("--function-threads", type=int, default=0,
+                   help="PYTHON_THREADPOOL_THREAD_COUNT of the functions (default: the worker's, min(32, CPUs + 4))")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temporary, removed directory)")
+    args = p.parse_args(argv)
+    if args.spawns < 1 or args.burst < 1:
+        p.error("--spawns and --burst must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    state = args.state_dir or Path(tempfile.mkdtemp(prefix="aca-bench-"))
+    state.mkdir(parents=True, exist_ok=True)
+    # the hub database first: its migrations (alembic) reconfigure logging, to stderr
+    with contextlib.redirect_stderr(io.StringIO()):
+        db = orm.new_session_factory("sqlite:///:memory:")()
+    logging.basicConfig(filename=state / "bench.log", level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # every app holds ports and pipes
+    print(f"benchmark: {args.spawns} spawns per path, burst of {args.burst}; log in {state / 'bench.log'}",
+          file=sys.stderr)
+    ok = False
+    try:
+        result = Bench(args, db).run(state)
+        print(render(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2, default=str))
+        ok = True
+    except KeyboardInterrupt:
+        print("interrupted; everything was stopped", file=sys.stderr)
+        return 130
+    finally:
+        if ok and args.state_dir is None:
+            shutil.rmtree(state, ignore_errors=True)
+        elif not ok:
+            print(f"logs kept in {state}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
