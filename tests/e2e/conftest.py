@@ -32,6 +32,12 @@ def ensure_chromium() -> str:
     return CHROMIUM
 
 
+def pytest_collection_modifyitems(config, items):
+    # Sync Playwright drives its own event loop in this thread while it runs; asyncio tests
+    # must not run during that, so browser tests go last (and Playwright stops after them).
+    items.sort(key=lambda item: item.path.is_relative_to(Path(__file__).parent))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -39,7 +45,7 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_instance():
     from playwright.sync_api import sync_playwright
 
