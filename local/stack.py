@@ -64,6 +64,7 @@ class Stack:
         self.sealing_key = generate_key()
         self.culler_token = secrets.token_hex(32)
         self.public_url = f"http://127.0.0.1:{self.options.port}"
+        self.hub_api_url = f"http://127.0.0.1:{free_port()}"  # the hub's internal address
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> Stack:
@@ -79,8 +80,9 @@ class Stack:
         try:
             self.azurite = start_azurite(self.state_dir, log_path=self.logs / "azurite.log")
             self._start_emulator()
-            self._start_functions()
+            # the hub before the functions: the culler's first run should find it listening
             self._start_hub()
+            self._start_functions()
         except BaseException:
             self.stop()
             raise
@@ -153,7 +155,6 @@ class Stack:
         }
 
     def _start_functions(self) -> None:
-        self.hub_api_url = f"http://127.0.0.1:{free_port()}"
         # settings travel in the environment (never on a command line that `ps` shows)
         cmd = [sys.executable, "-m", "local.funchost", "--app", str(REPO / "function_app.py"),
                "--host-json", str(REPO / "host.json")]
