@@ -13,6 +13,7 @@ from acaspawner.contract import Op, Request, Volume
 from acaspawner.naming import server_key
 from functions.policy import ForeignHub, PolicyViolation, check_request, image_allowed, key_belongs_to
 from functions.settings import Settings, SettingsError, read_host_limits
+from local.funchost import parse_timespan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,7 +85,7 @@ def test_host_json_is_tuned_for_spawning():
     host = json.loads((REPO / "host.json").read_text())
     queues = host["extensions"]["queues"]
     assert queues["messageEncoding"] == "base64"
-    assert queues["maxPollingInterval"] <= "00:00:05"
+    assert parse_timespan(queues["maxPollingInterval"], numbers_are_ms=True) <= 5
     assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
 
 
