@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from local.procs import stop_process_group
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -32,13 +34,17 @@ def _processes_under(directory: Path) -> list[int]:
 
 def test_bench_smoke(tmp_path):
     state, results = tmp_path / "state", tmp_path / "bench.json"
-    proc = subprocess.run(
+    # its own session, so a run that hangs is ended with everything it started (Azurite, emulator, apps)
+    proc = subprocess.Popen(
         [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3",
          "--json", str(results), "--state-dir", str(state)],
-        cwd=REPO, capture_output=True, text=True, timeout=280,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
+    try:
+        out, err = proc.communicate(timeout=280)
+    finally:
+        stop_process_group(proc)
+    assert proc.returncode == 0, err[-3000:]
     assert out.startswith("machine: ") and "Python " in out.splitlines()[0]
 
     # the latency table: both paths and their difference, with p50 and p95

@@ -161,7 +161,7 @@ def start_hub(workdir: Path, *, culler_scopes: tuple[str, ...] = REQUIRED_SCOPES
         culler_scopes=list(culler_scopes), slow_stop_timeout=slow_stop_timeout,
     ))
     log = open(workdir / "hub.log", "ab")  # noqa: SIM115 - owned by the children
-    try:
+    try:  # a failure here stops what already runs (the proxy), as the wait below does
         chp = subprocess.Popen(
             [str(NODE_BIN / "configurable-http-proxy"), "--ip", "127.0.0.1", "--port", str(proxy_port),
              "--api-ip", "127.0.0.1", "--api-port", str(proxy_api_port),
@@ -176,6 +176,9 @@ def start_hub(workdir: Path, *, culler_scopes: tuple[str, ...] = REQUIRED_SCOPES
             cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )
         hub.processes.append(proc)
+    except BaseException:
+        hub.stop()
+        raise
     finally:
         log.close()
     try:

@@ -172,9 +172,7 @@ def test_slow_stop_202_is_polled(make_hub, stop_wait, finished):
     (user,) = hub.create_users(["slowpoke"])
     hub.start(user)
     with culler_api(hub) as api:
-        t0 = time.monotonic()
         summary = cull_idle(api, options(stop_wait=stop_wait, cull_users=True), now=later())
-        elapsed = time.monotonic() - t0
         polls = api.calls["GET user"]
     assert summary.culled == [user]
     assert polls >= 1
@@ -182,8 +180,9 @@ def test_slow_stop_202_is_polled(make_hub, stop_wait, finished):
         assert summary.stopping == [] and summary.users_deleted == [user]
         assert user not in hub.user_names()
     else:
-        # counted as culled, but a user whose server is still stopping is never deleted
-        assert summary.stopping == [user] and summary.users_deleted == [] and elapsed < 5
+        # counted as culled, but a user whose server is still stopping is never deleted; "still stopping"
+        # shows the culler gave up its bounded wait (0.5 s) before the 3 s stop finished (no timed assert)
+        assert summary.stopping == [user] and summary.users_deleted == []
         hub.wait_stopped(user)
     assert not summary.errors
 

@@ -22,7 +22,8 @@ class AsyncStaticToken:
 
 
 async def test_emulator_in_the_same_loop(tmp_path):
-    async with Emulator(state_dir=tmp_path / "emu", retry_after=None, provisioning_delay=0.1) as emu:
+    # provisioning outlasts the SDK's initial request by far, so the app is still InProgress right after it
+    async with Emulator(state_dir=tmp_path / "emu", retry_after=None, provisioning_delay=1.0) as emu:
         client = ContainerAppsAPIClient(AsyncStaticToken(), emu.subscription_id, base_url=emu.arm_endpoint,
                                         connection_verify=str(emu.ca_bundle), polling_interval=0.05)
         async with client:

@@ -36,7 +36,7 @@ def test_six_field_schedule_fires(make_app, wait_until):
     with FunctionsHost(make_app(TIMER_APP), {"EVERY_SECOND": "*/1 * * * * *"}) as host:
         assert host.functions["ticker"].schedule == "*/1 * * * * *"  # resolved from the setting
         module = host.module
-        wait_until(lambda: len([t for t in module.FIRED if t != "startup"]) >= 2, timeout=5)
+        wait_until(lambda: len([t for t in module.FIRED if t != "startup"]) >= 2, timeout=20)
         ticks = [t for t in module.FIRED if t != "startup"]
         assert all(isinstance(t, func.TimerRequest) and t.past_due is False for t in ticks)
         assert {"Last", "Next", "LastUpdated"} <= set(ticks[0].schedule_status)
@@ -46,7 +46,7 @@ def test_six_field_schedule_fires(make_app, wait_until):
 def test_run_on_startup_fires_once(make_app, wait_until):
     with FunctionsHost(make_app(TIMER_APP), {"EVERY_SECOND": "0 0 0 1 1 *"}) as host:
         module = host.module
-        wait_until(lambda: "startup" in module.FIRED, timeout=5)
+        wait_until(lambda: "startup" in module.FIRED, timeout=20)
         time.sleep(0.2)
         assert module.FIRED == ["startup"]  # not the others: their next occurrence is next January
         assert host.stats["at_startup"].succeeded == 1

@@ -150,8 +150,9 @@ def test_idle_server_is_culled_through_the_hub_and_its_app_removed_active_one_ke
     summaries = culler_summaries(text)
     assert summaries, f"no culler summary line in functions.log\n{tail(text)}"
     assert sum(s["culled"] for s in summaries) == 1, summaries
-    # the stack starts the functions before the hub: runs that fire before the hub listens fail
-    # (the hub "is unreachable"); from the first successful run on, none may fail
+    # the stack starts the hub (and waits for it to be healthy) before the functions, so no run should
+    # find it unreachable; any run before the first successful one may only have failed that way,
+    # and from the first successful run on, none may fail
     first_ok = SUMMARY_OK_RE.search(text)
     assert first_ok, f"no successful culler run\n{tail(text, 80)}"
     before, after = text[: first_ok.start()], text[first_ok.start():]

@@ -58,12 +58,14 @@ async def test_start_poll_stop_default_and_named(db, worker, spawner_kwargs):
 
 async def test_failing_spawn_raises_at_once(db, worker, spawner_kwargs):
     worker.failing_images["bad/image:1"] = ("Image 'bad/image:1' could not be pulled: manifest unknown", "InvalidImage")
+    spawner_kwargs["start_timeout"] = 120
     spawner = make_spawner(db, user_name="bob", image="bad/image:1", **spawner_kwargs)
     began = time.monotonic()
     with pytest.raises(SpawnException) as info:
         await spawner.start()
     elapsed = time.monotonic() - began
-    assert elapsed < 5 < spawner.start_timeout  # the failure, not the timeout
+    # the failure, not the timeout (a generous bound, not a benchmark)
+    assert elapsed < 60 < spawner.start_timeout, elapsed
     assert "manifest unknown" in info.value.jupyterhub_message
     assert info.value.error_code == "InvalidImage" and info.value.reason == "failed"
     # a stop follows, so the half-created app is removed
@@ -164,7 +166,7 @@ async def test_stop_waits_for_the_table_but_not_forever(db, worker, spawner_kwar
     worker.paused = True  # the functions are down
     began = time.monotonic()
     await spawner.stop()
-    assert 0.9 < time.monotonic() - began < 5
+    assert 0.9 < time.monotonic() - began < 30  # waited out stop_timeout (1 s), then gave up: not forever
     assert await spawner.poll() == 0  # stop requested: not running from the hub's point of view
     worker.paused = False
     spawner.watcher.subscribe(fast=True)  # the spawner itself no longer watches a stopped server
@@ -193,9 +195,10 @@ async def test_200_spawners_share_one_watcher(db, worker, spawner_kwargs):
     answers = await asyncio.gather(*(s.poll() for s in spawners))
     assert answers == [None] * 200
     assert storage.table_queries - before <= 1
-    before = storage.table_queries
+    before, began = storage.table_queries, time.monotonic()
     await asyncio.sleep(3 * spawners[0].status_poll_interval)
-    assert storage.table_queries - before <= 4
+    # one query per slow interval at most, measured against the time that really passed
+    assert storage.table_queries - before <= (time.monotonic() - began) / spawners[0].status_poll_interval + 1
     assert watcher.subscribers == 200
 
 
