@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import UTC, datetime
 
 import pytest
@@ -117,7 +118,7 @@ def test_binding_expressions():
 
 
 def test_connections():
-    conn = "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=k;QueueEndpoint=http://127.0.0.1:1/a;"
+    conn = f"DefaultEndpointsProtocol=http;AccountName=a;AccountKey={secrets.token_hex(8)};QueueEndpoint=http://127.0.0.1:1/a;"
     assert resolve_connection("", {"AzureWebJobsStorage": conn}) == ("AzureWebJobsStorage", conn)
     assert resolve_connection("MyStorage", {"MyStorage": conn}) == ("MyStorage", conn)
     assert resolve_connection("Other", {"AzureWebJobsOther": conn}) == ("AzureWebJobsOther", conn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 
@@ -38,7 +39,10 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("ok")
 """
 
-CONN = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;QueueEndpoint=http://127.0.0.1:9/x;"
+CONN = (
+    f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={secrets.token_hex(8)};"
+    "QueueEndpoint=http://127.0.0.1:9/x;"
+)
 
 
 def test_indexing_resolves_settings(make_app):
