@@ -67,6 +67,8 @@ class Lifecycle:
         self.rules = list(rules)
         self.apps: dict[str, AppState] = {}
         self.operations: dict[str, Operation] = {}
+        # ARM serialises writes to one resource: a second PUT never sees "no app" while a first is creating it
+        self._put_locks: dict[str, asyncio.Lock] = {}
 
     # ---- the REST verbs -------------------------------------------------------------------------
 
@@ -78,6 +80,10 @@ class Lifecycle:
 
     async def put(self, name: str, body: dict[str, Any]) -> tuple[AppState, bool, Operation]:
         """Create or replace; returns (app, created, operation)."""
+        async with self._put_locks.setdefault(name, asyncio.Lock()):
+            return await self._put(name, body)
+
+    async def _put(self, name: str, body: dict[str, Any]) -> tuple[AppState, bool, Operation]:
         validation.validate_name(name)
         validation.validate_location(body)
         props = {k: v for k, v in (body.get("properties") or {}).items() if k not in READ_ONLY_PROPERTIES}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import ssl
 import time
 
@@ -11,6 +13,7 @@ from azure.mgmt.appcontainers.aio import ContainerAppsAPIClient
 from emulator_helpers import echo_container_app, pid_alive
 
 from local.emulator import Emulator
+from local.emulator.errors import ArmError
 
 
 class AsyncStaticToken:
@@ -43,3 +46,22 @@ async def test_emulator_in_the_same_loop(tmp_path):
             pid = emu.apps["async-app"].pid
         assert pid_alive(pid)
     assert not pid_alive(pid)  # stop() ended the app's process
+
+
+async def test_concurrent_puts_of_a_new_app_create_it_once(tmp_path):
+    """ARM serialises writes to one resource: of two racing PUTs one creates, the other is refused (409)."""
+    async with Emulator(state_dir=tmp_path / "emu", retry_after=None, provisioning_delay=1.0) as emu:
+        body = echo_container_app(emu.environment_id)
+        # straight into the resource layer, so both writes are in flight at once (over HTTP the second
+        # request would usually arrive after the first had already registered the app)
+        outcomes = await asyncio.gather(
+            emu._lifecycle.put("racy-app", copy.deepcopy(body)),
+            emu._lifecycle.put("racy-app", copy.deepcopy(body)),
+            return_exceptions=True,
+        )
+        created = [o for o in outcomes if not isinstance(o, BaseException)]
+        refused = [o for o in outcomes if isinstance(o, ArmError)]
+        assert len(created) == 1 and len(refused) == 1, outcomes
+        assert refused[0].status == 409
+        assert emu.stats["creates"] == 1
+        assert list(emu.apps) == ["racy-app"]
