@@ -190,8 +190,11 @@ class ArmApps:
             poller = self.client.container_apps.begin_create_or_update(
                 self.resource_group, name, body, polling_interval=self.polling_interval
             )
-            self._wait(poller, budget, f"creating container app {name}")
-            # read it back: the LRO's final body may predate the ingress FQDN
+            app = _as_dict(self._wait(poller, budget, f"creating container app {name}"))
+            if app_fqdn(app):
+                return app
+            # read it back only when needed: the LRO's final body may predate the ingress FQDN,
+            # and every extra GET spends ARM's read budget (25/s per principal)
             return _as_dict(self.client.container_apps.get(self.resource_group, name))
         except AzureError as e:
             raise classify(e) from e
