@@ -1,5 +1,8 @@
 """ARM access for the user apps: the client, its retry policy, and a small gateway over it.
 
+The gateway sends writes without following their long-running operations
+(see :mod:`functions.lifecycle` for how completion is observed).
+
 In Azure the client authenticates with ``DefaultAzureCredential`` (the
 functions' managed identity). With ``ACA_ARM_ENDPOINT`` set it talks to
 another ARM endpoint, e.g. the local emulator, trusting ``ACA_ARM_CA_BUNDLE``
@@ -29,13 +32,14 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline.policies import RetryPolicy
+from azure.core.rest import HttpRequest
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Retry budget inside one invocation: ARM's throttling refills in seconds, and
+# Retries of one request inside an invocation: ARM's throttling refills in seconds, and
 # Retry-After (honoured by azure-core) says how long; beyond this the host redelivers.
 RETRY_TOTAL = 8
 RETRY_BACKOFF_FACTOR = 1.0
@@ -114,7 +118,7 @@ def make_client(
     retry_total: int = RETRY_TOTAL,
     retry_backoff_factor: float = RETRY_BACKOFF_FACTOR,
     retry_backoff_max: int = RETRY_BACKOFF_MAX,
-    retry_timeout: float = 240.0,
+    retry_timeout: float = 60.0,
 ) -> ContainerAppsAPIClient:
     """A ``ContainerAppsAPIClient`` for the configured subscription, endpoint and retry budget."""
     retry = RetryPolicy(
@@ -129,7 +133,6 @@ def make_client(
     )
     kwargs: dict[str, Any] = {
         "retry_policy": retry,
-        "polling_interval": settings.arm_poll_interval,
         "connection_timeout": CONNECTION_TIMEOUT,
         "read_timeout": READ_TIMEOUT,
     }
@@ -166,36 +169,88 @@ def app_generation(app: dict[str, Any]) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """What ARM answered to a write that it runs as a long-running operation.
+
+    ``operation_url`` is where the operation reports its outcome
+    (``Azure-AsyncOperation`` for a PUT, ``Location`` otherwise); ``done`` is
+    True when ARM finished synchronously (e.g. 204 for deleting an app that
+    does not exist). ``app`` is the body ARM returned, if any.
+    """
+
+    done: bool
+    operation_url: str = ""
+    retry_after: float | None = None
+    app: dict[str, Any] | None = None
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        value = float(headers.get("Retry-After", ""))
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
 @dataclass
 class ArmApps:
-    """Create, read, stop and delete the container apps of one resource group.
+    """Send writes for, list and read the container apps of one resource group.
 
-    Every method raises :class:`ArmFailure` subclasses only; a missing app is
-    not an error where the caller wanted it gone.
+    Writes never wait for their long-running operation: each sends one
+    request and returns what ARM accepted (:class:`Accepted`); completion is
+    observed later, by listing the apps (:meth:`list`) or reading the
+    operation (:meth:`operation_error`). Every method raises
+    :class:`ArmFailure` subclasses only.
     """
 
     client: ContainerAppsAPIClient
     resource_group: str
-    polling_interval: float = 2.0
 
-    def _wait(self, poller: Any, budget: float, what: str) -> Any:
-        result = poller.result(timeout=budget)
-        if not poller.done():
-            raise TransientArmError("OperationTimedOut", f"{what} did not finish within {budget:.0f} s")
-        return result
+    def _send(self, begin: Any, *args: Any) -> Accepted:
+        captured: dict[str, Any] = {}
 
-    def create_or_update(self, name: str, body: dict[str, Any], budget: float = 240.0) -> dict[str, Any]:
-        """PUT the app and follow the long-running operation; returns the app as ARM reports it afterwards."""
+        def capture(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
+            captured["response"] = pipeline_response.http_response
+            return deserialized
+
+        # polling=False: the SDK sends the initial request only and hands back ARM's answer as it is
+        body = begin(self.resource_group, *args, polling=False, cls=capture).result()
+        response = captured["response"]
+        url = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location") or ""
+        done = response.status_code == 204 or (response.status_code == 200 and not url)
+        return Accepted(done=done, operation_url=url, retry_after=_retry_after(response.headers),
+                        app=_as_dict(body) or None)
+
+    def send_create_or_update(self, name: str, body: dict[str, Any]) -> Accepted:
+        """PUT the app; ARM answers at once with the app (``provisioningState`` InProgress)."""
         try:
-            poller = self.client.container_apps.begin_create_or_update(
-                self.resource_group, name, body, polling_interval=self.polling_interval
-            )
-            app = _as_dict(self._wait(poller, budget, f"creating container app {name}"))
-            if app_fqdn(app):
-                return app
-            # read it back only when needed: the LRO's final body may predate the ingress FQDN,
-            # and every extra GET spends ARM's read budget (25/s per principal)
-            return _as_dict(self.client.container_apps.get(self.resource_group, name))
+            return self._send(self.client.container_apps.begin_create_or_update, name, body)
+        except AzureError as e:
+            raise classify(e) from e
+
+    def send_delete(self, name: str) -> Accepted:
+        """DELETE the app; ``done`` when there was none (ARM answers 204)."""
+        try:
+            return self._send(self.client.container_apps.begin_delete, name)
+        except ResourceNotFoundError:
+            return Accepted(done=True)
+        except AzureError as e:
+            raise classify(e) from e
+
+    def send_stop(self, name: str) -> Accepted:
+        """Stop the app (it keeps its configuration); ``done`` when there is none."""
+        try:
+            return self._send(self.client.container_apps.begin_stop, name)
+        except ResourceNotFoundError:
+            return Accepted(done=True)
+        except AzureError as e:
+            raise classify(e) from e
+
+    def send_start(self, name: str) -> Accepted:
+        """Start an app that was stopped (``ACA_STOP_MODE=stop``)."""
+        try:
+            return self._send(self.client.container_apps.begin_start, name)
         except AzureError as e:
             raise classify(e) from e
 
@@ -207,41 +262,29 @@ class ArmApps:
         except AzureError as e:
             raise classify(e) from e
 
-    def delete(self, name: str, budget: float = 240.0) -> bool:
-        """Delete the app; False when there was none."""
+    def list(self) -> list[dict[str, Any]]:
+        """Every app of the resource group (one ARM read per page)."""
         try:
-            poller = self.client.container_apps.begin_delete(
-                self.resource_group, name, polling_interval=self.polling_interval
-            )
-            self._wait(poller, budget, f"deleting container app {name}")
-            return True
-        except ResourceNotFoundError:
-            return False
+            return [_as_dict(app) for app in self.client.container_apps.list_by_resource_group(self.resource_group)]
         except AzureError as e:
             raise classify(e) from e
 
-    def stop(self, name: str, budget: float = 240.0) -> bool:
-        """Stop the app (it keeps its configuration); False when there was none."""
+    def operation_error(self, operation_url: str) -> ArmFailure | None:
+        """ARM's own code and message for a failed operation (one read), or None if it says nothing."""
+        if not operation_url:
+            return None
         try:
-            poller = self.client.container_apps.begin_stop(
-                self.resource_group, name, polling_interval=self.polling_interval
-            )
-            self._wait(poller, budget, f"stopping container app {name}")
-            return True
-        except ResourceNotFoundError:
-            return False
+            response = self.client.send_request(HttpRequest("GET", operation_url))
         except AzureError as e:
             raise classify(e) from e
-
-    def start(self, name: str, budget: float = 240.0) -> None:
-        """Start an app that was stopped (``ACA_STOP_MODE=stop``)."""
         try:
-            poller = self.client.container_apps.begin_start(
-                self.resource_group, name, polling_interval=self.polling_interval
-            )
-            self._wait(poller, budget, f"starting container app {name}")
-        except AzureError as e:
-            raise classify(e) from e
+            data = response.json()
+        except ValueError:
+            return None
+        error = (data.get("error") if isinstance(data, dict) else None) or {}
+        if not isinstance(error, dict) or not error.get("code"):
+            return None
+        return TerminalArmError(str(error["code"]), str(error.get("message") or ""), response.status_code)
 
     def close(self) -> None:
         self.client.close()

@@ -1,4 +1,16 @@
-"""The lifecycle handler: one sealed request from the queue → ARM → one status in the table.
+"""The lifecycle handler: sealed requests from the hub, and the functions' own follow-ups.
+
+Serverless shape: no invocation waits for ARM. A request invocation records
+its claim in the status table, sends ARM one write (create/update, stop,
+delete) without following the long-running operation, puts a sealed
+:class:`~functions.followup.FollowUp` on the lifecycle queue, invisible for
+the operation's ``Retry-After``, and returns. A follow-up invocation looks at
+the app once, in a listing of the resource group shared by every follow-up
+of the instance (:mod:`functions.listing`), and then records the outcome
+(running, stopped, or failed with ARM's code and message), sends the next
+write (starting an app that was parked stopped), or sends the next
+follow-up. A start or stop still unfinished ``ACA_SPAWN_DEADLINE`` seconds
+after the hub asked ends ``failed``, naming the step it was waiting for.
 
 Delivery is at-least-once and unordered, so every request carries a
 generation (milliseconds, increasing per server; every start, stop and
@@ -8,10 +20,14 @@ belongs to. The rules, applied on every (re)read of the entity:
 - an entity with a *newer* generation wins: the request is stale and ignored;
 - at the *same* generation a stop/delete wins over a start (a start is
   ignored once its generation is stopping/stopped/failed), and a repeated
-  request is a duplicate (made sure of, not redone);
+  request is a duplicate: once ARM has accepted its write (the entity
+  records the ``step``) a duplicate only sends a fresh follow-up;
+- a follow-up acts only while the entity is at its generation and still in
+  the phase it follows (provisioning, stopping); anything else ends it;
 - every write is ETag-conditional; a conflict means "re-read and decide again";
-- a start whose "running" write loses to a stop deletes the app it just
-  created, so a stop racing a start ends stopped with no app left.
+- a start overtaken by a stop deletes the app it created (on the write that
+  lost, on its follow-up, or on a redelivery), so a stop racing a start ends
+  stopped with no app left.
 
 Untrusted or unreadable messages go to the poison queue (their original
 base64 body, like the host's own poison) and never reach ARM. Policy
@@ -20,8 +36,8 @@ errors end ``failed`` with its code and message; transient ones are retried
 by azure-core, then by redelivery (:class:`RetryLater`), and the last
 delivery writes ``failed`` instead.
 
-Nothing here logs a message body, a secret or a token: requests log as
-their ``repr`` (op, key, generation, correlation id).
+Nothing here logs a message body, a secret or a token: requests and
+follow-ups log as their ``repr`` (op, key, generation, correlation id).
 """
 
 from __future__ import annotations
@@ -29,8 +45,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from azure.core.exceptions import AzureError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -38,8 +56,10 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from acaspawner.contract import ContractError, Op, Phase, Request, ServerSpec, Status
 from acaspawner.sealing import ExpiredMessage, Sealer, SealError
 
-from .arm import ArmApps, ArmFailure, TerminalArmError, TransientArmError, app_fqdn, app_generation, classify
+from .arm import Accepted, ArmApps, ArmFailure, TerminalArmError, TransientArmError, app_fqdn, app_generation, classify
+from .followup import FollowUp, FollowUps, Step, is_follow_up
 from .homes import HomeFolders
+from .listing import AppListing
 from .policy import ForeignHub, PolicyViolation, check_request, key_belongs_to
 from .settings import Settings
 from .spec import build_container_app
@@ -55,10 +75,12 @@ class Outcome(StrEnum):
     """What became of one delivery (the host only cares whether the function raised)."""
 
     APPLIED = "applied"  # the request's effect is in place and recorded
+    ACCEPTED = "accepted"  # ARM took the write; a follow-up will observe it
+    PENDING = "pending"  # a follow-up found ARM still working and sent the next one
     DUPLICATE = "duplicate"  # it had been applied already; made sure of it
     IGNORED = "ignored"  # stale, or overtaken by a newer/terminal request
     REJECTED = "rejected"  # refused by policy: failed status, no ARM call
-    FAILED = "failed"  # ARM refused, or transient errors outlasted the last delivery
+    FAILED = "failed"  # ARM refused, the app failed, the deadline passed, or errors outlasted the last delivery
     POISONED = "poisoned"  # untrusted or unreadable: on the poison queue
 
 
@@ -81,12 +103,13 @@ class Deps:
     storage: FunctionStorage
     apps: ArmApps
     sealer: Sealer
+    follow_ups: FollowUps
+    listing: AppListing
     homes: HomeFolders | None = None
     max_dequeue_count: int = 5
-    arm_budget: float = 240.0
 
 
-def decide(current: Status | None, request: Request) -> Verdict:
+def decide(current: Status | None, request: Request | FollowUp) -> Verdict:
     """Whether ``request`` may act, given the status entity ``current`` (pure)."""
     if current is None or current.generation < request.generation:
         return Verdict.PROCEED
@@ -149,10 +172,22 @@ def _unusable_request_target(body: bytes, deps: Deps) -> Request | None:
     return target
 
 
+def _open(body: bytes, deps: Deps) -> Request | FollowUp:
+    """The request or follow-up inside a sealed message; raises SealError/ContractError."""
+    plaintext = deps.sealer.open_bytes(body)
+    try:
+        payload = json.loads(plaintext)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if isinstance(payload, dict) and is_follow_up(payload):
+        return FollowUp.from_dict(payload)
+    return Request.from_json(plaintext)
+
+
 def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
     """Process one (base64-decoded) queue message; raises :class:`RetryLater` to be redelivered."""
     try:
-        request = deps.sealer.open(body)
+        message = _open(body, deps)
     except ExpiredMessage as e:
         # authentic but too old: poison it, and fail its server unless something newer happened since
         log.warning("lifecycle message expired: %s; moved to the poison queue", e)
@@ -174,42 +209,51 @@ def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
             _Run(target, deps, dequeue_count).reject(f"the request could not be read: {e}", "InvalidRequest")
         return Outcome.POISONED
 
-    try:
-        check_request(request, deps.settings)
-    except ForeignHub as e:
-        log.warning("%r rejected: %s; moved to the poison queue", request, e)
-        _poison(body, deps)
-        return Outcome.POISONED
-    except PolicyViolation as e:
-        log.warning("%r refused by policy: %s", request, e)
-        return _Run(request, deps, dequeue_count).reject(str(e), "PolicyViolation")
+    if isinstance(message, FollowUp):
+        if message.hub_id != deps.settings.hub_id or not key_belongs_to(message):
+            log.warning("%r names another hub's server; moved to the poison queue", message)
+            _poison(body, deps)
+            return Outcome.POISONED
+    else:
+        try:
+            check_request(message, deps.settings)
+        except ForeignHub as e:
+            log.warning("%r rejected: %s; moved to the poison queue", message, e)
+            _poison(body, deps)
+            return Outcome.POISONED
+        except PolicyViolation as e:
+            log.warning("%r refused by policy: %s", message, e)
+            return _Run(message, deps, dequeue_count).reject(str(e), "PolicyViolation")
 
-    run = _Run(request, deps, dequeue_count)
+    run = _Run(message, deps, dequeue_count)
     try:
-        outcome = run.start() if request.op is Op.START else run.stop()
+        if isinstance(message, FollowUp):
+            outcome = run.follow(message)
+        else:
+            outcome = run.start() if message.op is Op.START else run.stop()
     except RetryLater as e:
         if not run.last_delivery:
             raise
-        log.warning("%r: still failing on its last delivery: %s", request, e)
+        log.warning("%r: still failing on its last delivery: %s", message, e)
         outcome = run.reject(f"gave up after {run.dequeue_count} attempts: {e}", "RetriesExhausted")
         return Outcome.FAILED if outcome is Outcome.REJECTED else outcome
     except Exception:
         if run.last_delivery:  # the host will poison it; let the user see why
-            log.exception("%r failed on its last delivery", request)
+            log.exception("%r failed on its last delivery", message)
             try:
                 run.reject("the request could not be processed (internal error, see the function logs)",
                            "InternalError")
             except Exception:  # best effort: the original error matters more
-                log.exception("could not record the failure of %r", request)
+                log.exception("could not record the failure of %r", message)
         raise
-    log.info("%r: %s", request, outcome.value)
+    (log.debug if outcome is Outcome.PENDING else log.info)("%r: %s", message, outcome.value)
     return outcome
 
 
 class _Run:
-    """One delivery of one validated request."""
+    """One delivery of one validated request or follow-up."""
 
-    def __init__(self, request: Request, deps: Deps, dequeue_count: int):
+    def __init__(self, request: Request | FollowUp, deps: Deps, dequeue_count: int):
         self.request = request
         self.deps = deps
         self.settings = deps.settings
@@ -227,7 +271,7 @@ class _Run:
     def _read(self) -> Status | None:
         return self.storage.get_status(self.request.hub_id, self.key)
 
-    def _next(self, current: Status | None, phase: Phase, message: str, **changes) -> Status:
+    def _next(self, current: Status | None, phase: Phase, message: str, **changes: Any) -> Status:
         """The entity after ``phase``: a fresh event list when the generation changes."""
         r = self.request
         if current is None or current.generation != r.generation:
@@ -259,15 +303,20 @@ class _Run:
                 if current.phase is Phase.FAILED or self._app_exists():
                     return Outcome.DUPLICATE
                 log.warning("%r: status says running but the app is missing; creating it again", self.request)
+            elif current is not None and current.generation == self.request.generation and current.step \
+                    and current.phase is phase:
+                # ARM already took this request's write: follow it (again) instead of sending it twice
+                self._send_follow_up(Step(current.step), since=time.time())
+                return Outcome.DUPLICATE
             if self.dequeue_count > 1:
                 message = f"{message} (attempt {self.dequeue_count} of {self.deps.max_dequeue_count})"
             try:
-                return self.storage.write_status(self._next(current, phase, message))
+                return self.storage.write_status(self._next(current, phase, message, step=""))
             except StatusConflict:
                 continue
         raise RetryLater(f"status of {self.key} kept changing")
 
-    def _finish(self, mine: Status, phase: Phase, message: str, **changes) -> Status | None:
+    def _finish(self, mine: Status, phase: Phase, message: str, **changes: Any) -> Status | None:
         """Write the outcome over ``mine``; None when a newer or terminal request overtook this one."""
         for _ in range(MAX_RACES):
             try:
@@ -295,7 +344,8 @@ class _Run:
             if decide(current, self.request) is not Verdict.PROCEED:
                 return Outcome.IGNORED
             try:
-                self.storage.write_status(self._next(current, Phase.FAILED, message, url="", error_code=code))
+                self.storage.write_status(self._next(current, Phase.FAILED, message, url="", error_code=code,
+                                                     step=""))
                 return Outcome.REJECTED
             except StatusConflict:
                 continue
@@ -303,7 +353,7 @@ class _Run:
 
     def _failed(self, mine: Status, error: ArmFailure, prefix: str = "") -> Outcome:
         log.warning("%r failed: %s", self.request, error.code)
-        written = self._finish(mine, Phase.FAILED, prefix + error.message, url="", error_code=error.code)
+        written = self._finish(mine, Phase.FAILED, prefix + error.message, url="", error_code=error.code, step="")
         if written is None:
             return Outcome.IGNORED
         return Outcome.FAILED if written.phase is Phase.FAILED else Outcome.DUPLICATE
@@ -320,6 +370,33 @@ class _Run:
             return Outcome.DUPLICATE  # another delivery finished the job meanwhile
         raise RetryLater(str(error)) from error
 
+    # -- follow-ups -----------------------------------------------------
+
+    def _send_follow_up(self, step: Step, since: float, accepted: Accepted | None = None) -> None:
+        r = self.request
+        delay = (accepted.retry_after if accepted else None) or self.settings.arm_poll_interval
+        url = accepted.operation_url if accepted else ""
+        if isinstance(r, FollowUp):
+            follow_up = r.next(since=since, step=step, operation_url=url if accepted else None,
+                               delay=delay if accepted else None)
+        else:
+            paths = tuple(self._home_paths()) if r.op is Op.DELETE and self.settings.home_delete_on_delete else ()
+            follow_up = FollowUp.first(r, step, since=since, delay=delay, operation_url=url, home_paths=paths,
+                                       deadline=r.created + self.settings.spawn_deadline)
+        self.deps.follow_ups.send(follow_up)
+
+    def _accepted(self, mine: Status, step: Step, accepted: Accepted, message: str) -> Outcome:
+        """ARM took ``step``'s write: send the follow-up, then record what is being waited for."""
+        # the follow-up first: if this invocation dies now, the follow-up still comes back
+        self._send_follow_up(step, since=time.time(), accepted=accepted)
+        written = self._finish(mine, mine.phase, message, step=step.value)
+        if written is None:
+            winner = self.overtaken_by
+            if self.request.op is Op.START and winner is not None and winner.phase in (Phase.STOPPING, Phase.STOPPED):
+                self._remove_own_app()  # the stop may have looked before this create made the app
+            return Outcome.IGNORED
+        return Outcome.ACCEPTED if written.phase is mine.phase else Outcome.DUPLICATE
+
     # -- ARM helpers ----------------------------------------------------
 
     def _app_exists(self) -> bool:
@@ -331,35 +408,40 @@ class _Run:
     def _remove_own_app(self) -> None:
         """After a stop overtook this start: delete the app if this very start created it.
 
-        Runs on every delivery of an overtaken start, so a clean-up cut short
-        by a transient error is finished by the redelivery.
+        Runs on every delivery of an overtaken start (and its follow-ups), so a
+        clean-up cut short by a transient error is finished by the redelivery.
         """
         try:
             app = self.deps.apps.get(self.key)
             if app is not None and app_generation(app) == self.request.generation:
                 log.info("%r: removing the app it created before a stop overtook it", self.request)
-                self.deps.apps.delete(self.key, budget=self.deps.arm_budget)
+                self.deps.apps.send_delete(self.key)
         except TransientArmError as e:
             raise RetryLater(str(e)) from e
         except TerminalArmError as e:
             log.warning("%r: could not remove the app after a stop overtook it: %s", self.request, e.code)
 
-    def _remove(self, up_to_generation: int) -> None:
+    def _remove(self, up_to_generation: int) -> Accepted:
         """Delete (or, in stop mode, stop) the app, unless a newer start has already rebuilt it."""
         apps = self.deps.apps
         app = apps.get(self.key)
         if app is None:
-            return
+            return Accepted(done=True)
         owner = app_generation(app)
         if owner is not None and owner > up_to_generation:
             log.info("%r: app belongs to newer generation %s; leaving it", self.request, owner)
-            return
-        if self.request.op is Op.STOP and self.settings.stop_mode == "stop":
-            apps.stop(self.key, budget=self.deps.arm_budget)
-        else:
-            apps.delete(self.key, budget=self.deps.arm_budget)
+            return Accepted(done=True)
+        if self._parks():
+            return apps.send_stop(self.key)
+        return apps.send_delete(self.key)
+
+    def _parks(self) -> bool:
+        """Whether this stop leaves the app in place, stopped (``ACA_STOP_MODE=stop``), instead of deleting it."""
+        return self.request.op is Op.STOP and self.settings.stop_mode == "stop"
 
     def _home_paths(self) -> list[str]:
+        if isinstance(self.request, FollowUp):
+            return list(self.request.home_paths)
         spec = self.request.spec
         if spec is None or self.deps.homes is None:
             return []
@@ -383,26 +465,12 @@ class _Run:
         body = build_container_app(self.request, self.settings)
         try:
             self._homes("ensure")
-            app = self.deps.apps.create_or_update(self.key, body, budget=self.deps.arm_budget)
-            if (app.get("properties") or {}).get("runningStatus") == "Stopped":  # stopped by ACA_STOP_MODE=stop
-                self.deps.apps.start(self.key, budget=self.deps.arm_budget)
-                app = self.deps.apps.get(self.key) or app
+            accepted = self.deps.apps.send_create_or_update(self.key, body)
         except TerminalArmError as e:
             return self._failed(mine, e)
         except TransientArmError as e:
             return self._transient(mine, e)
-        fqdn = app_fqdn(app)
-        if not fqdn:
-            return self._failed(mine, TerminalArmError("NoIngressFqdn", "the container app has no ingress address"))
-
-        written = self._finish(mine, Phase.RUNNING, "server is running", url=f"http://{fqdn}", error_code="")
-        if written is not None:
-            return Outcome.APPLIED
-        winner = self.overtaken_by
-        if winner is not None and winner.phase in (Phase.STOPPING, Phase.STOPPED):
-            # the stop may have deleted the app before this create re-made it
-            self._remove_own_app()
-        return Outcome.IGNORED
+        return self._accepted(mine, Step.CREATE, accepted, f"Azure is provisioning container app {self.key}")
 
     def stop(self) -> Outcome:
         deleting = self.request.op is Op.DELETE
@@ -411,13 +479,101 @@ class _Run:
             return claimed
         mine = claimed
         try:
-            self._remove(self.request.generation)
-            if deleting and self.settings.home_delete_on_delete:
-                self._homes("delete")
+            accepted = self._remove(self.request.generation)
+            if accepted.done:
+                return self._stopped(mine)
         except TerminalArmError as e:
             return self._failed(mine, e)
         except TransientArmError as e:
             return self._transient(mine, e)
+        step = Step.STOP if self._parks() else Step.DELETE
+        return self._accepted(mine, step, accepted, f"Azure is {step.doing} container app {self.key}")
+
+    def _stopped(self, mine: Status) -> Outcome:
+        """The app is gone (or parked): remove the home folder if asked to, and record it."""
+        deleting = self.request.op is Op.DELETE
+        if deleting and self.settings.home_delete_on_delete:
+            self._homes("delete")
         written = self._finish(mine, Phase.STOPPED, "server deleted" if deleting else "server stopped",
-                               url="", error_code="")
+                               url="", error_code="", step="")
         return Outcome.APPLIED if written is not None else Outcome.IGNORED
+
+    def follow(self, follow_up: FollowUp) -> Outcome:
+        """Look at the app once: record the outcome, send the next write, or come back later."""
+        current = self._read()
+        following = Phase.PROVISIONING if follow_up.op is Op.START else Phase.STOPPING
+        if current is None or current.generation != follow_up.generation or current.phase is not following:
+            # the table moved on: a newer request, an outcome already recorded, or a stop that overtook a start
+            if follow_up.op is Op.START and current is not None and current.phase in (Phase.STOPPING, Phase.STOPPED):
+                self._remove_own_app()
+            return Outcome.IGNORED
+        mine = current
+        try:
+            app = self.deps.listing.find(self.key, since=follow_up.since)
+            if follow_up.op is Op.START:
+                return self._follow_start(mine, follow_up, app)
+            return self._follow_stop(mine, follow_up, app)
+        except TerminalArmError as e:
+            return self._failed(mine, e)
+        except TransientArmError as e:
+            return self._transient(mine, e)
+
+    def _follow_start(self, mine: Status, follow_up: FollowUp, app: dict[str, Any] | None) -> Outcome:
+        if app is None:
+            app = self.deps.apps.get(self.key)  # a listing may lag a fresh create: ask the app itself
+        if app is None:
+            return self._failed(mine, TerminalArmError(
+                "ContainerAppNotFound", f"container app {self.key} disappeared while Azure was provisioning it"))
+        owner = app_generation(app)
+        if owner is not None and owner > follow_up.generation:
+            return Outcome.IGNORED  # a newer start owns the app
+        props = app.get("properties") or {}
+        state = props.get("provisioningState") or "unknown"
+        if owner is not None and owner < follow_up.generation:
+            state = "not yet updated"  # the listing shows the app before this write took effect
+        elif state in ("Failed", "Canceled"):
+            error = self.deps.apps.operation_error(follow_up.operation_url) or TerminalArmError(
+                "ContainerAppProvisioningFailed", f"Azure reports provisioning state {state} for container app {self.key}")
+            return self._failed(mine, error)
+        elif state == "Succeeded" and props.get("runningStatus") == "Stopped":
+            if follow_up.step is Step.CREATE:  # parked by ACA_STOP_MODE=stop: start it
+                accepted = self.deps.apps.send_start(self.key)
+                self._send_follow_up(Step.START, since=time.time(), accepted=accepted)
+                written = self._finish(mine, mine.phase, f"Azure is starting container app {self.key}",
+                                       step=Step.START.value)
+                return Outcome.ACCEPTED if written is not None else Outcome.IGNORED
+        elif state == "Succeeded":
+            fqdn = app_fqdn(app)
+            if not fqdn:
+                return self._failed(mine, TerminalArmError("NoIngressFqdn", "the container app has no ingress address"))
+            written = self._finish(mine, Phase.RUNNING, "server is running", url=f"http://{fqdn}", error_code="",
+                                   step="")
+            if written is not None:
+                return Outcome.APPLIED
+            winner = self.overtaken_by
+            if winner is not None and winner.phase in (Phase.STOPPING, Phase.STOPPED):
+                self._remove_own_app()
+            return Outcome.IGNORED
+        return self._wait(mine, follow_up, f"provisioningState {state}, runningStatus {props.get('runningStatus')}")
+
+    def _follow_stop(self, mine: Status, follow_up: FollowUp, app: dict[str, Any] | None) -> Outcome:
+        owner = app_generation(app) if app is not None else None
+        if app is None or (owner is not None and owner > follow_up.generation):
+            return self._stopped(mine)
+        props = app.get("properties") or {}
+        state = props.get("provisioningState") or "unknown"
+        if follow_up.step is Step.STOP and props.get("runningStatus") == "Stopped" and state != "InProgress":
+            return self._stopped(mine)
+        return self._wait(mine, follow_up, f"provisioningState {state}, runningStatus {props.get('runningStatus')}")
+
+    def _wait(self, mine: Status, follow_up: FollowUp, seen: str) -> Outcome:
+        """ARM is still at it: come back after the follow-up's delay, or fail once the deadline has passed."""
+        now = time.time()
+        if now >= follow_up.deadline:
+            waited = int(now - follow_up.requested)
+            return self._failed(mine, TerminalArmError(
+                "DeadlineExceeded",
+                f"Azure was still {follow_up.step.doing} container app {self.key} {waited} s after the request "
+                f"({seen}); giving up. Try again; if it keeps happening, an admin can look at the app in Azure."))
+        self._send_follow_up(follow_up.step, since=now)
+        return Outcome.PENDING

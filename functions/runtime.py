@@ -14,13 +14,16 @@ from collections.abc import Mapping
 from acaspawner.sealing import Sealer
 
 from .arm import ArmApps, make_client
+from .followup import FollowUps
 from .homes import make_homes
 from .lifecycle import Deps
+from .listing import AppListing
 from .settings import Settings, read_host_limits
 from .storage import FunctionStorage
 
-# the share of functionTimeout one ARM wait may use, leaving room for status writes
-ARM_BUDGET_SHARE = 0.6
+# how long azure-core may keep retrying one throttled or failing ARM request inside an invocation
+# (honouring Retry-After); beyond it the message is redelivered
+ARM_RETRY_BUDGET = 60.0
 
 _PREFIXES = ("ACA_", "AcaStorage", "AZURE_")
 _lock = threading.Lock()
@@ -32,18 +35,21 @@ def _fingerprint(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 def build_deps(settings: Settings) -> Deps:
-    """Clients for ``settings``: status table, poison queue, ARM, home share."""
+    """Clients for ``settings``: status table, lifecycle and poison queues, ARM, the shared listing, home share."""
     limits = read_host_limits()
-    budget = max(limits.function_timeout * ARM_BUDGET_SHARE - 30, 30)
-    client = make_client(settings, retry_timeout=budget)
+    apps = ArmApps(make_client(settings, retry_timeout=min(ARM_RETRY_BUDGET, limits.function_timeout / 2)),
+                   settings.resource_group)
+    storage = FunctionStorage(settings.storage)
+    sealer = Sealer(settings.sealing_keys, max_age=settings.seal_max_age)
     return Deps(
         settings=settings,
-        storage=FunctionStorage(settings.storage),
-        apps=ArmApps(client, settings.resource_group, polling_interval=settings.arm_poll_interval),
-        sealer=Sealer(settings.sealing_keys, max_age=settings.seal_max_age),
+        storage=storage,
+        apps=apps,
+        sealer=sealer,
+        follow_ups=FollowUps(sealer, storage),
+        listing=AppListing(apps),
         homes=make_homes(settings),
         max_dequeue_count=limits.max_dequeue_count,
-        arm_budget=budget,
     )
 
 

@@ -1,4 +1,4 @@
-"""The functions' (sync) clients: status table writes with ETag conditions, the poison queue.
+"""The functions' (sync) clients: status table writes with ETag conditions, the lifecycle queue (follow-ups), the poison queue.
 
 Functions are the only writer of status. Every write is conditional: a new
 entity must not exist yet, an update must match the ETag that was read, so
@@ -36,7 +36,7 @@ def _credential(config: StorageConfig):
 
 
 class FunctionStorage:
-    """Status table (read/write) and the poison queue (send) of one hub."""
+    """Status table (read/write), the lifecycle queue and its poison queue (send) of one hub."""
 
     def __init__(self, config: StorageConfig):
         self.config = config
@@ -45,10 +45,12 @@ class FunctionStorage:
             self.table = TableClient.from_connection_string(config.connection_string, config.table_name)
             # raw bodies: a poisoned message keeps exactly the bytes it arrived with
             self.poison = QueueClient.from_connection_string(config.connection_string, poison)
+            self.lifecycle = QueueClient.from_connection_string(config.connection_string, config.queue_name)
         else:
             credential = _credential(config)
             self.table = TableClient(config.table_account_url, config.table_name, credential=credential)
             self.poison = QueueClient(config.queue_account_url, poison, credential=credential)
+            self.lifecycle = QueueClient(config.queue_account_url, config.queue_name, credential=credential)
         self._table_ready = False
 
     def ensure_table(self) -> None:
@@ -111,3 +113,7 @@ class FunctionStorage:
         except HttpResponseError as e:
             log.debug("not creating poison queue: %s", e.reason)
         self.poison.send_message(body)
+
+    def send_lifecycle_message(self, body: str, delay: int) -> None:
+        """Put an (already encoded) message on the lifecycle queue, invisible for ``delay`` seconds."""
+        self.lifecycle.send_message(body, visibility_timeout=delay)

@@ -558,6 +558,7 @@ module functions 'modules/functions.bicep' = {
     homeShareName: homesStorage.outputs.shareName
     homeDeleteOnDelete: homeDeleteOnDelete
     armPollInterval: 2
+    spawnDeadline: 480
     hubApiUrl: '${publicUrl}hub/api'
     cullSchedule: cullSchedule
     cullTimeout: cullTimeout

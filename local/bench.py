@@ -1,22 +1,26 @@
-"""``python -m local.bench``: what the queue costs a spawn, and how a burst of spawns behaves.
+"""``python -m local.bench``: what the queue costs a spawn, and how class-size bursts behave in ACA-like time.
 
 Runs the whole system on this machine (Azurite, the ACA emulator, the functions dev
 host running the real ``function_app.py`` with the committed host.json) and measures,
-in one run, side by side:
+in one run:
 
-* **direct**: the ARM calls alone, as a spawner calling ARM itself would make them:
-  ``begin_create_or_update`` (long-running operation) and a ``get`` for the ingress
-  FQDN, with the functions' own client (:func:`functions.runtime.build_deps`) and body
-  (:func:`functions.spec.build_container_app`);
-* **queue**: ``AcaSpawner.start()`` until it returns the URL: sealed request → Azurite
-  queue → lifecycle function → emulator → status table → shared status watcher.
+* **latency**, with an instant emulator (no provisioning delay, Retry-After 1 s), one
+  spawn at a time (p50/p95 over ``--spawns`` each), side by side:
+  **direct**: the ARM calls alone, as a spawner calling ARM itself would make them
+  (``begin_create_or_update`` followed to its end, with the functions' own client and
+  body); **queue**: ``AcaSpawner.start()`` until it returns the URL: sealed request →
+  Azurite queue → lifecycle function → emulator → follow-up → status table → watcher.
+* **bursts** of ``--burst`` concurrent ``start()`` calls (default 100 and 500) with
+  ACA-like pacing: every operation takes ``--provisioning-delay`` s (default 20),
+  long-running operations answer ``Retry-After: --retry-after`` (default 5), and ARM's
+  throttling buckets apply (writes 200, +10/s; reads 250, +25/s). Next to each wall
+  time stands the lower bound that ARM's write bucket and the provisioning delay
+  imply; per spawn, ARM reads and writes, 429s, function invocations and the seconds
+  they kept a worker busy. Then every server is stopped and the emulator is watched
+  until no app is left.
 
-Spawns of both paths alternate, one at a time (p50/p95 over ``--spawns`` each). Then a
-**burst** of ``--burst`` concurrent ``start()`` calls through the queue path, with ARM
-write throttling as configured, reports wall time, ARM traffic, 429s, queue messages,
-table queries, and whether every server runs in exactly one app. Apps run a tiny socket
-server so they start in milliseconds; each phase ends by stopping what it started.
-This is a measurement, not a test: nothing is asserted about timings.
+Apps run a tiny socket server (``local/tinyapp.py``) as OS processes, so they start in
+milliseconds. This is a measurement, not a test: nothing is asserted about timings.
 """
 
 from __future__ import annotations
@@ -64,29 +68,14 @@ from local.azurite import start_azurite
 from local.emulator import start_in_thread
 from local.funchost import FunctionsHost, load_function_app, load_host_json
 from local.procs import REPO
+from local.tinyapp import APP_COMMAND
 
 HUB_ID = "bench"
 PUBLIC_URL = "https://hub.bench.test/"
 IMAGE = "bench/app:1"
-# the app: a socket server answering every request with 200, listening on $PORT (set by the emulator)
-APP_SERVER = """\
-import os, socket
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(os.environ["PORT"])))
-s.listen(128)
-while True:
-    c, _ = s.accept()
-    c.settimeout(5)
-    try:
-        if c.recv(65536):
-            c.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nok\\n")
-    except OSError:
-        pass
-    c.close()
-"""
-APP_COMMAND = [sys.executable, "-I", "-S", "-c", APP_SERVER]
-SPAWN_TIMEOUT = 120  # seconds for one spawn (AcaSpawner.start_timeout, ARM budget of a direct create)
+SPAWN_TIMEOUT = 300  # seconds for one spawn (AcaSpawner.start_timeout, ARM budget of a direct create)
+# the latency comparison runs on an instant emulator: what is left is the queue path's own cost
+INSTANT = {"provisioning_delay": 0.0, "retry_after": 1}
 
 
 # --- measuring --------------------------------------------------------------------------------------
@@ -182,7 +171,8 @@ class Bench:
         self.args = args
         self.db = db
         self.rng = random.Random(0)
-        self.result: dict = {"machine": machine(), "command": " ".join(["python -m local.bench", *sys.argv[1:]])}
+        self.result: dict = {"machine": machine(), "command": " ".join(["python -m local.bench", *sys.argv[1:]]),
+                             "bursts": []}
         self.azurite = self.emulator = self.host = None
 
     # -- setup and teardown --------------------------------------------------------------------------
@@ -194,7 +184,7 @@ class Bench:
             self.azurite = start_azurite(state / "azurite", log_path=state / "azurite.log")
             faults = {"provisioning_delay": args.provisioning_delay, "write_bucket": args.write_bucket,
                       "write_refill": args.write_refill, "retry_after": args.retry_after or None}
-            self.emulator = start_in_thread(state_dir=state / "aca", **faults)
+            self.emulator = start_in_thread(state_dir=state / "aca", **INSTANT)
             self.settings = function_settings(self.azurite, self.emulator)
             app_path = REPO / "function_app.py"
             if args.function_threads:
@@ -224,6 +214,7 @@ class Bench:
             "timer_functions_disabled": [k.split(".")[1] for k in self.settings if k.endswith(".Disabled")],
             "arm_poll_interval_s": float(self.settings["ACA_ARM_POLL_INTERVAL"]),
             "emulator": faults,
+            "emulator_latency": INSTANT,
             "spawner": {"status_poll_interval_fast_s": AcaSpawner.status_poll_interval_fast.default_value,
                         "status_poll_interval_s": AcaSpawner.status_poll_interval.default_value},
             "app": f"{IMAGE} = tiny socket server ({Path(sys.executable).name} -I -S -c ...)",
@@ -232,10 +223,13 @@ class Bench:
     async def measure(self) -> None:
         self.hubside = Hubside(self.db, self.settings)
         self.arm_settings = Settings.from_environ(self.settings)
-        self.apps = runtime.build_deps(self.arm_settings).apps  # the functions' own ARM client and gateway
+        self.apps = runtime.build_deps(self.arm_settings).apps  # the functions' own ARM client
         try:
             await self.latency()
-            await self.burst()
+            for n in self.args.burst:
+                # ACA-like pacing, full buckets: each burst starts on a quiet subscription
+                self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
+                await self.burst(n)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(close_watchers(), 10)
@@ -253,8 +247,16 @@ class Bench:
         request = build_request(Op.START, hub_id=HUB_ID, server_key=key, user=user, server_name="",
                                 generation=next_generation(0), spec=spec)
         body = build_container_app(request, self.arm_settings)
+        client, group = self.apps.client, self.apps.resource_group
+
+        def create() -> dict:
+            # what a spawner calling ARM itself would do: follow the operation to its end
+            poller = client.container_apps.begin_create_or_update(group, key, body, polling_interval=1)
+            app = poller.result(timeout=SPAWN_TIMEOUT).as_dict()
+            return app if app_fqdn(app) else client.container_apps.get(group, key).as_dict()
+
         began = time.perf_counter()
-        app = await asyncio.to_thread(self.apps.create_or_update, key, body, SPAWN_TIMEOUT)
+        app = await asyncio.to_thread(create)
         elapsed = time.perf_counter() - began
         if not app_fqdn(app):
             raise RuntimeError(f"direct create of {key} returned no ingress fqdn")
@@ -308,25 +310,25 @@ class Bench:
 
         async def delete(user: str) -> None:
             async with limit:
-                await asyncio.to_thread(self.apps.delete, server_key(HUB_ID, user, ""), SPAWN_TIMEOUT)
+                await asyncio.to_thread(self.apps.send_delete, server_key(HUB_ID, user, ""))
 
         async with asyncio.timeout(2 * SPAWN_TIMEOUT + 60):
             await asyncio.gather(*(s.stop() for s in spawners), *(delete(u) for u in direct_users))
 
     # -- the burst -------------------------------------------------------------------------------------
 
-    async def burst(self) -> None:
-        n, emulator = self.args.burst, self.emulator
+    async def burst(self, n: int) -> None:
+        emulator, host = self.emulator, self.host
+        first = not self.result["bursts"]
         tracemalloc.start()  # only while the spawners are made: tracing would slow everything else down
         try:
-            spawners = [self.hubside.spawner(f"burst-{i:03d}") for i in range(n)]
-            self.result["memory"] = {"python_kib_per_spawner": tracemalloc.get_traced_memory()[0] / 1024 / n}
+            spawners = [self.hubside.spawner(f"b{n}-{i:03d}") for i in range(n)]
+            if first:
+                self.result["memory"] = {"python_kib_per_spawner": tracemalloc.get_traced_memory()[0] / 1024 / n}
         finally:
             tracemalloc.stop()
-        # refill ARM's buckets: the burst starts on a quiet subscription
-        emulator.set_faults(write_bucket=self.args.write_bucket, write_refill=self.args.write_refill)
         storage = HubStorage.shared(spawners[0].storage_config)
-        arm0, fn0 = emulator.stats, self.host.totals
+        arm0, fn0 = emulator.stats, host.totals
         sent0, queries0 = storage.requests_sent, storage.table_queries
 
         async def timed(spawner: AcaSpawner) -> float:
@@ -335,11 +337,12 @@ class Bench:
             await spawner.start()
             return time.perf_counter() - began
 
+        print(f"  burst of {n}: starting", file=sys.stderr)
         began = time.perf_counter()
-        async with asyncio.timeout(max(600, 6 * n)):
+        async with asyncio.timeout(SPAWN_TIMEOUT + 60):
             outcomes = await asyncio.gather(*(timed(s) for s in spawners), return_exceptions=True)
         wall = time.perf_counter() - began
-        arm1, fn1 = emulator.stats, self.host.totals
+        arm1, fn1 = emulator.stats, host.totals
         keys = [s.server_key for s in spawners]
         apps = {name: info for name, info in emulator.apps.items() if name in set(keys)}
         running = [k for k in keys if k in apps and apps[k].provisioning_state == "Succeeded"
@@ -348,26 +351,38 @@ class Bench:
         routed = sum(bool(k in apps and u == f"http://{apps[k].fqdn}") for k, u in zip(keys, urls, strict=True))
         by_method = Counter(arm1["requests_by_method"]) - Counter(arm0["requests_by_method"])
         errors = [o for o in outcomes if isinstance(o, BaseException)]
-        self.result["burst"] = {
-            "spawns": n, "wall_s": wall, "start": summary([o for o in outcomes if isinstance(o, float)]),
+        faults = self.result["config"]["emulator"]
+        bound = max(0.0, (n - faults["write_bucket"]) / faults["write_refill"]) + faults["provisioning_delay"]
+        reads = by_method.get("GET", 0)
+        writes = sum(v for k, v in by_method.items() if k in ("PUT", "POST", "PATCH"))
+        b = {
+            "spawns": n, "wall_s": wall, "lower_bound_s": bound, "ratio": wall / bound if bound else None,
+            "start": summary([o for o in outcomes if isinstance(o, float)]),
             "failed": len(errors), "errors": sorted({f"{type(e).__name__}: {e}" for e in errors})[:5],
+            "failed_by_throttling": sum("429" in str(e) or "Throttl" in str(e) for e in errors),
             "arm_requests": arm1["requests"] - arm0["requests"], "arm_by_method": dict(sorted(by_method.items())),
+            "arm_reads": reads, "arm_writes": writes, "arm_reads_per_s": reads / wall,
             "arm_429": arm1["throttled"] - arm0["throttled"],
-            "arm_5xx": arm1["injected_errors"] - arm0["injected_errors"],
             "creates": arm1["creates"] - arm0["creates"], "updates": arm1["updates"] - arm0["updates"],
             "queue_messages": storage.requests_sent - sent0, "table_queries": storage.table_queries - queries0,
             "invocations": fn1.invocations - fn0.invocations, "invocations_failed": fn1.failed - fn0.failed,
-            "poisoned": fn1.poisoned - fn0.poisoned,
+            "busy_s": fn1.busy_s - fn0.busy_s, "poisoned": fn1.poisoned - fn0.poisoned,
             "apps": len(apps), "distinct_names": len(set(keys)), "running": len(running), "urls_match_apps": routed,
             "answering_http": await self.answering(urls),
         }
-        b = self.result["burst"]
         b["all_running"] = b["running"] == n == b["urls_match_apps"] == b["answering_http"] and not errors
         b["no_duplicates"] = b["apps"] == b["distinct_names"] == b["creates"] == n and b["updates"] == 0
+        print(f"  burst of {n}: {b['running']} running after {wall:.1f} s; stopping", file=sys.stderr)
         stop_began = time.perf_counter()
         await self.cleanup(spawners)
-        b["stop_all_s"] = time.perf_counter() - stop_began
-        b["apps_left_after_stop"] = len(emulator.apps)
+        b["stop_returned_s"] = time.perf_counter() - stop_began
+        for _ in range(2 * SPAWN_TIMEOUT):  # stop() returns once the table says so: watch ARM catch up
+            if not any(name in emulator.apps for name in keys):
+                break
+            await asyncio.sleep(0.5)
+        b["stop_all_gone_s"] = time.perf_counter() - stop_began
+        b["apps_left_after_stop"] = sum(name in emulator.apps for name in keys)
+        self.result["bursts"].append(b)
 
     async def answering(self, urls: list[str]) -> int:
         """How many URLs answer HTTP 200 through the emulator's ingress."""
@@ -396,7 +411,7 @@ def table(rows: list[list[str]]) -> str:
 
 
 def render(result: dict) -> str:
-    m, c, lat, b = result["machine"], result["config"], result["latency"], result["burst"]
+    m, c, lat = result["machine"], result["config"], result["latency"]
     d, q = lat["direct"], lat["queue"]
     f = "{:.2f}".format
     out = [f"machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, {m['date']}",
@@ -410,32 +425,45 @@ def render(result: dict) -> str:
     ]))
     parts = lat["queue_parts"]
     names = {"queue_to_function": "request sent → function claimed it (queue polling)",
-             "function_and_arm": "claimed → 'running' written (ARM create + get)",
+             "function_and_arm": "claimed → 'running' written (ARM create, follow-up)",
              "table_to_url": "'running' written → start() returned (status watcher)"}
     out += ["", table([["where the queue path's time goes", "p50 (s)", "p95 (s)", "mean (s)"],
                        *([names[k], f(v["p50"]), f(v["p95"]), f(v["mean"])] for k, v in parts.items())])]
     e = c["emulator"]
-    s = b["start"]
-    by_method = ", ".join(f"{k} {v}" for k, v in b["arm_by_method"].items())
     yes = {True: "yes", False: "NO"}
+    bursts = result["bursts"]
+
+    def row(label: str, cell) -> list[str]:
+        return [label, *(cell(b) for b in bursts)]
+
     out += ["", table([
-        ["burst (concurrent starts, queue path)", "value"],
-        ["spawns", str(b["spawns"])],
-        ["ARM write throttling (bucket / refill)", f"{e['write_bucket']} / {e['write_refill']:g} per s"],
-        ["wall time, all started (s)", f(b["wall_s"])],
-        ["start() p50 / p95 / max (s)", f"{f(s['p50'])} / {f(s['p95'])} / {f(s['max'])}"],
-        ["ARM requests", f"{b['arm_requests']} ({by_method})"],
-        ["ARM 429s seen", str(b["arm_429"])],
-        ["ARM creates / updates", f"{b['creates']} / {b['updates']}"],
-        ["queue messages sent by the hub", str(b["queue_messages"])],
-        ["table queries by the hub", str(b["table_queries"])],
-        ["function invocations (failed, poisoned)", f"{b['invocations']} ({b['invocations_failed']}, {b['poisoned']})"],
-        ["apps in emulator / distinct names", f"{b['apps']} / {b['distinct_names']}"],
-        ["running / URL = app fqdn / answering HTTP",
-         f"{b['running']} / {b['urls_match_apps']} / {b['answering_http']}"],
-        ["all running", yes[b["all_running"]]],
-        ["no duplicate apps", yes[b["no_duplicates"]]],
-        ["stop all (s) / apps left", f"{f(b['stop_all_s'])} / {b['apps_left_after_stop']}"],
+        [f"burst, ACA-like: {e['provisioning_delay']:g} s per operation, Retry-After {e['retry_after']} s, "
+         f"ARM writes {e['write_bucket']} +{e['write_refill']:g}/s, reads 250 +25/s", *(str(b["spawns"]) for b in bursts)],
+        row("wall time until every start() returned (s)", lambda b: f(b["wall_s"])),
+        row("lower bound: write bucket + provisioning delay (s)", lambda b: f(b["lower_bound_s"])),
+        row("wall / lower bound", lambda b: f(b["ratio"]) if b["ratio"] else "-"),
+        row("start() p50 / p95 / max (s)",
+            lambda b: f"{f(b['start']['p50'])} / {f(b['start']['p95'])} / {f(b['start']['max'])}" if b["start"]["n"]
+            else "-"),
+        row("all running / URL = app fqdn / answering HTTP",
+            lambda b: f"{b['running']} / {b['urls_match_apps']} / {b['answering_http']}"),
+        row("failed spawns (by throttling)", lambda b: f"{b['failed']} ({b['failed_by_throttling']})"),
+        row("apps / distinct names / creates / updates",
+            lambda b: f"{b['apps']} / {b['distinct_names']} / {b['creates']} / {b['updates']}"),
+        row("no duplicate apps", lambda b: yes[b["no_duplicates"]]),
+        row("ARM requests by method", lambda b: ", ".join(f"{k} {v}" for k, v in b["arm_by_method"].items())),
+        row("ARM reads averaged over the burst (per s)", lambda b: f(b["arm_reads_per_s"])),
+        row("ARM reads / writes per spawn", lambda b: f"{f(b['arm_reads'] / b['spawns'])} / "
+            f"{f(b['arm_writes'] / b['spawns'])}"),
+        row("ARM 429s", lambda b: str(b["arm_429"])),
+        row("function invocations per spawn (failed, poisoned)",
+            lambda b: f"{f(b['invocations'] / b['spawns'])} ({b['invocations_failed']}, {b['poisoned']})"),
+        row("function busy seconds per spawn", lambda b: f(b["busy_s"] / b["spawns"])),
+        row("queue messages sent by the hub / table queries", lambda b: f"{b['queue_messages']} / {b['table_queries']}"),
+        row("stop all: stop() returned / every app gone (s)",
+            lambda b: f"{f(b['stop_returned_s'])} / {f(b['stop_all_gone_s'])}"),
+        row("apps left after stop", lambda b: str(b["apps_left_after_stop"])),
+        row("all running", lambda b: yes[b["all_running"]]),
     ])]
     h, sp, mem = c["host_json"], c["spawner"], result["memory"]
     out += ["", table([
@@ -444,33 +472,38 @@ def render(result: dict) -> str:
          f"batchSize {h['batchSize']}, newBatchThreshold {h['newBatchThreshold']}"],
         ["function worker threads", str(c["function_worker_threads"])],
         ["timer functions (not run)", ", ".join(c["timer_functions_disabled"]) or "none"],
-        ["ARM LRO pacing", f"Retry-After {e['retry_after']} s, ACA_ARM_POLL_INTERVAL {c['arm_poll_interval_s']:g} s"],
-        ["emulator provisioning delay", f"{e['provisioning_delay']:g} s"],
+        ["latency pacing (instant emulator)", f"provisioning delay {c['emulator_latency']['provisioning_delay']:g} s, "
+         f"Retry-After {c['emulator_latency']['retry_after']} s"],
+        ["follow-up interval without Retry-After", f"ACA_ARM_POLL_INTERVAL {c['arm_poll_interval_s']:g} s"],
         ["spawner status poll (starting / idle)", f"{sp['status_poll_interval_fast_s']:g} s / "
          f"{sp['status_poll_interval_s']:g} s"],
         ["app", c["app"]],
         ["peak RSS of the benchmark process", f"{mem['peak_rss_mib']:.0f} MiB (hub side + functions host + emulator)"],
         ["Python memory per spawner", f"{mem['python_kib_per_spawner']:.0f} KiB (User, orm rows, AcaSpawner)"],
     ])]
-    if b["errors"]:
-        out += ["burst errors: " + "; ".join(b["errors"])]
+    for b in bursts:
+        if b["errors"]:
+            out += [f"burst of {b['spawns']} errors: " + "; ".join(b["errors"])]
     return "\n".join(out)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m local.bench", description=__doc__.splitlines()[0])
     p.add_argument("--spawns", type=int, default=20, help="spawns per path for p50/p95 (default 20)")
-    p.add_argument("--burst", type=int, default=100, help="concurrent spawns in the burst (default 100)")
+    p.add_argument("--burst", type=int, nargs="+", default=[100, 500],
+                   help="concurrent spawns of each burst (default: 100 500)")
     p.add_argument("--write-bucket", type=int, default=200, help="ARM write token bucket (default 200, ARM's)")
     p.add_argument("--write-refill", type=float, default=10.0, help="ARM write tokens per second (default 10, ARM's)")
-    p.add_argument("--provisioning-delay", type=float, default=0.0, help="emulator seconds per operation (default 0)")
-    p.add_argument("--retry-after", type=int, default=1, help="Retry-After of ARM LROs in s, 0 for none (default 1)")
+    p.add_argument("--provisioning-delay", type=float, default=20.0,
+                   help="bursts: emulator seconds per operation (default 20, ACA-like)")
+    p.add_argument("--retry-after", type=int, default=5,
+                   help="bursts: Retry-After of ARM LROs in s, 0 for none (default 5, ACA-like)")
     p.add_argument("--function-threads", type=int, default=0,
                    help="PYTHON_THREADPOOL_THREAD_COUNT of the functions (default: the worker's, min(32, CPUs + 4))")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temporary, removed directory)")
     args = p.parse_args(argv)
-    if args.spawns < 1 or args.burst < 1:
+    if args.spawns < 1 or min(args.burst) < 1:
         p.error("--spawns and --burst must be at least 1")
     return args
 

@@ -46,6 +46,7 @@ param homeFilesAccountUrl string
 param homeShareName string
 param homeDeleteOnDelete bool
 param armPollInterval int
+param spawnDeadline int
 param hubApiUrl string
 param cullSchedule string
 param cullTimeout int
@@ -100,6 +101,7 @@ var appSettings = {
   ACA_MAX_MEMORY: maxMemory
   ACA_STOP_MODE: stopMode
   ACA_ARM_POLL_INTERVAL: string(armPollInterval)
+  ACA_SPAWN_DEADLINE: string(spawnDeadline)
 
   // --- users' homes ---
   ACA_HOME_STORAGE_NAME: homeStorageName

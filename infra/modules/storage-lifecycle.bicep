@@ -78,7 +78,7 @@ resource hubReadsStatus 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// --- the functions: the queue trigger, the poison queue, status writes -----
+// --- the functions: the trigger, follow-ups, the poison queue, status writes
 
 // the trigger reads queue properties (length, for scaling) ...
 resource functionsReadQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -97,6 +97,21 @@ resource functionsProcessQueue 'Microsoft.Authorization/roleAssignments@2022-04-
   scope: lifecycleQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', builtinRoles['Storage Queue Data Message Processor'])
+    principalId: functionsPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ... and puts its own follow-up messages back on it: after ARM accepts a
+// write, a sealed follow-up (sent with a visibility delay) makes a later
+// invocation observe the app and record the outcome. Adding messages is all
+// that needs (the Processor role above cannot add, Contributor could also
+// create and delete queues).
+resource functionsSendFollowUps 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(lifecycleQueue.id, functionsPrincipalId, builtinRoles['Storage Queue Data Message Sender'])
+  scope: lifecycleQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', builtinRoles['Storage Queue Data Message Sender'])
     principalId: functionsPrincipalId
     principalType: 'ServicePrincipal'
   }

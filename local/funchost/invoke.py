@@ -42,6 +42,7 @@ class FunctionStats:
     failed: int = 0
     timed_out: int = 0
     poisoned: int = 0
+    busy_s: float = 0.0  # seconds spent running the function (in its worker thread), not waiting for one
 
     def __add__(self, other: FunctionStats) -> FunctionStats:
         return FunctionStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -121,6 +122,7 @@ class Invoker:
         self._workers = workers
         self._timeout = function_timeout
         self.stats = stats
+        self._busy_lock = threading.Lock()
 
     async def invoke(self, fn: FunctionInfo, trigger_value: Any, reason: str, details: str = "") -> Any:
         invocation_id = str(uuid.uuid4())
@@ -154,6 +156,7 @@ class Invoker:
         return result
 
     async def _call_async(self, fn: FunctionInfo, kwargs: dict[str, Any]) -> Any:
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout) as deadline:
                 return await fn.func(**kwargs)
@@ -163,10 +166,12 @@ class Invoker:
                     f"Timeout value of {self._timeout}s exceeded by function '{fn.name}'"
                 ) from None
             raise
+        finally:
+            self.stats[fn.name].busy_s += time.monotonic() - started
 
     async def _call_sync(self, fn: FunctionInfo, kwargs: dict[str, Any]) -> Any:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._workers, functools.partial(_run_in_thread, fn, kwargs))
+        future = loop.run_in_executor(self._workers, functools.partial(self._run_in_thread, fn, kwargs))
         if self._timeout is not None:
             done, _ = await asyncio.wait({future}, timeout=self._timeout)
             if not done:
@@ -177,13 +182,20 @@ class Invoker:
                 )
         return await future
 
+    def _run_in_thread(self, fn: FunctionInfo, kwargs: dict[str, Any]) -> Any:
+        context = kwargs.get(CONTEXT_PARAM)
+        if isinstance(context, InvocationContext):
+            # The worker sets this so that logging from the function's thread is tied to the invocation.
+            context.thread_local_storage.invocation_id = context.invocation_id
+        started = time.monotonic()
+        try:
+            return fn.func(**kwargs)
+        finally:
+            with self._busy_lock:  # worker threads finish concurrently
+                self.stats[fn.name].busy_s += time.monotonic() - started
 
-def _run_in_thread(fn: FunctionInfo, kwargs: dict[str, Any]) -> Any:
-    context = kwargs.get(CONTEXT_PARAM)
-    if isinstance(context, InvocationContext):
-        # The worker sets this so that logging from the function's thread is tied to the invocation.
-        context.thread_local_storage.invocation_id = context.invocation_id
-    return fn.func(**kwargs)
+
+
 
 
 def _ms(started: float) -> int:

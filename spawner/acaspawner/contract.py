@@ -182,6 +182,8 @@ class Status:
     url: str = ""
     message: str = ""
     error_code: str = ""
+    # the Azure operation the functions are following (create, start, stop, delete); "" when none
+    step: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
     updated: float = field(default_factory=time.time)
     schema: int = SCHEMA_VERSION
@@ -212,6 +214,7 @@ class Status:
             "url": self.url,
             "message": self.message,
             "error_code": self.error_code,
+            "step": self.step,
             "events": json.dumps(self.events, separators=(",", ":")),
             "updated": self.updated,
             "schema": self.schema,
@@ -238,6 +241,7 @@ class Status:
                 url=entity.get("url", ""),
                 message=entity.get("message", ""),
                 error_code=entity.get("error_code", ""),
+                step=entity.get("step", ""),  # absent in entities written before it existed
                 events=json.loads(entity.get("events") or "[]"),
                 updated=float(entity.get("updated", 0)),
                 etag=metadata.get("etag"),

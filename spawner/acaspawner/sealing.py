@@ -79,7 +79,10 @@ class Sealer:
         return f"Sealer({len(self._known)} key(s), max_age={self.max_age})"
 
     def seal(self, request: Request, now: float | None = None) -> bytes:
-        plaintext = request.to_json().encode("utf-8")
+        return self.seal_bytes(request.to_json().encode("utf-8"), now)
+
+    def seal_bytes(self, plaintext: bytes, now: float | None = None) -> bytes:
+        """Seal any payload (the functions' own follow-up messages use this too)."""
         if now is None:
             token = self._multi.encrypt(plaintext)
         else:
@@ -88,6 +91,10 @@ class Sealer:
 
     def open(self, sealed: bytes | str, now: float | None = None) -> Request:
         """The request inside ``sealed``; raises a :class:`SealError` subclass if it cannot be trusted."""
+        return Request.from_json(self.open_bytes(sealed, now))
+
+    def open_bytes(self, sealed: bytes | str, now: float | None = None) -> bytes:
+        """The payload inside ``sealed``; raises a :class:`SealError` subclass if it cannot be trusted."""
         if isinstance(sealed, str):
             sealed = sealed.encode("utf-8", "replace")
         kid, dot, token = sealed.partition(b".")
@@ -104,7 +111,7 @@ class Sealer:
             except InvalidToken:
                 raise TamperedMessage("message was altered or is not a sealed request") from None
             raise ExpiredMessage(f"message is older than the maximum age of {int(self.max_age)} s") from None
-        return Request.from_json(plaintext)
+        return plaintext
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ def test_bench_smoke(tmp_path):
     state, results = tmp_path / "state", tmp_path / "bench.json"
     # its own session, so a run that hangs is ended with everything it started (Azurite, emulator, apps)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3",
-         "--json", str(results), "--state-dir", str(state)],
+        [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3", "4", "--provisioning-delay", "1",
+         "--retry-after", "1", "--json", str(results), "--state-dir", str(state)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
@@ -54,29 +54,35 @@ def test_bench_smoke(tmp_path):
         assert f"| {row}" in out
     assert "request sent → function claimed it" in out
 
-    # the burst table: traffic counters and the correctness verdicts
+    # the burst table, a column per burst: bounds, traffic per spawn, and the correctness verdicts
     rows = {}
     for line in out.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 2:
-            rows[cells[0]] = cells[1]
-    for row in ("wall time, all started (s)", "ARM requests", "ARM 429s seen", "queue messages sent by the hub",
-                "table queries by the hub", "ARM write throttling (bucket / refill)"):
+        if len(cells) == 3:
+            rows[cells[0]] = cells[1:]
+    burst_header = next(key for key in rows if key.startswith("burst, ACA-like"))
+    assert rows[burst_header] == ["3", "4"]
+    assert "1 s per operation, Retry-After 1 s" in burst_header
+    # 3 spawns fit ARM's write bucket: the bound is the provisioning delay alone
+    assert rows["lower bound: write bucket + provisioning delay (s)"] == ["1.00", "1.00"]
+    for row in ("wall / lower bound", "ARM reads averaged over the burst (per s)", "ARM reads / writes per spawn",
+                "ARM 429s", "function busy seconds per spawn", "function invocations per spawn (failed, poisoned)"):
         assert row in rows
-    assert rows["spawns"] == "3"
-    assert rows["all running"] == "yes"
-    assert rows["no duplicate apps"] == "yes"
-    assert rows["ARM creates / updates"] == "3 / 0"
-    assert rows["apps in emulator / distinct names"] == "3 / 3"
-    assert rows["queue messages sent by the hub"] == "3"
-    assert rows["stop all (s) / apps left"].endswith("/ 0")
-    assert "maxPollingInterval 2 s" in out  # the shipped host.json, reported
+    assert rows["all running"] == ["yes", "yes"]
+    assert rows["no duplicate apps"] == ["yes", "yes"]
+    assert rows["apps / distinct names / creates / updates"] == ["3 / 3 / 3 / 0", "4 / 4 / 4 / 0"]
+    assert rows["queue messages sent by the hub / table queries"][0].startswith("3 / ")
+    assert rows["apps left after stop"] == ["0", "0"]
+    assert rows["failed spawns (by throttling)"] == ["0 (0)", "0 (0)"]
+    assert "maxPollingInterval" in out  # the shipped host.json, reported
 
     data = json.loads(results.read_text())
     assert data["latency"]["direct"]["n"] == data["latency"]["queue"]["n"] == 2
-    burst = data["burst"]
-    assert burst["all_running"] and burst["no_duplicates"] and burst["failed"] == 0
-    assert burst["running"] == burst["answering_http"] == 3
+    assert [b["spawns"] for b in data["bursts"]] == [3, 4]
+    for burst in data["bursts"]:
+        assert burst["all_running"] and burst["no_duplicates"] and burst["failed"] == 0
+        assert burst["running"] == burst["answering_http"] == burst["spawns"]
+        assert burst["busy_s"] > 0 and burst["invocations"] >= 2 * burst["spawns"]  # request + follow-up each
 
     # nothing left running: no app process in the emulator's state directory
     assert _processes_under(state) == []

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from fn_support import base_env
+from fn_support import FakeApps, RecordingHomes, RecordingQueue, base_env
 
 from acaspawner.sealing import Sealer
+from functions.followup import FollowUps
+from functions.lifecycle import Deps
+from functions.listing import AppListing
 from functions.settings import Settings
+from functions.storage import FunctionStorage
 
 
 @pytest.fixture
@@ -22,3 +26,24 @@ def settings(env) -> Settings:
 @pytest.fixture
 def sealer(settings) -> Sealer:
     return Sealer(settings.sealing_keys, max_age=settings.seal_max_age)
+
+
+@pytest.fixture
+def make_deps(storage_connection_string, unique_name):
+    """``make(**setting_overrides)`` → Deps on a fresh table/poison queue, FakeApps and RecordingHomes."""
+
+    def make(**overrides: str) -> Deps:
+        env = base_env(AcaStorage=storage_connection_string, ACA_LIFECYCLE_QUEUE=unique_name("q"),
+                       ACA_STATUS_TABLE=unique_name("t"), **overrides)
+        settings = Settings.from_environ(env)
+        apps, sealer = FakeApps(), Sealer(settings.sealing_keys, settings.seal_max_age)
+        return Deps(settings=settings, storage=FunctionStorage(settings.storage), apps=apps, sealer=sealer,
+                    follow_ups=FollowUps(sealer, RecordingQueue()), listing=AppListing(apps),
+                    homes=RecordingHomes(), max_dequeue_count=5)
+
+    return make
+
+
+@pytest.fixture
+def deps(make_deps) -> Deps:
+    return make_deps()

@@ -1,13 +1,17 @@
-"""Helpers for the functions' tests: app settings, requests, a recording home share."""
+"""Helpers for the functions' tests: app settings, requests, a recording home share, a scripted ARM."""
 
 from __future__ import annotations
 
+import copy
 import time
 from itertools import count
 
+from acaspawner import wire
 from acaspawner.contract import Op, Request, ServerSpec, Volume
 from acaspawner.naming import server_key
 from acaspawner.sealing import generate_key
+from functions.arm import Accepted, TerminalArmError
+from functions.lifecycle import Deps, Outcome, handle_message
 
 HUB = "hub-test"
 TOKEN = "secret-api-token-4f1d2c"  # the JupyterHub API token every test start carries
@@ -89,8 +93,11 @@ class RecordingHomes:
 class FakeApps:
     """An in-memory stand-in for :class:`functions.arm.ArmApps` with hooks to stage races and failures.
 
-    ``before_create``/``after_create`` run inside ``create_or_update`` (e.g. to deliver a stop
-    mid-create); ``failures`` is a list of exceptions raised by the next ARM calls, in order.
+    Writes are accepted at once and run as operations that finish at the next read (``get`` or
+    ``list``), unless ``hold`` keeps them in flight (ARM still working). ``before_create``/
+    ``after_create`` run inside ``send_create_or_update`` (e.g. to deliver a stop mid-create);
+    ``failures`` is a list of exceptions raised by the next ARM calls, in order; ``fail_next``
+    makes the next create's operation end Failed with that error.
     """
 
     def __init__(self) -> None:
@@ -99,6 +106,12 @@ class FakeApps:
         self.failures: list[Exception] = []
         self.before_create = None
         self.after_create = None
+        self.hold = False
+        self.fail_next: TerminalArmError | None = None
+        self._failing: TerminalArmError | None = None
+        self.in_flight: dict[str, str] = {}  # app name -> kind of its operation
+        self.operation_errors: dict[str, TerminalArmError] = {}
+        self._operations = count(1)
 
     def _call(self, what: str, name: str) -> None:
         self.calls.append((what, name))
@@ -108,40 +121,127 @@ class FakeApps:
     def count(self, what: str) -> int:
         return sum(1 for w, _ in self.calls if w == what)
 
-    def create_or_update(self, name: str, body: dict, budget: float = 0) -> dict:
+    def _operation(self, name: str, kind: str) -> Accepted:
+        self.in_flight[name] = kind
+        url = f"https://arm.test/operations/{next(self._operations)}"
+        if kind == "failed":
+            self.operation_errors[url] = self._failing
+        return Accepted(done=False, operation_url=url, retry_after=None, app=copy.deepcopy(self.apps.get(name)))
+
+    def finish_operations(self) -> None:
+        """ARM finishes what is in flight (reads do this unless ``hold`` is set)."""
+        for name, kind in list(self.in_flight.items()):
+            del self.in_flight[name]
+            app = self.apps.get(name)
+            if app is None:
+                continue
+            props = app["properties"]
+            if kind == "delete":
+                del self.apps[name]
+            elif kind == "failed":
+                props["provisioningState"] = "Failed"
+            else:
+                props["provisioningState"] = "Succeeded"
+                if kind in ("start", "stop"):
+                    props["runningStatus"] = "Running" if kind == "start" else "Stopped"
+
+    def _read(self) -> None:
+        if not self.hold:
+            self.finish_operations()
+
+    def send_create_or_update(self, name: str, body: dict) -> Accepted:
         self._call("create", name)
         if self.before_create:
             hook, self.before_create = self.before_create, None
             hook()
-        app = {**body, "name": name}
-        app["properties"] = {**body["properties"], "runningStatus": "Running"}
-        app["properties"]["configuration"] = {**body["properties"]["configuration"]}
-        app["properties"]["configuration"]["ingress"] = {
-            **body["properties"]["configuration"]["ingress"], "fqdn": f"{name}.internal.env.example"}
+        previous = self.apps.get(name)
+        app = copy.deepcopy(body)
+        app["name"] = name
+        # a PUT leaves a parked (stopped) app stopped, as ACA does
+        parked = previous is not None and previous["properties"].get("runningStatus") == "Stopped"
+        app["properties"].update(provisioningState="InProgress", runningStatus="Stopped" if parked else "Running")
+        app["properties"]["configuration"]["ingress"]["fqdn"] = f"{name}.internal.env.example"
         self.apps[name] = app
+        kind = "create"
+        if self.fail_next is not None:
+            self._failing, self.fail_next, kind = self.fail_next, None, "failed"
+        accepted = self._operation(name, kind)
         if self.after_create:
             hook, self.after_create = self.after_create, None
             hook()
-        return app
+        return accepted
+
+    def _write(self, what: str, name: str) -> Accepted:
+        self._call(what, name)
+        if name not in self.apps:
+            return Accepted(done=True)
+        if what == "delete":
+            self.apps[name]["properties"]["provisioningState"] = "Deleting"
+        else:
+            self.apps[name]["properties"]["provisioningState"] = "InProgress"
+        return self._operation(name, what)
+
+    def send_delete(self, name: str) -> Accepted:
+        return self._write("delete", name)
+
+    def send_stop(self, name: str) -> Accepted:
+        return self._write("stop", name)
+
+    def send_start(self, name: str) -> Accepted:
+        return self._write("start", name)
 
     def get(self, name: str) -> dict | None:
         self._call("get", name)
-        return self.apps.get(name)
+        self._read()
+        return copy.deepcopy(self.apps.get(name))
 
-    def delete(self, name: str, budget: float = 0) -> bool:
-        self._call("delete", name)
-        return self.apps.pop(name, None) is not None
+    def list(self) -> list[dict]:
+        self._call("list", "*")
+        self._read()
+        return copy.deepcopy(list(self.apps.values()))
 
-    def stop(self, name: str, budget: float = 0) -> bool:
-        self._call("stop", name)
-        if name not in self.apps:
-            return False
-        self.apps[name]["properties"]["runningStatus"] = "Stopped"
-        return True
-
-    def start(self, name: str, budget: float = 0) -> None:
-        self._call("start", name)
-        self.apps[name]["properties"]["runningStatus"] = "Running"
+    def operation_error(self, url: str) -> TerminalArmError | None:
+        self._call("operation", url)
+        return self.operation_errors.get(url)
 
     def close(self) -> None:
         pass
+
+
+class RecordingQueue:
+    """The lifecycle queue as the functions see it: keeps the follow-ups they send, with their delays."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, int]] = []
+
+    def send_lifecycle_message(self, body: str, delay: int) -> None:
+        self.messages.append((body, delay))
+
+    def take(self) -> list[bytes]:
+        """The queued follow-ups (as the host hands them to the function), emptying the queue."""
+        taken, self.messages = self.messages, []
+        return [wire.decode(body) for body, _ in taken]
+
+
+def settle(deps: Deps, limit: int = 20) -> list[Outcome]:
+    """Deliver the follow-ups the functions sent (and those they send meanwhile); their outcomes in order."""
+    outcomes = []
+    for _ in range(limit):
+        bodies = deps.follow_ups.queue.take()
+        if not bodies:
+            return outcomes
+        outcomes += [handle_message(body, deps) for body in bodies]
+    raise AssertionError(f"follow-ups still coming after {limit} rounds: {outcomes[-5:]}")
+
+
+def deliver(deps: Deps, req: Request | bytes, dequeue_count: int = 1) -> Outcome:
+    """Deliver ``req``, then its follow-ups until ARM is done; the request's outcome, or when ARM
+    accepted its write, the outcome its follow-ups ended with."""
+    sealed = req if isinstance(req, bytes) else deps.sealer.seal(req)
+    outcome = handle_message(sealed, deps, dequeue_count)
+    after = [o for o in settle(deps) if o is not Outcome.PENDING]
+    return after[-1] if outcome is Outcome.ACCEPTED and after else outcome
+
+
+def status_of(deps: Deps, req: Request):
+    return deps.storage.get_status(HUB, req.server_key)

@@ -1,8 +1,10 @@
 """The lifecycle handler's rules against a real status table (Azurite) and a scripted ARM.
 
 The scripted ARM (``FakeApps``) lets a test deliver a stop in the middle of a
-create, or fail a call, at an exact point; the emulator tests repeat the main
-paths against the real SDK.
+create, hold an operation in flight, or fail a call, at an exact point; the
+follow-ups the functions send are kept by a ``RecordingQueue`` and delivered
+by the test (``settle``), so every step is visible. The emulator tests repeat
+the main paths against the real SDK and queue.
 """
 
 from __future__ import annotations
@@ -15,43 +17,13 @@ import threading
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient
-from fn_support import HUB, TOKEN, FakeApps, RecordingHomes, base_env, request
+from fn_support import HUB, TOKEN, deliver, request, settle, status_of
 
 from acaspawner import wire
 from acaspawner.contract import SCHEMA_VERSION, Op, Phase, Request
 from acaspawner.sealing import Sealer, generate_key
 from functions.arm import TerminalArmError, TransientArmError
 from functions.lifecycle import Deps, Outcome, RetryLater, handle_message
-from functions.settings import Settings
-from functions.storage import FunctionStorage
-
-
-@pytest.fixture
-def make_deps(storage_connection_string, unique_name):
-    """``make(**setting_overrides)`` → Deps on a fresh table/poison queue, FakeApps and RecordingHomes."""
-
-    def make(**overrides: str) -> Deps:
-        env = base_env(AcaStorage=storage_connection_string, ACA_LIFECYCLE_QUEUE=unique_name("q"),
-                       ACA_STATUS_TABLE=unique_name("t"), **overrides)
-        settings = Settings.from_environ(env)
-        return Deps(settings=settings, storage=FunctionStorage(settings.storage), apps=FakeApps(),
-                    sealer=Sealer(settings.sealing_keys, settings.seal_max_age), homes=RecordingHomes(),
-                    max_dequeue_count=5, arm_budget=30)
-
-    return make
-
-
-@pytest.fixture
-def deps(make_deps) -> Deps:
-    return make_deps()
-
-
-def deliver(deps: Deps, req: Request, dequeue_count: int = 1) -> Outcome:
-    return handle_message(deps.sealer.seal(req), deps, dequeue_count)
-
-
-def status_of(deps: Deps, req: Request):
-    return deps.storage.get_status(HUB, req.server_key)
 
 
 def poison_bodies(deps: Deps) -> list[str]:
@@ -71,24 +43,26 @@ def test_start_then_stop(deps):
     status = status_of(deps, start)
     assert status.phase is Phase.RUNNING and status.generation == start.generation
     assert status.url == f"http://{start.server_key}.internal.env.example"
-    assert [e["phase"] for e in status.events] == ["provisioning", "running"]
-    assert status.user == "alice" and status.error_code == ""
+    assert [e["phase"] for e in status.events] == ["provisioning", "provisioning", "running"]
+    assert "Azure is provisioning" in status.events[1]["message"]
+    assert status.user == "alice" and status.error_code == "" and status.step == ""
     assert deps.homes.calls == [("ensure", "users/alice")]  # before the app exists
 
     stop = request(Op.STOP)
     assert deliver(deps, stop) is Outcome.APPLIED
     status = status_of(deps, stop)
     assert status.phase is Phase.STOPPED and status.url == "" and status.generation == stop.generation
-    assert [e["phase"] for e in status.events] == ["stopping", "stopped"]  # a new generation starts afresh
+    # a new generation starts afresh
+    assert [e["phase"] for e in status.events] == ["stopping", "stopping", "stopped"]
     assert deps.apps.apps == {}
 
 
 def test_duplicate_start_creates_once(deps):
     start = request()
     sealed = deps.sealer.seal(start)
-    assert handle_message(sealed, deps) is Outcome.APPLIED
+    assert deliver(deps, sealed) is Outcome.APPLIED
     written = status_of(deps, start)
-    assert handle_message(sealed, deps, dequeue_count=2) is Outcome.DUPLICATE
+    assert deliver(deps, sealed, dequeue_count=2) is Outcome.DUPLICATE
     assert deps.apps.count("create") == 1
     assert status_of(deps, start).etag == written.etag  # nothing rewritten
 
@@ -139,7 +113,8 @@ def test_a_stop_for_a_server_never_started_leaves_a_tombstone(deps):
 
 def test_a_stop_deletes_a_leftover_app_without_an_entity(deps):
     start = request()
-    deps.apps.apps[start.server_key] = {"name": start.server_key, "tags": {}}
+    deps.apps.apps[start.server_key] = {"name": start.server_key, "tags": {},
+                                        "properties": {"provisioningState": "Succeeded"}}
     deliver(deps, request(Op.STOP))
     assert deps.apps.apps == {}
 
@@ -203,8 +178,9 @@ def test_concurrent_duplicates_make_one_running_server(deps):
         t.start()
     for t in threads:
         t.join()
-    assert Outcome.APPLIED in outcomes
-    assert set(outcomes) <= {Outcome.APPLIED, Outcome.DUPLICATE}
+    assert Outcome.ACCEPTED in outcomes
+    assert set(outcomes) <= {Outcome.ACCEPTED, Outcome.DUPLICATE}
+    assert Outcome.APPLIED in settle(deps)
     assert list(deps.apps.apps) == [start.server_key]
     assert status_of(deps, start).phase is Phase.RUNNING
 
@@ -247,7 +223,7 @@ def test_a_transient_error_then_success(deps):
     assert deliver(deps, start, dequeue_count=2) is Outcome.APPLIED
     status = status_of(deps, start)
     assert status.phase is Phase.RUNNING
-    assert "attempt 2 of 5" in status.events[-2]["message"]
+    assert "attempt 2 of 5" in status.events[-3]["message"]
 
 
 @pytest.mark.parametrize("changes, words", [
@@ -344,17 +320,12 @@ def test_stop_mode_stop_keeps_the_app_and_restarts_it(make_deps):
     key = request().server_key
     assert deps.apps.apps[key]["properties"]["runningStatus"] == "Stopped"
     assert deps.apps.count("delete") == 0
-    # the fake's create keeps no running state, so mark it stopped again as ACA would keep it
-    original = deps.apps.create_or_update
-
-    def create_keeping_stopped(name, body, budget=0):
-        app = original(name, body, budget)
-        app["properties"]["runningStatus"] = "Stopped"
-        return app
-
-    deps.apps.create_or_update = create_keeping_stopped
-    assert deliver(deps, request(Op.START)) is Outcome.APPLIED
+    # the PUT leaves the parked app stopped; its follow-up starts it, and the next one sees it run
+    restart = request(Op.START)
+    assert deliver(deps, restart) is Outcome.APPLIED
     assert deps.apps.count("start") == 1
+    assert deps.apps.apps[key]["properties"]["runningStatus"] == "Running"
+    assert status_of(deps, restart).phase is Phase.RUNNING
     # a delete removes the app even in stop mode
     deliver(deps, request(Op.DELETE))
     assert deps.apps.apps == {}

@@ -31,6 +31,7 @@ from functions.storage import FunctionStorage
 from local.emulator import pytest_fixtures
 from local.emulator.threaded import EmulatorThread
 from local.funchost import FunctionsHost
+from local.tinyapp import APP_COMMAND
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -283,7 +284,9 @@ def test_a_failed_create_reports_arms_message(make_stack):
     status = stack.status(start)
     assert status.phase is Phase.FAILED and status.error_code == "ContainerAppOperationError"
     assert "example.org/notebook:broken" in status.message
-    assert stack.host.stats["lifecycle"].invocations == 1
+    # the request and the one follow-up that saw the app fail: nothing was retried or redelivered
+    stats = stack.host.stats["lifecycle"]
+    assert (stats.invocations, stats.failed) == (2, 0)
 
 
 def test_transient_errors_outlasting_every_delivery_end_failed(make_stack, monkeypatch):
@@ -351,3 +354,32 @@ def test_the_token_never_leaks(stack, caplog):
     assert TOKEN not in caplog.text
     poison = stack.poison()
     assert poison and all(TOKEN.encode() not in base64.b64decode(body) for body in poison)
+
+
+def test_a_burst_of_starts_runs_in_about_one_provisioning_time(make_stack):
+    """30 starts at once, 6 worker threads, ARM taking 6 s per app and asking to look back after 2 s.
+
+    A lifecycle that held a worker thread for each long-running operation
+    needed 30 / 6 × (6 + 2) = 40 s; sending each write and following up later
+    brings every app up within 2 × (provisioning delay + Retry-After).
+    """
+    delay, retry_after = 6.0, 2
+    stack = make_stack({"provisioning_delay": delay, "retry_after": retry_after}, listen=True,
+                       PYTHON_THREADPOOL_THREAD_COUNT="6")
+    starts = [request(Op.START, user=f"burst{i:02d}", command=APP_COMMAND, args=[]) for i in range(30)]
+    began = time.monotonic()
+    for start in starts:
+        stack.send(start)
+    pending = {s.server_key for s in starts}
+    bound = 2 * (delay + retry_after)
+    while pending and time.monotonic() - began < 3 * bound:  # observe past the bound, to report how far off
+        rows = {s.server_key: s for s in stack.storage.list_statuses(HUB)}
+        assert not [r.message for r in rows.values() if r.phase is Phase.FAILED]
+        pending -= {key for key, row in rows.items() if row.phase is Phase.RUNNING}
+        time.sleep(0.2)
+    elapsed = time.monotonic() - began
+    assert not pending, f"{len(pending)} of 30 not running after {elapsed:.1f} s"
+    assert elapsed < bound, f"all 30 running after {elapsed:.1f} s, bound {bound:.0f} s"
+    stats = stack.emulator.stats
+    assert stats["creates"] == 30 and len(stack.emulator.apps) == 30  # each app created once
+    assert stack.host.stats["lifecycle"].failed == 0

@@ -115,6 +115,7 @@ def test_function_identity_grants():
     assert grants == {
         ("storage-lifecycle", "Storage Queue Data Reader", "lifecycleQueue"),
         ("storage-lifecycle", "Storage Queue Data Message Processor", "lifecycleQueue"),
+        ("storage-lifecycle", "Storage Queue Data Message Sender", "lifecycleQueue"),  # follow-ups
         ("storage-lifecycle", "Storage Queue Data Contributor", "poisonQueue"),
         ("storage-lifecycle", "Storage Table Data Contributor", "statusTable"),
         ("storage-functions", "Storage Blob Data Owner", "account"),
@@ -126,6 +127,17 @@ def test_function_identity_grants():
         ("environment-access", "Managed Identity Operator", "pullIdentity"),
         ("users-access", "appsOperatorRoleId", "resourceGroup"),
     }
+
+
+def test_functions_send_follow_ups_to_the_lifecycle_queue_with_the_sender_role():
+    """The lifecycle function re-queues its own delayed follow-ups: send (add) only, nothing more."""
+    grants = {
+        (role, scope)
+        for role, principal, scope in assignments(INFRA / "modules" / "storage-lifecycle.bicep")
+        if principal == "functionsPrincipalId"
+    }
+    assert ("Storage Queue Data Message Sender", "lifecycleQueue") in grants
+    assert ("Storage Queue Data Contributor", "lifecycleQueue") not in grants
 
 
 def test_pull_identity_may_only_pull():

@@ -18,6 +18,7 @@ from bicepcheck import (
 )
 
 from acaspawner.storage_config import DEFAULT_QUEUE, DEFAULT_TABLE, poison_queue_name
+from acaspawner.traits import AcaSpawnerConfig
 
 SETTINGS_MD = ROOT / "docs" / "settings.md"
 FUNCTIONS_BICEP = INFRA / "modules" / "functions.bicep"
@@ -202,6 +203,7 @@ def test_documented_defaults_are_what_azure_gets():
     explicit = {
         "ACA_SEAL_MAX_AGE": "sealMaxAge",
         "ACA_ARM_POLL_INTERVAL": "armPollInterval",
+        "ACA_SPAWN_DEADLINE": "spawnDeadline",
         "ACA_CULL_CONCURRENCY": "cullConcurrency",
         "ACA_CULL_PAGE_SIZE": "cullPageSize",
         "ACA_RECONCILE_MAX_ARM_CALLS": "reconcileMaxArmCalls",
@@ -229,3 +231,12 @@ def test_documented_defaults_are_what_azure_gets():
     for setting, parameter in parameters.items():
         default = re.search(rf"^param {parameter} \w+ = '?([^'\n]*)'?$", main, re.MULTILINE).group(1)
         assert default == table[setting], setting
+
+
+def test_spawn_deadline_is_below_the_hub_start_timeout():
+    """A start Azure has not finished fails in the functions before the spawner gives up on it."""
+    main = strip_comments(MAIN_BICEP.read_text())
+    deadline = int(re.search(r"^\s*spawnDeadline: (\d+)$", main, re.MULTILINE).group(1))
+    start_timeout = int(re.search(r"^param startTimeout int = (\d+)$", main, re.MULTILINE).group(1))
+    assert deadline < start_timeout
+    assert deadline < AcaSpawnerConfig.class_traits()["start_timeout"].default_value  # 600, as docs/settings.md says

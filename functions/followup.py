@@ -1,0 +1,122 @@
+"""Follow-up messages: how the functions come back to an ARM operation they started.
+
+The lifecycle never waits for a long-running operation. After ARM accepts a
+write, the invocation puts a :class:`FollowUp` on the lifecycle queue,
+invisible for the operation's ``Retry-After`` (or ``ACA_ARM_POLL_INTERVAL``),
+and returns. The invocation that receives it looks at the app once (in the
+shared listing, :mod:`functions.listing`) and either records the outcome or
+sends the next follow-up. A follow-up is sealed like a request (the queue is
+shared with the hub, and only holders of the sealing key may steer the
+functions) and names the request it follows by key and generation, so it is
+ignored as soon as the status table has moved on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Protocol
+
+from acaspawner import wire
+from acaspawner.contract import SCHEMA_VERSION, ContractError, Op, Request
+from acaspawner.sealing import Sealer
+
+KIND = "follow-up"
+
+
+class Step(StrEnum):
+    """The Azure operation a follow-up waits for, and how the user is told about it."""
+
+    CREATE = "create"
+    START = "start"
+    STOP = "stop"
+    DELETE = "delete"
+
+    @property
+    def doing(self) -> str:
+        return {"create": "provisioning", "start": "starting", "stop": "stopping", "delete": "deleting"}[self.value]
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """Look at ``server_key`` again: is ARM's ``step`` for ``generation`` done?"""
+
+    op: Op
+    step: Step
+    hub_id: str
+    server_key: str
+    user: str
+    server_name: str
+    generation: int
+    requested: float  # when the hub asked (the request's ``created``): the deadline counts from here
+    deadline: float  # epoch seconds; still waiting then means failed
+    since: float  # only an observation made after this counts (ARM accepted the write then)
+    delay: float  # seconds until the next look
+    operation_url: str = ""  # where ARM reports the operation's outcome (its error, if it fails)
+    home_paths: tuple[str, ...] = ()  # home folders to remove once a delete is done
+    correlation_id: str = ""
+    attempt: int = 1
+    kind: str = field(default=KIND)
+    schema: int = SCHEMA_VERSION
+
+    @classmethod
+    def first(cls, request: Request, step: Step, *, since: float, delay: float, deadline: float,
+              operation_url: str = "", home_paths: tuple[str, ...] = ()) -> FollowUp:
+        return cls(op=request.op, step=step, hub_id=request.hub_id, server_key=request.server_key,
+                   user=request.user, server_name=request.server_name, generation=request.generation,
+                   requested=request.created, deadline=deadline, since=since, delay=delay,
+                   operation_url=operation_url, home_paths=home_paths, correlation_id=request.correlation_id)
+
+    def next(self, *, since: float, step: Step | None = None, operation_url: str | None = None,
+             delay: float | None = None) -> FollowUp:
+        """The follow-up after this one (a new ``step`` when the functions sent ARM another write)."""
+        return replace(self, since=since, step=step or self.step, attempt=self.attempt + 1,
+                       operation_url=self.operation_url if operation_url is None else operation_url,
+                       delay=self.delay if delay is None else delay)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.update(op=self.op.value, step=self.step.value, home_paths=list(self.home_paths))
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FollowUp:
+        if data.get("schema") != SCHEMA_VERSION:
+            raise ContractError(f"follow-up schema version {data.get('schema')!r} is not supported")
+        try:
+            follow_up = cls(**{**data, "op": Op(data["op"]), "step": Step(data["step"]),
+                               "home_paths": tuple(data.get("home_paths") or ())})
+        except (TypeError, KeyError, ValueError) as e:
+            raise ContractError(f"invalid follow-up: {e}") from None
+        if not isinstance(follow_up.generation, int) or not follow_up.server_key:
+            raise ContractError("invalid follow-up: no server key or generation")
+        return follow_up
+
+    def __repr__(self) -> str:
+        return (f"FollowUp(op={self.op.value}, step={self.step.value}, server_key={self.server_key}, "
+                f"generation={self.generation}, attempt={self.attempt}, correlation_id={self.correlation_id})")
+
+
+def is_follow_up(payload: dict[str, Any]) -> bool:
+    return payload.get("kind") == KIND
+
+
+class MessageSender(Protocol):
+    def send_lifecycle_message(self, body: str, delay: int) -> None: ...
+
+
+@dataclass
+class FollowUps:
+    """Seals follow-ups and puts them on the lifecycle queue, invisible for their delay."""
+
+    sealer: Sealer
+    queue: MessageSender
+    sent: int = 0
+
+    def send(self, follow_up: FollowUp) -> None:
+        body = wire.encode(self.sealer.seal_bytes(follow_up.to_json().encode("utf-8")))
+        # queue visibility has whole seconds; never 0, so a follow-up cannot spin on an unchanged app
+        self.queue.send_lifecycle_message(body, max(1, math.ceil(follow_up.delay)))
+        self.sent += 1
