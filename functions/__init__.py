@@ -1,13 +1,15 @@
-"""The serverless half: lifecycle (queue → ARM → table), culler and reconciler (timers).
+"""The serverless half: lifecycle (queue → ARM, follow-ups → table), culler and reconciler (timers).
 
 Modules, one job each:
 
 - ``settings``: app settings (docs/settings.md) and host.json limits, validated lazily
 - ``policy``: what a request may ask for (images, cpu, memory, volumes, its hub and key)
 - ``spec``: the pure builder of a user's container app (ARM body)
-- ``arm``: the ARM client, its retry policy, and the gateway the handlers use
+- ``arm``: the ARM client, its retry policy, and the gateway the handlers use (writes sent, never awaited)
+- ``followup``: the sealed follow-up messages that come back to an ARM operation later
+- ``listing``: one listing of the resource group's apps, shared by every follow-up of an instance
 - ``homes``: users' home folders on the Azure Files share
-- ``storage``: status table (ETag-conditional) and the poison queue
-- ``lifecycle``: the queue handler's logic (``handle_message``)
+- ``storage``: status table (ETag-conditional), follow-ups onto the lifecycle queue, the poison queue
+- ``lifecycle``: the queue handler's logic (``handle_message``): requests and follow-ups, step by step
 - ``runtime``: dependencies built once per configuration for the registered functions
 """

@@ -2,10 +2,10 @@
 
 The lifecycle never waits for a long-running operation. After ARM accepts a
 write, the invocation puts a :class:`FollowUp` on the lifecycle queue,
-invisible for the operation's ``Retry-After`` (or ``ACA_ARM_POLL_INTERVAL``),
-and returns. The invocation that receives it looks at the app once (in the
-shared listing, :mod:`functions.listing`) and either records the outcome or
-sends the next follow-up. A follow-up is sealed like a request (the queue is
+invisible for the operation's ``Retry-After``, and returns. The invocation
+that receives it looks at the app once (in the shared listing,
+:mod:`functions.listing`) and either records the outcome or sends the next
+follow-up, ``ACA_ARM_POLL_INTERVAL`` seconds later. A follow-up is sealed like a request (the queue is
 shared with the hub, and only holders of the sealing key may steer the
 functions) and names the request it follows by key and generation, so it is
 ignored as soon as the status table has moved on.

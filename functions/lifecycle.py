@@ -250,6 +250,27 @@ def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
     return outcome
 
 
+_SETTLED_STATES = ("Succeeded", "Failed", "Canceled")
+
+
+def _arm_busy(follow_up: FollowUp, app: dict[str, Any] | None) -> bool:
+    """True while the listing shows ARM still working on exactly the write ``follow_up`` waits for."""
+    if app is None:
+        return False
+    owner = app_generation(app)
+    if follow_up.op is Op.START and owner != follow_up.generation:
+        return False  # not yet updated, or a newer start's now: the full look decides
+    if follow_up.op is not Op.START and owner is not None and owner > follow_up.generation:
+        return False  # rebuilt by a newer start: this stop is done
+    props = app.get("properties") or {}
+    state = props.get("provisioningState")
+    if follow_up.step is Step.DELETE:
+        return state == "Deleting"
+    if follow_up.step is Step.STOP:
+        return state not in _SETTLED_STATES or props.get("runningStatus") != "Stopped"
+    return state not in _SETTLED_STATES and state != "Deleting"
+
+
 class _Run:
     """One delivery of one validated request or follow-up."""
 
@@ -373,12 +394,13 @@ class _Run:
     # -- follow-ups -----------------------------------------------------
 
     def _send_follow_up(self, step: Step, since: float, accepted: Accepted | None = None) -> None:
+        """The next look: after a write, when ARM's Retry-After says; later, every ACA_ARM_POLL_INTERVAL
+        (later looks read the shared listing, not the operation, so they cost ARM nothing extra)."""
         r = self.request
         delay = (accepted.retry_after if accepted else None) or self.settings.arm_poll_interval
         url = accepted.operation_url if accepted else ""
         if isinstance(r, FollowUp):
-            follow_up = r.next(since=since, step=step, operation_url=url if accepted else None,
-                               delay=delay if accepted else None)
+            follow_up = r.next(since=since, step=step, operation_url=url if accepted else None, delay=delay)
         else:
             paths = tuple(self._home_paths()) if r.op is Op.DELETE and self.settings.home_delete_on_delete else ()
             follow_up = FollowUp.first(r, step, since=since, delay=delay, operation_url=url, home_paths=paths,
@@ -500,6 +522,18 @@ class _Run:
 
     def follow(self, follow_up: FollowUp) -> Outcome:
         """Look at the app once: record the outcome, send the next write, or come back later."""
+        try:
+            app = self.deps.listing.find(self.key, since=follow_up.since)
+        except TransientArmError as e:
+            raise RetryLater(str(e)) from e
+        except TerminalArmError as e:
+            app, listing_error = None, e
+        else:
+            listing_error = None
+            if _arm_busy(follow_up, app) and time.time() < follow_up.deadline:
+                # the common case while ARM works: no table read or write, just the next look
+                self._send_follow_up(follow_up.step, since=time.time())
+                return Outcome.PENDING
         current = self._read()
         following = Phase.PROVISIONING if follow_up.op is Op.START else Phase.STOPPING
         if current is None or current.generation != follow_up.generation or current.phase is not following:
@@ -508,8 +542,9 @@ class _Run:
                 self._remove_own_app()
             return Outcome.IGNORED
         mine = current
+        if listing_error is not None:
+            return self._failed(mine, listing_error)
         try:
-            app = self.deps.listing.find(self.key, since=follow_up.since)
             if follow_up.op is Op.START:
                 return self._follow_start(mine, follow_up, app)
             return self._follow_stop(mine, follow_up, app)

@@ -103,7 +103,7 @@ class Settings:
     arm_endpoint: str = ""
     arm_ca_bundle: str = ""
     arm_token: str = field(default="", repr=False)
-    arm_poll_interval: float = 2.0
+    arm_poll_interval: float = 1.0
     # a start or stop that ARM has not finished this long after the hub asked fails (below start_timeout)
     spawn_deadline: float = 480.0
 
@@ -218,7 +218,7 @@ class Settings:
         values = dict(
             seal_max_age=number("ACA_SEAL_MAX_AGE", DEFAULT_MAX_AGE),
             max_cpu=number("ACA_MAX_CPU", 4.0),
-            arm_poll_interval=number("ACA_ARM_POLL_INTERVAL", 2.0),
+            arm_poll_interval=number("ACA_ARM_POLL_INTERVAL", 1.0),
             spawn_deadline=number("ACA_SPAWN_DEADLINE", 480.0),
             home_delete_on_delete=flag("ACA_HOME_DELETE_ON_DELETE", False),
         )

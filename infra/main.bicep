@@ -557,7 +557,7 @@ module functions 'modules/functions.bicep' = {
     homeFilesAccountUrl: homesStorage.outputs.fileEndpoint
     homeShareName: homesStorage.outputs.shareName
     homeDeleteOnDelete: homeDeleteOnDelete
-    armPollInterval: 2
+    armPollInterval: 1
     spawnDeadline: 480
     hubApiUrl: '${publicUrl}hub/api'
     cullSchedule: cullSchedule

@@ -128,7 +128,6 @@ def function_settings(azurite, emulator) -> dict[str, str]:
         "ACA_ARM_ENDPOINT": emulator.arm_endpoint,
         "ACA_ARM_CA_BUNDLE": str(emulator.ca_bundle),
         "ACA_ARM_TOKEN": "local-emulator",
-        "ACA_ARM_POLL_INTERVAL": "0.5",
     }
 
 
@@ -212,7 +211,7 @@ class Bench:
                           "newBatchThreshold": queues.new_batch_threshold, "source": "the committed host.json"},
             "function_worker_threads": int(threads),
             "timer_functions_disabled": [k.split(".")[1] for k in self.settings if k.endswith(".Disabled")],
-            "arm_poll_interval_s": float(self.settings["ACA_ARM_POLL_INTERVAL"]),
+            "arm_poll_interval_s": Settings.from_environ(self.settings).arm_poll_interval,
             "emulator": faults,
             "emulator_latency": INSTANT,
             "spawner": {"status_poll_interval_fast_s": AcaSpawner.status_poll_interval_fast.default_value,
@@ -474,7 +473,8 @@ def render(result: dict) -> str:
         ["timer functions (not run)", ", ".join(c["timer_functions_disabled"]) or "none"],
         ["latency pacing (instant emulator)", f"provisioning delay {c['emulator_latency']['provisioning_delay']:g} s, "
          f"Retry-After {c['emulator_latency']['retry_after']} s"],
-        ["follow-up interval without Retry-After", f"ACA_ARM_POLL_INTERVAL {c['arm_poll_interval_s']:g} s"],
+        ["follow-up looks after the first (which waits for Retry-After)",
+         f"every {c['arm_poll_interval_s']:g} s (ACA_ARM_POLL_INTERVAL)"],
         ["spawner status poll (starting / idle)", f"{sp['status_poll_interval_fast_s']:g} s / "
          f"{sp['status_poll_interval_s']:g} s"],
         ["app", c["app"]],

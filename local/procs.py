@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -13,8 +16,36 @@ REPO = Path(__file__).resolve().parent.parent
 NODE_BIN = REPO / "node_modules" / ".bin"
 
 
+def _port_pool() -> range:
+    """Ports below the kernel's ephemeral range, where outgoing connections never take theirs."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(10000, low) if low > 11000 else range(0)
+
+
+_POOL = _port_pool()
+_turn = itertools.count(random.randrange(max(len(_POOL), 1)))
+_turn_lock = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``."""
+    """A TCP port that was free a moment ago on ``host``.
+
+    Taken in turn from below the ephemeral range: a port the kernel hands out
+    (``bind(0)``) can be taken by an outgoing connection before the server
+    that asked for it binds it, which a burst of hundreds of apps does hit.
+    """
+    with _turn_lock:
+        for _ in range(min(len(_POOL), 1000)):
+            port = _POOL[next(_turn) % len(_POOL)]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]

@@ -148,7 +148,6 @@ class Stack:
             "ACA_ARM_ENDPOINT": info["arm_endpoint"],
             "ACA_ARM_CA_BUNDLE": info["ca_bundle"],
             "ACA_ARM_TOKEN": EMULATOR_TOKEN,
-            "ACA_ARM_POLL_INTERVAL": "0.5",
             "ACA_HUB_API_URL": f"{self.hub_api_url}/hub/api",
             "ACA_HUB_API_TOKEN": self.culler_token,
             **self.options.function_settings,

@@ -168,7 +168,12 @@ class AcaSpawnerConfig(Configurable):
     ).tag(config=True)
 
     status_poll_interval_fast = Float(
-        1.0, help="Seconds between reads of the status table while a server is starting or stopping."
+        0.25,
+        help="""Seconds between reads of the status table while a server is starting or stopping.
+
+        One query serves every waiting spawner of the hub; it is what a user
+        waits on top of Azure once the functions have recorded the outcome.
+        """,
     ).tag(config=True)
 
     @validate("cpu")

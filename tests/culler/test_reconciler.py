@@ -278,7 +278,6 @@ def reconciler_settings(emulator, store: FunctionStorage, **extra: str) -> dict[
         "ACA_ARM_ENDPOINT": emulator.arm_endpoint,
         "ACA_ARM_CA_BUNDLE": str(emulator.ca_bundle),
         "ACA_ARM_TOKEN": "emulator-token",
-        "ACA_ARM_POLL_INTERVAL": "0.1",
         **extra,
     }
 

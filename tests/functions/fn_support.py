@@ -107,6 +107,7 @@ class FakeApps:
         self.before_create = None
         self.after_create = None
         self.hold = False
+        self.retry_after: float | None = None  # what ARM answers a write with
         self.fail_next: TerminalArmError | None = None
         self._failing: TerminalArmError | None = None
         self.in_flight: dict[str, str] = {}  # app name -> kind of its operation
@@ -126,7 +127,8 @@ class FakeApps:
         url = f"https://arm.test/operations/{next(self._operations)}"
         if kind == "failed":
             self.operation_errors[url] = self._failing
-        return Accepted(done=False, operation_url=url, retry_after=None, app=copy.deepcopy(self.apps.get(name)))
+        return Accepted(done=False, operation_url=url, retry_after=self.retry_after,
+                        app=copy.deepcopy(self.apps.get(name)))
 
     def finish_operations(self) -> None:
         """ARM finishes what is in flight (reads do this unless ``hold`` is set)."""

@@ -98,7 +98,6 @@ def make_stack(aca_emulator_factory, storage_connection_string, unique_name):
             ACA_ARM_ENDPOINT=emulator.arm_endpoint,
             ACA_ARM_CA_BUNDLE=str(emulator.ca_bundle),
             ACA_ARM_TOKEN="emulator-token",
-            ACA_ARM_POLL_INTERVAL="0.1",
             # the timers are indexed (their schedules must resolve) but switched off: these tests are the queue's
             ACA_CULL_SCHEDULE="0 0 0 1 1 *",
             ACA_RECONCILE_SCHEDULE="0 0 0 1 1 *",

@@ -28,7 +28,8 @@ def sent_follow_ups(deps) -> list[FollowUp]:
             for body, _ in deps.follow_ups.queue.messages]
 
 
-def test_a_start_sends_one_write_and_returns(deps):
+def test_a_start_sends_one_write_and_returns(make_deps):
+    deps = make_deps(ACA_ARM_POLL_INTERVAL="3")
     start = request()
     assert handle_message(deps.sealer.seal(start), deps) is Outcome.ACCEPTED
     assert deps.apps.calls == [("create", start.server_key)]  # no wait, no read
@@ -38,20 +39,46 @@ def test_a_start_sends_one_write_and_returns(deps):
     assert (follow_up.op, follow_up.step, follow_up.generation) == (Op.START, Step.CREATE, start.generation)
     assert follow_up.deadline == pytest.approx(start.created + deps.settings.spawn_deadline)
     assert follow_up.operation_url.startswith("https://arm.test/operations/")
-    # no Retry-After from ARM: the configured interval, in whole seconds of queue visibility
-    assert deps.follow_ups.queue.messages[0][1] == 2
+    # no Retry-After from ARM: the configured interval
+    assert deps.follow_ups.queue.messages[0][1] == 3
 
 
-def test_a_follow_up_while_arm_is_busy_comes_back_later_without_writing(deps):
+def test_the_first_look_waits_for_arms_retry_after_later_ones_the_interval(make_deps):
+    deps = make_deps(ACA_ARM_POLL_INTERVAL="1.5")
+    deps.apps.retry_after, deps.apps.hold = 7, True
+    handle_message(deps.sealer.seal(request()), deps)
+    assert deps.follow_ups.queue.messages[0][1] == 7
+    handle_message(deps.follow_ups.queue.take()[0], deps)  # ARM still at it
+    [(_, delay)] = deps.follow_ups.queue.messages
+    assert delay == 2  # 1.5 s, in the whole seconds a queue message can stay invisible
+    assert sent_follow_ups(deps)[0].delay == 1.5
+
+
+def counting_status_reads(deps) -> list[str]:
+    reads: list[str] = []
+    original = deps.storage.get_status
+
+    def get_status(hub_id, key):
+        reads.append(key)
+        return original(hub_id, key)
+
+    deps.storage.get_status = get_status
+    return reads
+
+
+def test_a_follow_up_while_arm_is_busy_comes_back_later_without_table_traffic(deps):
     start = request()
     deps.apps.hold = True
     handle_message(deps.sealer.seal(start), deps)
     before = status_of(deps, start)
     [first] = sent_follow_ups(deps)
+    reads = counting_status_reads(deps)
     assert handle_message(deps.follow_ups.queue.take()[0], deps) is Outcome.PENDING
-    assert status_of(deps, start).etag == before.etag  # waiting costs no table write
+    assert reads == [] and status_of(deps, start).etag == before.etag  # waiting costs no table read or write
     [second] = sent_follow_ups(deps)
     assert second.attempt == 2 and second.since > first.since and second.step is Step.CREATE
+    # the first look waits for ARM's Retry-After (none here: the interval); later looks every interval
+    assert second.delay == deps.settings.arm_poll_interval
     deps.apps.hold = False
     assert [o for o in settle(deps) if o is not Outcome.PENDING] == [Outcome.APPLIED]
     assert status_of(deps, start).phase is Phase.RUNNING
@@ -137,6 +164,19 @@ def test_a_spawn_past_its_deadline_fails_naming_the_step(make_deps):
     assert status.phase is Phase.FAILED and status.error_code == "DeadlineExceeded"
     assert "still provisioning" in status.message and start.server_key in status.message
     assert "InProgress" in status.message
+
+
+def test_a_stop_follow_up_while_the_delete_runs_reads_no_status(deps):
+    deliver(deps, request())
+    deps.apps.hold = True
+    stop = request(Op.STOP)
+    assert handle_message(deps.sealer.seal(stop), deps) is Outcome.ACCEPTED
+    reads = counting_status_reads(deps)
+    assert handle_message(deps.follow_ups.queue.take()[0], deps) is Outcome.PENDING
+    assert reads == []
+    deps.apps.hold = False
+    assert settle(deps) == [Outcome.APPLIED]
+    assert status_of(deps, stop).phase is Phase.STOPPED and deps.apps.apps == {}
 
 
 def test_a_stop_past_its_deadline_fails_naming_the_step(make_deps):

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_defaults(settings):
     assert settings.queue_name == "aca-lifecycle" and settings.table_name == "acaservers"
     assert settings.max_cpu == 4 and settings.max_memory_gi == 8
-    assert settings.stop_mode == "delete" and settings.arm_poll_interval == 2
+    assert settings.stop_mode == "delete" and settings.arm_poll_interval == 1
     assert settings.seal_max_age == 900 and not settings.home_delete_on_delete
     assert settings.allowed_images == ("quay.io/jupyter/*", "example.org/notebook:*")
 

@@ -64,7 +64,6 @@ def stack(aca_emulator, storage_connection_string, unique_name):
         "ACA_ARM_ENDPOINT": aca_emulator.arm_endpoint,
         "ACA_ARM_CA_BUNDLE": str(aca_emulator.ca_bundle),
         "ACA_ARM_TOKEN": "emulator-token",
-        "ACA_ARM_POLL_INTERVAL": "0.1",
         # the timers are not under test: they stay out of the way (and would need a hub API)
         "ACA_CULL_SCHEDULE": NEVER,
         "ACA_RECONCILE_SCHEDULE": NEVER,
