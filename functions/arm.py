@@ -19,6 +19,7 @@ ARM's code and message).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,15 @@ def classify(error: AzureError) -> ArmFailure:
     if isinstance(error, (ServiceRequestError, ServiceResponseError)):
         return TransientArmError(type(error).__name__, str(error.message))
     return TransientArmError(type(error).__name__, str(getattr(error, "message", error)))
+
+
+_RESOURCE_ID = re.compile(r"/subscriptions/[^\s'\"]+", re.IGNORECASE)
+_GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
+
+
+def for_users(message: str) -> str:
+    """ARM's message without subscription or resource ids, fit for the spawn page (the logs keep the original)."""
+    return _GUID.sub("<id>", _RESOURCE_ID.sub("<Azure resource>", message))
 
 
 class StaticTokenCredential:

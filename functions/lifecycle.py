@@ -56,13 +56,23 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from acaspawner.contract import ContractError, Op, Phase, Request, ServerSpec, Status
 from acaspawner.sealing import ExpiredMessage, Sealer, SealError
 
-from .arm import Accepted, ArmApps, ArmFailure, TerminalArmError, TransientArmError, app_fqdn, app_generation, classify
+from .arm import (
+    Accepted,
+    ArmApps,
+    ArmFailure,
+    TerminalArmError,
+    TransientArmError,
+    app_fqdn,
+    app_generation,
+    classify,
+    for_users,
+)
 from .followup import FollowUp, FollowUps, Step, is_follow_up
 from .homes import HomeFolders
 from .listing import AppListing
 from .policy import ForeignHub, PolicyViolation, check_request, key_belongs_to
 from .settings import Settings
-from .spec import build_container_app
+from .spec import build_container_app, owner_tags
 from .storage import FunctionStorage, StatusConflict
 
 log = logging.getLogger(__name__)
@@ -80,6 +90,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # it had been applied already; made sure of it
     IGNORED = "ignored"  # stale, or overtaken by a newer/terminal request
     REJECTED = "rejected"  # refused by policy: failed status, no ARM call
+    CONFLICT = "conflict"  # the key's row or app belongs to another server: left untouched
     FAILED = "failed"  # ARM refused, the app failed, the deadline passed, or errors outlasted the last delivery
     POISONED = "poisoned"  # untrusted or unreadable: on the poison queue
 
@@ -235,7 +246,7 @@ def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
         if not run.last_delivery:
             raise
         log.warning("%r: still failing on its last delivery: %s", message, e)
-        outcome = run.reject(f"gave up after {run.dequeue_count} attempts: {e}", "RetriesExhausted")
+        outcome = run.reject(f"gave up after {run.dequeue_count} attempts: {for_users(str(e))}", "RetriesExhausted")
         return Outcome.FAILED if outcome is Outcome.REJECTED else outcome
     except Exception:
         if run.last_delivery:  # the host will poison it; let the user see why
@@ -292,6 +303,25 @@ class _Run:
     def _read(self) -> Status | None:
         return self.storage.get_status(self.request.hub_id, self.key)
 
+    # -- ownership: a key names one server; what another server owns is never touched --
+
+    def _foreign_row(self, current: Status | None) -> bool:
+        r = self.request
+        if current is None or (current.user, current.server_name) == (r.user, r.server_name):
+            return False
+        log.warning("%r: the status of %s records user %r, server %r; leaving it alone",
+                    r, self.key, current.user, current.server_name)
+        return True
+
+    def _foreign_app(self, app: dict[str, Any] | None) -> bool:
+        if app is None:
+            return False
+        tags = app.get("tags") or {}
+        if all(tags.get(k) == v for k, v in owner_tags(self.request).items()):
+            return False
+        log.warning("%r: container app %s is tagged for another server; leaving it alone", self.request, self.key)
+        return True
+
     def _next(self, current: Status | None, phase: Phase, message: str, **changes: Any) -> Status:
         """The entity after ``phase``: a fresh event list when the generation changes."""
         r = self.request
@@ -305,6 +335,8 @@ class _Run:
         """Record that this request is acting (ETag-conditional); an Outcome when it must not act."""
         for _ in range(MAX_RACES):
             current = self._read()
+            if self._foreign_row(current):
+                return Outcome.CONFLICT
             verdict = decide(current, self.request)
             if verdict is Verdict.STALE or verdict is Verdict.SUPERSEDED:
                 log.info("%r %s: the table holds generation %s (%s)", self.request, verdict.value,
@@ -362,6 +394,8 @@ class _Run:
         """Record a failed status for a request that must not act, if its generation still counts."""
         for _ in range(MAX_RACES):
             current = self._read()
+            if self._foreign_row(current):
+                return Outcome.CONFLICT
             if decide(current, self.request) is not Verdict.PROCEED:
                 return Outcome.IGNORED
             try:
@@ -373,8 +407,9 @@ class _Run:
         raise RetryLater(f"status of {self.key} kept changing")
 
     def _failed(self, mine: Status, error: ArmFailure, prefix: str = "") -> Outcome:
-        log.warning("%r failed: %s", self.request, error.code)
-        written = self._finish(mine, Phase.FAILED, prefix + error.message, url="", error_code=error.code, step="")
+        log.warning("%r failed: %s: %s", self.request, error.code, error.message)
+        written = self._finish(mine, Phase.FAILED, prefix + for_users(error.message), url="", error_code=error.code,
+                               step="")
         if written is None:
             return Outcome.IGNORED
         return Outcome.FAILED if written.phase is Phase.FAILED else Outcome.DUPLICATE
@@ -435,7 +470,7 @@ class _Run:
         """
         try:
             app = self.deps.apps.get(self.key)
-            if app is not None and app_generation(app) == self.request.generation:
+            if app is not None and app_generation(app) == self.request.generation and not self._foreign_app(app):
                 log.info("%r: removing the app it created before a stop overtook it", self.request)
                 self.deps.apps.send_delete(self.key)
         except TransientArmError as e:
@@ -447,8 +482,8 @@ class _Run:
         """Delete (or, in stop mode, stop) the app, unless a newer start has already rebuilt it."""
         apps = self.deps.apps
         app = apps.get(self.key)
-        if app is None:
-            return Accepted(done=True)
+        if app is None or self._foreign_app(app):
+            return Accepted(done=True)  # no app of this server
         owner = app_generation(app)
         if owner is not None and owner > up_to_generation:
             log.info("%r: app belongs to newer generation %s; leaving it", self.request, owner)
@@ -486,6 +521,10 @@ class _Run:
         mine = claimed
         body = build_container_app(self.request, self.settings)
         try:
+            # any listing will do: an app made since it was taken has a status row, checked above
+            if self._foreign_app(self.deps.listing.find(self.key, since=0.0)):
+                return self._failed(mine, TerminalArmError(
+                    "ServerNameTaken", f"the container app name {self.key} is taken by another server"))
             self._homes("ensure")
             accepted = self.deps.apps.send_create_or_update(self.key, body)
         except TerminalArmError as e:
@@ -535,6 +574,8 @@ class _Run:
                 self._send_follow_up(follow_up.step, since=time.time())
                 return Outcome.PENDING
         current = self._read()
+        if self._foreign_row(current):
+            return Outcome.CONFLICT
         following = Phase.PROVISIONING if follow_up.op is Op.START else Phase.STOPPING
         if current is None or current.generation != follow_up.generation or current.phase is not following:
             # the table moved on: a newer request, an outcome already recorded, or a stop that overtook a start
@@ -559,6 +600,9 @@ class _Run:
         if app is None:
             return self._failed(mine, TerminalArmError(
                 "ContainerAppNotFound", f"container app {self.key} disappeared while Azure was provisioning it"))
+        if self._foreign_app(app):
+            return self._failed(mine, TerminalArmError(
+                "ServerNameTaken", f"the container app name {self.key} is taken by another server"))
         owner = app_generation(app)
         if owner is not None and owner > follow_up.generation:
             return Outcome.IGNORED  # a newer start owns the app
@@ -593,7 +637,7 @@ class _Run:
 
     def _follow_stop(self, mine: Status, follow_up: FollowUp, app: dict[str, Any] | None) -> Outcome:
         owner = app_generation(app) if app is not None else None
-        if app is None or (owner is not None and owner > follow_up.generation):
+        if app is None or self._foreign_app(app) or (owner is not None and owner > follow_up.generation):
             return self._stopped(mine)
         props = app.get("properties") or {}
         state = props.get("provisioningState") or "unknown"

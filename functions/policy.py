@@ -12,8 +12,9 @@ import fnmatch
 import re
 
 from acaspawner.contract import Op, Request, ServerSpec
-from acaspawner.naming import server_key
+from acaspawner.naming import legacy_server_key, server_key
 
+from .followup import FollowUp
 from .settings import Settings, parse_memory_gi
 
 _VOLUME_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -29,19 +30,26 @@ class ForeignHub(PolicyViolation):
     """A request sealed for a different hub: not ours to act on, nor to write status for."""
 
 
+class ForeignKey(ForeignHub):
+    """A server key that is not its user's and server's: the row and app it names belong to another server."""
+
+
 def image_allowed(image: str, patterns: tuple[str, ...] | list[str]) -> bool:
     """True when ``image`` matches one of the glob ``patterns`` (``*`` also matches ``/`` and ``:``)."""
     return bool(_IMAGE.match(image)) and any(fnmatch.fnmatchcase(image, p) for p in patterns)
 
 
-def key_belongs_to(request: Request) -> bool:
-    """True when ``request.server_key`` is the key naming derives from its hub, user and server name."""
+def key_belongs_to(request: Request | FollowUp) -> bool:
+    """True when ``request.server_key`` is the key naming derives from its hub, user and server name.
+
+    A key of the older, 32-bit form is accepted too: servers recorded under it keep it.
+    """
     prefix = request.server_key.split("-", 1)[0]
+    triple = (request.hub_id, request.user, request.server_name)
     try:
-        expected = server_key(request.hub_id, request.user, request.server_name, prefix=prefix)
+        return request.server_key in (server_key(*triple, prefix=prefix), legacy_server_key(*triple, prefix=prefix))
     except ValueError:  # not a prefix naming would accept
         return False
-    return expected == request.server_key
 
 
 def check_sub_path(sub_path: str) -> None:
@@ -90,7 +98,7 @@ def check_request(request: Request, settings: Settings) -> None:
     if request.hub_id != settings.hub_id:
         raise ForeignHub(f"request is for hub {request.hub_id!r}, these functions serve {settings.hub_id!r}")
     if not key_belongs_to(request):
-        raise PolicyViolation(f"server key {request.server_key} does not match its user and server name")
+        raise ForeignKey(f"server key {request.server_key} does not match its user and server name")
     if request.op is Op.START:
         assert request.spec is not None  # the contract guarantees it
         check_spec(request.spec, settings)

@@ -15,6 +15,7 @@ from typing import Any
 
 from acaspawner.contract import Request
 
+from .followup import FollowUp
 from .settings import Settings
 
 CONTAINER_NAME = "notebook"
@@ -73,13 +74,17 @@ def _env(request: Request) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     return env, secrets
 
 
-def app_tags(request: Request) -> dict[str, str]:
+def owner_tags(request: Request | FollowUp) -> dict[str, str]:
+    """The tags that say whose server an app is (hub, user, server name)."""
     return {
         TAG_HUB: tag_value(request.hub_id),
         TAG_USER: tag_value(request.user),
         TAG_SERVER: tag_value(request.server_name),
-        TAG_GENERATION: str(request.generation),
     }
+
+
+def app_tags(request: Request) -> dict[str, str]:
+    return {**owner_tags(request), TAG_GENERATION: str(request.generation)}
 
 
 def build_container_app(request: Request, settings: Settings) -> dict[str, Any]:

@@ -2,20 +2,28 @@
 
 The server key is the container app's name: deterministic from
 (hub id, user name, server name), valid under ACA's rules and unique thanks to
-a hash suffix. ``jupyterhub.slugs`` is not used here because its multi-part
-slugs join with ``---`` (ACA forbids ``--``) and this module must import
-without JupyterHub (the functions use it to validate keys).
+a hash suffix of 65 bits (13 base32 characters), so nobody can search for a
+server name whose key equals another user's. ``jupyterhub.slugs`` is not used
+here because its multi-part slugs join with ``---`` (ACA forbids ``--``) and
+this module must import without JupyterHub (the functions use it to validate
+keys).
+
+Servers recorded before the 65-bit suffix keep their key (a 32-bit hex
+suffix, :func:`legacy_server_key`): it is in their saved state. New servers
+never get one.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import unicodedata
 
 MIN_LENGTH = 2
 MAX_LENGTH = 32
-HASH_LENGTH = 8
+HASH_LENGTH = 13  # base32 characters: 65 bits
+LEGACY_HASH_LENGTH = 8  # hex characters: 32 bits
 
 _APP_NAME = re.compile(r"^[a-z](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -37,21 +45,16 @@ def _readable(text: str) -> str:
     return _NOT_ALNUM.sub("", ascii_only)
 
 
-def server_key(hub_id: str, user: str, server_name: str = "", prefix: str = "jl") -> str:
-    """The container app name of ``user``'s server ``server_name`` on hub ``hub_id``.
+def _digest(hub_id: str, user: str, server_name: str) -> bytes:
+    # the exact, unnormalised triple: names that differ only in case, accents or punctuation differ
+    return hashlib.sha256("\x00".join((hub_id, user, server_name)).encode("utf-8", "surrogatepass")).digest()
 
-    Layout: ``<prefix>-<user>[-<server>]-<hash>``, readable parts truncated to
-    fit 32 characters. The hash covers the exact, unnormalised triple, so
-    names that differ only in case, accents or punctuation still get
-    different keys.
-    """
+
+def _key(prefix: str, user: str, server_name: str, suffix: str) -> str:
     prefix = _readable(prefix)
     if not prefix or not prefix[0].isalpha() or len(prefix) > 8:
         raise ValueError(f"prefix must be 1-8 letters/digits starting with a letter: {prefix!r}")
-    digest = hashlib.sha256(
-        "\x00".join((hub_id, user, server_name)).encode("utf-8", "surrogatepass")
-    ).hexdigest()[:HASH_LENGTH]
-    budget = MAX_LENGTH - len(prefix) - HASH_LENGTH - 2  # two separators
+    budget = MAX_LENGTH - len(prefix) - len(suffix) - 2  # two separators
     user_part = _readable(user)
     server_part = _readable(server_name)
     if server_part:
@@ -60,7 +63,22 @@ def server_key(hub_id: str, user: str, server_name: str = "", prefix: str = "jl"
         user_part = user_part[: max(budget - len(server_part) - 1, 0)]
     else:
         user_part = user_part[:budget]
-    parts = [prefix, user_part, server_part, digest]
-    key = "-".join(p for p in parts if p)
+    key = "-".join(p for p in (prefix, user_part, server_part, suffix) if p)
     assert is_valid_app_name(key), key
     return key
+
+
+def server_key(hub_id: str, user: str, server_name: str = "", prefix: str = "jl") -> str:
+    """The container app name of ``user``'s server ``server_name`` on hub ``hub_id``.
+
+    Layout: ``<prefix>-<user>[-<server>]-<hash>``, readable parts truncated to
+    fit 32 characters; the hash is 65 bits of SHA-256 over the exact triple,
+    in lower-case base32.
+    """
+    suffix = base64.b32encode(_digest(hub_id, user, server_name)).decode("ascii").lower()[:HASH_LENGTH]
+    return _key(prefix, user, server_name, suffix)
+
+
+def legacy_server_key(hub_id: str, user: str, server_name: str = "", prefix: str = "jl") -> str:
+    """The key servers were given before the 65-bit suffix (32 bits of hex); only ever read, never made anew."""
+    return _key(prefix, user, server_name, _digest(hub_id, user, server_name).hex()[:LEGACY_HASH_LENGTH])

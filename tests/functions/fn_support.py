@@ -96,7 +96,8 @@ class FakeApps:
     Writes are accepted at once and run as operations that finish at the next read (``get`` or
     ``list``), unless ``hold`` keeps them in flight (ARM still working). ``before_create``/
     ``after_create`` run inside ``send_create_or_update`` (e.g. to deliver a stop mid-create);
-    ``failures`` is a list of exceptions raised by the next ARM calls, in order; ``fail_next``
+    ``failures`` is a list of exceptions raised by the next ARM calls, in order (``failures_for``
+    the same for one kind of call); ``fail_next``
     makes the next create's operation end Failed with that error.
     """
 
@@ -104,6 +105,7 @@ class FakeApps:
         self.apps: dict[str, dict] = {}
         self.calls: list[tuple[str, str]] = []
         self.failures: list[Exception] = []
+        self.failures_for: dict[str, list[Exception]] = {}  # by kind of call ("create", "list", ...)
         self.before_create = None
         self.after_create = None
         self.hold = False
@@ -116,6 +118,8 @@ class FakeApps:
 
     def _call(self, what: str, name: str) -> None:
         self.calls.append((what, name))
+        if self.failures_for.get(what):
+            raise self.failures_for[what].pop(0)
         if self.failures:
             raise self.failures.pop(0)
 

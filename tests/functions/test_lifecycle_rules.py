@@ -24,6 +24,7 @@ from acaspawner.contract import SCHEMA_VERSION, Op, Phase, Request
 from acaspawner.sealing import Sealer, generate_key
 from functions.arm import TerminalArmError, TransientArmError
 from functions.lifecycle import Deps, Outcome, RetryLater, handle_message
+from functions.spec import app_tags
 
 
 def poison_bodies(deps: Deps) -> list[str]:
@@ -113,7 +114,8 @@ def test_a_stop_for_a_server_never_started_leaves_a_tombstone(deps):
 
 def test_a_stop_deletes_a_leftover_app_without_an_entity(deps):
     start = request()
-    deps.apps.apps[start.server_key] = {"name": start.server_key, "tags": {},
+    # one of this hub's apps (its tags say whose), whose status row was lost
+    deps.apps.apps[start.server_key] = {"name": start.server_key, "tags": app_tags(start),
                                         "properties": {"provisioningState": "Succeeded"}}
     deliver(deps, request(Op.STOP))
     assert deps.apps.apps == {}
@@ -186,7 +188,7 @@ def test_concurrent_duplicates_make_one_running_server(deps):
 
 
 def test_terminal_arm_error_fails_at_once(deps):
-    deps.apps.failures.append(TerminalArmError("ContainerAppInvalidResourceTotal", "cpu 0.5 and 3Gi do not pair"))
+    deps.apps.failures_for["create"] = [TerminalArmError("ContainerAppInvalidResourceTotal", "cpu 0.5 and 3Gi do not pair")]
     start = request()
     assert deliver(deps, start) is Outcome.FAILED
     status = status_of(deps, start)

@@ -32,10 +32,14 @@ def test_a_start_sends_one_write_and_returns(make_deps):
     deps = make_deps(ACA_ARM_POLL_INTERVAL="3")
     start = request()
     assert handle_message(deps.sealer.seal(start), deps) is Outcome.ACCEPTED
-    assert deps.apps.calls == [("create", start.server_key)]  # no wait, no read
+    # one write, no wait; the listing (whose app has this name?) is shared by later starts
+    assert deps.apps.calls == [("list", "*"), ("create", start.server_key)]
+    other = request(user="bob")
+    assert handle_message(deps.sealer.seal(other), deps) is Outcome.ACCEPTED
+    assert deps.apps.calls[2:] == [("create", other.server_key)]
     status = status_of(deps, start)
     assert status.phase is Phase.PROVISIONING and status.step == "create"
-    [follow_up] = sent_follow_ups(deps)
+    follow_up = sent_follow_ups(deps)[0]
     assert (follow_up.op, follow_up.step, follow_up.generation) == (Op.START, Step.CREATE, start.generation)
     assert follow_up.deadline == pytest.approx(start.created + deps.settings.spawn_deadline)
     assert follow_up.operation_url.startswith("https://arm.test/operations/")
@@ -268,3 +272,16 @@ def test_a_follow_up_naming_another_hubs_server_is_poisoned(deps):
     assert handle_message(deps.sealer.seal_bytes(foreign.to_json().encode()), deps) is Outcome.POISONED
     assert deps.storage.get_status("other-hub", start.server_key) is None
     assert status_of(deps, start).hub_id == HUB
+
+
+def test_what_users_see_of_an_arm_error_names_no_subscription_or_resource(deps, caplog):
+    sub_id = "3f2b6a1c-0d4e-4b7a-9c1e-2a5d8f0b7e61"
+    resource = f"/subscriptions/{sub_id}/resourceGroups/rg-users/providers/Microsoft.App/containerApps/x"
+    deps.apps.fail_next = TerminalArmError(
+        "ContainerAppOperationError", f"Failed to provision revision for container app '{resource}': image pull failed")
+    start = request()
+    assert deliver(deps, start) is Outcome.FAILED
+    status = status_of(deps, start)
+    assert status.error_code == "ContainerAppOperationError" and "image pull failed" in status.message
+    assert sub_id not in status.message and "/subscriptions/" not in status.message
+    assert sub_id in caplog.text  # the functions' log keeps ARM's full text for the operator
