@@ -56,6 +56,7 @@ class FollowUp:
     delay: float  # seconds until the next look
     operation_url: str = ""  # where ARM reports the operation's outcome (its error, if it fails)
     home_paths: tuple[str, ...] = ()  # home folders to remove once a delete is done
+    noted: float = 0.0  # when this chain last wrote a progress note to the status row
     correlation_id: str = ""
     attempt: int = 1
     kind: str = field(default=KIND)
@@ -66,15 +67,15 @@ class FollowUp:
               operation_url: str = "", home_paths: tuple[str, ...] = ()) -> FollowUp:
         return cls(op=request.op, step=step, hub_id=request.hub_id, server_key=request.server_key,
                    user=request.user, server_name=request.server_name, generation=request.generation,
-                   requested=request.created, deadline=deadline, since=since, delay=delay,
+                   requested=request.created, deadline=deadline, since=since, delay=delay, noted=since,
                    operation_url=operation_url, home_paths=home_paths, correlation_id=request.correlation_id)
 
     def next(self, *, since: float, step: Step | None = None, operation_url: str | None = None,
-             delay: float | None = None) -> FollowUp:
+             delay: float | None = None, noted: float | None = None) -> FollowUp:
         """The follow-up after this one (a new ``step`` when the functions sent ARM another write)."""
         return replace(self, since=since, step=step or self.step, attempt=self.attempt + 1,
                        operation_url=self.operation_url if operation_url is None else operation_url,
-                       delay=self.delay if delay is None else delay)
+                       delay=self.delay if delay is None else delay, noted=self.noted if noted is None else noted)
 
     def to_json(self) -> str:
         data = asdict(self)

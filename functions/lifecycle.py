@@ -79,6 +79,9 @@ log = logging.getLogger(__name__)
 
 #: how often one invocation re-reads and re-decides after losing an ETag race
 MAX_RACES = 8
+#: while ARM works, a follow-up writes "still provisioning" this often: the user sees time pass, and the
+#: spawner sees the follow-ups are alive (a row silent for much longer means they were lost)
+PROGRESS_NOTE_INTERVAL = 30.0
 
 
 class Outcome(StrEnum):
@@ -428,14 +431,16 @@ class _Run:
 
     # -- follow-ups -----------------------------------------------------
 
-    def _send_follow_up(self, step: Step, since: float, accepted: Accepted | None = None) -> None:
+    def _send_follow_up(self, step: Step, since: float, accepted: Accepted | None = None,
+                        noted: float | None = None) -> None:
         """The next look: after a write, when ARM's Retry-After says; later, every ACA_ARM_POLL_INTERVAL
         (later looks read the shared listing, not the operation, so they cost ARM nothing extra)."""
         r = self.request
         delay = (accepted.retry_after if accepted else None) or self.settings.arm_poll_interval
         url = accepted.operation_url if accepted else ""
         if isinstance(r, FollowUp):
-            follow_up = r.next(since=since, step=step, operation_url=url if accepted else None, delay=delay)
+            follow_up = r.next(since=since, step=step, operation_url=url if accepted else None, delay=delay,
+                               noted=noted)
         else:
             paths = tuple(self._home_paths()) if r.op is Op.DELETE and self.settings.home_delete_on_delete else ()
             follow_up = FollowUp.first(r, step, since=since, delay=delay, operation_url=url, home_paths=paths,
@@ -569,9 +574,11 @@ class _Run:
             app, listing_error = None, e
         else:
             listing_error = None
-            if _arm_busy(follow_up, app) and time.time() < follow_up.deadline:
+            now = time.time()
+            if _arm_busy(follow_up, app) and now < follow_up.deadline \
+                    and now - follow_up.noted < PROGRESS_NOTE_INTERVAL:
                 # the common case while ARM works: no table read or write, just the next look
-                self._send_follow_up(follow_up.step, since=time.time())
+                self._send_follow_up(follow_up.step, since=now)
                 return Outcome.PENDING
         current = self._read()
         if self._foreign_row(current):
@@ -654,5 +661,12 @@ class _Run:
                 "DeadlineExceeded",
                 f"Azure was still {follow_up.step.doing} container app {self.key} {waited} s after the request "
                 f"({seen}); giving up. Try again; if it keeps happening, an admin can look at the app in Azure."))
+        if now - follow_up.noted >= PROGRESS_NOTE_INTERVAL:
+            note = f"Azure is still {follow_up.step.doing} container app {self.key} ({int(now - follow_up.requested)} s)"
+            written = self._finish(mine, mine.phase, note)
+            if written is None or written.phase is not mine.phase:
+                return Outcome.IGNORED  # overtaken, or finished by another delivery
+            self._send_follow_up(follow_up.step, since=now, noted=now)
+            return Outcome.PENDING
         self._send_follow_up(follow_up.step, since=now)
         return Outcome.PENDING

@@ -285,3 +285,16 @@ def test_what_users_see_of_an_arm_error_names_no_subscription_or_resource(deps, 
     assert status.error_code == "ContainerAppOperationError" and "image pull failed" in status.message
     assert sub_id not in status.message and "/subscriptions/" not in status.message
     assert sub_id in caplog.text  # the functions' log keeps ARM's full text for the operator
+
+
+def test_while_arm_works_a_progress_note_is_written_every_interval(deps):
+    start = request()
+    deps.apps.hold = True
+    handle_message(deps.sealer.seal(start), deps)
+    [first] = [FollowUp.from_dict(json.loads(deps.sealer.open_bytes(b))) for b in deps.follow_ups.queue.take()]
+    quiet = replace(first, noted=time.time() - 31)  # the chain last wrote a note 31 s ago
+    assert handle_message(deps.sealer.seal_bytes(quiet.to_json().encode()), deps) is Outcome.PENDING
+    status = status_of(deps, start)
+    assert status.phase is Phase.PROVISIONING and "still provisioning" in status.message
+    [after] = sent_follow_ups(deps)
+    assert after.noted > quiet.noted + 30  # the next note is due an interval from now
