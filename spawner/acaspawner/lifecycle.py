@@ -28,6 +28,18 @@ class StartOutcome(StrEnum):
     SUPERSEDED = "superseded"
 
 
+def owned(status: Status | None, user: str, server_name: str) -> Status | None:
+    """``status`` if it records this user's server; None if the row under the key is another server's.
+
+    Keys are unique in practice (65-bit hashes), but a row naming someone else
+    must never be adopted: its URL would send this user's browser to another
+    user's server.
+    """
+    if status is None or (status.user, status.server_name) == (user, server_name):
+        return status
+    return None
+
+
 def in_flight(generation: int, max_age: float, now: float | None = None) -> bool:
     """Could a request of ``generation`` (milliseconds) still be waiting in the queue?
 

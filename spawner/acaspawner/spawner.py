@@ -89,6 +89,14 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             self.server_key = naming.server_key(self.hub_id, self.user.name, self.name)
         return self.server_key
 
+    def _own(self, status: Status | None) -> Status | None:
+        """The row under this server's key, if it is this server's (see :func:`lifecycle.owned`)."""
+        mine = lifecycle.owned(status, self.user.name, self.name)
+        if status is not None and mine is None:
+            self.log.error("The status row of %s (%s) records user %r, server %r: not %s; ignoring it",
+                           self._log_name, self._key(), status.user, status.server_name, self._log_name)
+        return mine
+
     def _subscribe(self, fast: bool) -> Subscription:
         """Keep (or make) this spawner's subscription, at the wanted speed."""
         if self._subscription is None or self._subscription.closed:
@@ -209,7 +217,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
     async def send_request(self, op: Op, spec: ServerSpec | None = None) -> Request:
         """Seal and enqueue one request with a new generation; remember (and save) it as the last one."""
         key = self._key()
-        known = self.watcher.get(key)
+        known = self._own(self.watcher.get(key))
         generation = next_generation(self.generation, *([known.generation] if known else []))
         request = build_request(
             op, hub_id=self.hub_id, server_key=key, user=self.user.name, server_name=self.name,
@@ -290,6 +298,12 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         watcher = self.watcher
         while True:
             status = watcher.get(self._key())
+            if status is not None and self._own(status) is None:
+                raise SpawnException(
+                    "This server's container app name is recorded for another server; "
+                    "choose another server name, or ask an admin to look at the status table",
+                    reason="conflict",
+                )
             outcome = lifecycle.start_outcome(status, generation)
             if feed is not None and status is not None and status.generation == generation:
                 feed.add_status(status)
@@ -330,7 +344,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         max_age = 2 * self.status_poll_interval
         for attempt in range(READ_TRIES):
             try:
-                return await watcher.current(self._key(), max_age)
+                return self._own(await watcher.current(self._key(), max_age))
             except StatusUnavailable:
                 if attempt == READ_TRIES - 1:
                     raise
@@ -375,7 +389,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             return fallback
         if self._answer(status) is not None:
             return fallback
-        status = self.watcher.get(self._key())
+        status = self._own(self.watcher.get(self._key()))
         if lifecycle.start_outcome(status, self.generation) is StartOutcome.RUNNING:
             self.last_url = status.url
             return status.url
@@ -405,7 +419,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             async with asyncio.timeout(self.stop_timeout):
                 while True:
                     fresh = watcher.last_success is not None and watcher.last_success >= sent
-                    if fresh and lifecycle.stop_done(watcher.get(self._key()), request.generation):
+                    if fresh and lifecycle.stop_done(self._own(watcher.get(self._key())), request.generation):
                         break
                     await watcher.next_refresh()
         except TimeoutError:
