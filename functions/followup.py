@@ -104,6 +104,17 @@ def is_follow_up(payload: dict[str, Any]) -> bool:
     return payload.get("kind") == KIND
 
 
+def read_payload(plaintext: bytes) -> Request | FollowUp:
+    """What an opened lifecycle message holds: a follow-up, or else a hub request; raises ContractError."""
+    try:
+        payload = json.loads(plaintext)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if isinstance(payload, dict) and is_follow_up(payload):
+        return FollowUp.from_dict(payload)
+    return Request.from_json(plaintext)
+
+
 class MessageSender(Protocol):
     def send_lifecycle_message(self, body: str, delay: int) -> None: ...
 

@@ -67,7 +67,7 @@ from .arm import (
     classify,
     for_users,
 )
-from .followup import FollowUp, FollowUps, Step, is_follow_up
+from .followup import FollowUp, FollowUps, Step, read_payload
 from .homes import HomeFolders
 from .listing import AppListing
 from .policy import ForeignHub, PolicyViolation, check_request, key_belongs_to
@@ -188,14 +188,7 @@ def _unusable_request_target(body: bytes, deps: Deps) -> Request | None:
 
 def _open(body: bytes, deps: Deps) -> Request | FollowUp:
     """The request or follow-up inside a sealed message; raises SealError/ContractError."""
-    plaintext = deps.sealer.open_bytes(body)
-    try:
-        payload = json.loads(plaintext)
-    except (ValueError, UnicodeDecodeError):
-        payload = None
-    if isinstance(payload, dict) and is_follow_up(payload):
-        return FollowUp.from_dict(payload)
-    return Request.from_json(plaintext)
+    return read_payload(deps.sealer.open_bytes(body))
 
 
 def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:

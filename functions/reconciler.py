@@ -19,7 +19,13 @@ calls:
    ``ACA_RECONCILE_GRACE`` (the lifecycle may still be working on it), and
    only after re-reading the entity just before the delete;
 5. reports (logs, summary; does not act on) servers the hub or the table
-   believes running whose app is gone.
+   believes running whose app is gone;
+6. drains the lifecycle's poison queue (``<queue>-poison``): logs every
+   message's id, insertion time, dequeue count and why it was poisoned (never
+   its body: it holds a JupyterHub API token), and deletes those older than
+   the sealing maximum age (``ACA_SEAL_MAX_AGE``), which nothing can replay,
+   so no token sits in storage for the queue's default 7 days. This step runs
+   first and on its own: ARM trouble does not keep it from running.
 
 Deletes are sent without waiting for the long-running operation (one ARM
 call each; the next run skips apps still ``Deleting``). Throttling is
@@ -35,7 +41,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from azure.core.exceptions import (
@@ -46,11 +52,16 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from acaspawner.contract import Phase, Status
+from acaspawner import wire
+from acaspawner.contract import ContractError, Phase, Status
 from acaspawner.naming import server_key
+from acaspawner.sealing import DEFAULT_MAX_AGE, ExpiredMessage, Sealer, TamperedMessage, UnknownKey
 
 from .culler import parse_number
+from .followup import FollowUp, read_payload
 from .hubapi import HubApi, HubApiError
+from .policy import key_belongs_to
+from .settings import DEFAULT_MAX_DEQUEUE_COUNT, read_host_limits
 from .storage import StatusConflict
 
 log = logging.getLogger(__name__)
@@ -61,6 +72,11 @@ TAG_HUB = "aca-hub"
 TAG_GENERATION = "aca-generation"
 STUCK_PHASES = (Phase.QUEUED, Phase.PROVISIONING)
 STUCK_ERROR_CODE = "StuckTimeout"
+# poison queue: one receive returns at most 32 messages; a run looks at a bounded number
+POISON_PAGE = 32
+POISON_MAX_PER_RUN = 256
+# seconds a received poison message stays invisible if the run dies before releasing it (see _PoisonDrain)
+POISON_VISIBILITY = 60
 
 
 class ReconcilerError(RuntimeError):
@@ -88,6 +104,10 @@ class ReconcileOptions:
     grace: float = 300  # leave apps and entries younger than this to the lifecycle
     stop_mode: str = "delete"
     hub_page_size: int = 200
+    # poison messages older than this (since sealing) can no longer be replayed and are deleted
+    seal_max_age: float = DEFAULT_MAX_AGE
+    poison_max_per_run: int = POISON_MAX_PER_RUN
+    max_dequeue_count: int = DEFAULT_MAX_DEQUEUE_COUNT  # host.json: deliveries before the host poisons
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> ReconcileOptions:
@@ -104,6 +124,8 @@ class ReconcileOptions:
             grace=parse_number(settings, "ACA_RECONCILE_GRACE", 300),
             stop_mode=(settings.get("ACA_STOP_MODE") or "delete").strip().lower(),
             hub_page_size=int(parse_number(settings, "ACA_CULL_PAGE_SIZE", 200, minimum=1)),
+            seal_max_age=parse_number(settings, "ACA_SEAL_MAX_AGE", DEFAULT_MAX_AGE, minimum=1),
+            max_dequeue_count=read_host_limits().max_dequeue_count,
         )
 
 
@@ -122,6 +144,8 @@ class ReconcileSummary:
     notes: list[str] = field(default_factory=list)
     arm_calls: int = 0
     max_arm_calls: int = 0
+    poison_seen: int = 0  # poison messages looked at (and logged) this run
+    poison_deleted: int = 0  # of those, deleted (older than the sealing maximum age)
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -129,6 +153,7 @@ class ReconcileSummary:
             f"{NAME}: deleted={len(self.deleted)} kept={self.kept} marked_failed={len(self.marked_failed)} "
             f"missing_apps={len(self.missing)} errors={len(self.errors)} apps_seen={self.apps_seen} "
             f"foreign_apps={self.foreign_apps} arm_calls={self.arm_calls}/{self.max_arm_calls} "
+            f"poison_seen={self.poison_seen} poison_deleted={self.poison_deleted} "
             f"seconds={self.seconds:.1f}"
         )
         if self.notes:
@@ -339,6 +364,196 @@ def hub_running_servers(api: HubApi, page_size: int = 200) -> list[tuple[str, st
     return servers
 
 
+# -- 6. the poison queue ----------------------------------------------------------------------------
+
+
+class PoisonQueue(Protocol):
+    """What the reconciler needs of the poison queue's ``QueueClient`` (:attr:`FunctionStorage.poison`)."""
+
+    def receive_messages(self, **kwargs: Any) -> Any: ...
+
+    def delete_message(self, message: Any, pop_receipt: str | None = None, **kwargs: Any) -> None: ...
+
+    def update_message(self, message: Any, pop_receipt: str | None = None, content: Any = None,
+                       **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PoisonVerdict:
+    """Why a message was poisoned, told without any part of its body."""
+
+    reason: str
+    # authentic (it opened under a configured key) and sealed longer ago than the maximum age
+    expired: bool = False
+
+
+NO_KEYS = "not classified: ACA_SEALING_KEYS not set"
+
+
+def classify_poison(body: str | bytes, sealer: Sealer | None, *, poisoned_at: float, now: float, hub_id: str,
+                    max_dequeue_count: int = DEFAULT_MAX_DEQUEUE_COUNT) -> PoisonVerdict:
+    """Why the poison message ``body`` was poisoned, as the lifecycle saw it when it was poisoned.
+
+    The message is opened as of ``poisoned_at`` (its insertion time on the poison
+    queue), so a request that was fine then but has aged since still reads as
+    "failed every delivery", not "expired". The reason is built from fixed
+    texts, exception class names and, for an authentic message, its op, server
+    key, generation and hub (none of them secret): never from the body or from
+    an exception message, which might quote it.
+    """
+    try:
+        sealed = wire.decode(body)
+    except wire.WireError:
+        return PoisonVerdict("not valid base64: the Functions host poisons such a body at once, without "
+                             "calling the function")
+    if sealer is None:
+        return PoisonVerdict(NO_KEYS)
+    try:
+        payload = sealer.open_bytes(sealed, now=poisoned_at)
+    except ExpiredMessage:
+        return PoisonVerdict(f"expired (ExpiredMessage): sealed more than {int(sealer.max_age)} s before it was "
+                             "poisoned; the lifecycle refused it", expired=True)
+    except UnknownKey:
+        return PoisonVerdict("sealed with a key that is not configured here (UnknownKey): one rotated out of "
+                             "ACA_SEALING_KEYS or not added yet, or another deployment's")
+    except TamperedMessage:
+        return PoisonVerdict("not a sealed message, or altered (TamperedMessage)")
+    try:
+        sealer.open_bytes(sealed, now=now)
+        expired = False
+    except ExpiredMessage:
+        expired = True
+    try:
+        message = read_payload(payload)
+    except ContractError as e:
+        return PoisonVerdict(f"authentic but unreadable ({type(e).__name__}): its schema is unknown or "
+                             "invalid (a hub or functions of another version?)", expired=expired)
+    what = (f"follow-up ({message.step.value})" if isinstance(message, FollowUp) else "request")
+    what += f" op={message.op.value} server_key={message.server_key} generation={message.generation}"
+    if message.hub_id != hub_id:
+        return PoisonVerdict(f"authentic {what} for another hub ({message.hub_id}): refused by the lifecycle",
+                             expired=expired)
+    if not key_belongs_to(message):
+        return PoisonVerdict(f"authentic {what} whose server key is not its user's and server's: refused by "
+                             "the lifecycle", expired=expired)
+    return PoisonVerdict(f"authentic and readable {what}: poisoned by the host after failing "
+                         f"{max_dequeue_count} deliveries (maxDequeueCount); the lifecycle's logs have its errors",
+                         expired=expired)
+
+
+def _stamp(when: datetime | None) -> float | None:
+    if when is None:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+class _PoisonDrain:
+    """Look at (and log) the poison queue's messages; delete those older than the sealing maximum age.
+
+    Receive, not peek: peek cannot page past the first 32 messages, nor give
+    the pop receipt a delete needs, and a receive cannot pick which messages
+    it returns. So each page is received with a visibility timeout
+    (:data:`POISON_VISIBILITY`), which keeps a message received once from being
+    received again in the same run; the old ones are deleted with their pop
+    receipt at once, and those kept are made visible again (visibility 0)
+    when the run is done with the queue, so an operator sees them right away and
+    the next run looks at them again. If the run dies first, the visibility
+    timeout brings them back within a minute. (Each look raises a message's
+    dequeue count on the poison queue by one: there it counts the reconciler's
+    looks, not the lifecycle's deliveries, which the host does not carry over.)
+    """
+
+    def __init__(self, queue: PoisonQueue, sealer: Sealer | None, options: ReconcileOptions, now: float,
+                 summary: ReconcileSummary):
+        self.queue = queue
+        self.sealer = sealer
+        self.options = options
+        self.now = now
+        self.summary = summary
+
+    def run(self) -> None:
+        kept: list[Any] = []
+        try:
+            pages = self.queue.receive_messages(
+                messages_per_page=min(POISON_PAGE, self.options.poison_max_per_run),
+                max_messages=self.options.poison_max_per_run,
+                visibility_timeout=POISON_VISIBILITY,
+            ).by_page()
+            for page in pages:
+                for message in page:
+                    self.summary.poison_seen += 1
+                    if not self.examine(message):
+                        kept.append(message)
+        except ResourceNotFoundError:
+            pass  # no poison queue (yet): nothing was ever poisoned
+        finally:
+            for message in kept:
+                self.release(message)
+        if self.summary.poison_seen >= self.options.poison_max_per_run:
+            self.summary.notes.append(f"looked at {self.options.poison_max_per_run} poison messages (the most per "
+                                      "run); the rest waits for the next run")
+
+    def examine(self, message: Any) -> bool:
+        """Log ``message`` and delete it when it is old enough; True when it is gone."""
+        inserted = _stamp(message.inserted_on)
+        poisoned_at = self.now if inserted is None else inserted
+        try:
+            verdict = classify_poison(message.content or "", self.sealer, poisoned_at=poisoned_at, now=self.now,
+                                      hub_id=self.options.hub_id,
+                                      max_dequeue_count=self.options.max_dequeue_count)
+        except Exception as e:  # classifying is best effort; deleting must not depend on it
+            verdict = PoisonVerdict(f"not classified ({type(e).__name__})")
+        # Its age since sealing: verified from the seal when it is authentic and expired, otherwise its time
+        # on the poison queue stands in (a lower bound: it was sealed before it was poisoned).
+        on_queue = self.now - poisoned_at
+        old = verdict.expired or (inserted is not None and on_queue >= self.options.seal_max_age)
+        described = (f"Poison message id={message.id} inserted={_iso(message.inserted_on)} "
+                     f"dequeue_count={message.dequeue_count}: {verdict.reason}")
+        if not old:
+            log.warning("%s; kept for now (%s on the poison queue, deleted once older than %d s)", described,
+                        _age_s(on_queue), int(self.options.seal_max_age))
+            return False
+        try:
+            self.queue.delete_message(message.id, message.pop_receipt)
+        except ResourceNotFoundError:
+            log.info("%s; already deleted by someone else", described)
+            return True
+        except AzureError as e:
+            log.error("%s; could not delete it: %s", described, type(e).__name__)
+            self.summary.errors.append(f"poison message {message.id}: delete failed ({type(e).__name__})")
+            return False
+        log.warning("%s; deleted: older than the sealing maximum age of %d s, nothing in it can be replayed",
+                    described, int(self.options.seal_max_age))
+        self.summary.poison_deleted += 1
+        return True
+
+    def release(self, message: Any) -> None:
+        """Make a kept message visible again (by id and pop receipt: the content is not sent again)."""
+        try:
+            self.queue.update_message(message.id, message.pop_receipt, visibility_timeout=0)
+        except AzureError as e:  # it comes back when its visibility timeout ends anyway
+            log.info("Poison message id=%s stays invisible for up to %d s: %s", message.id, POISON_VISIBILITY,
+                     type(e).__name__)
+
+
+def _iso(when: datetime | None) -> str:
+    return when.isoformat() if when is not None else "unknown"
+
+
+def _age_s(seconds: float) -> str:
+    return f"{int(seconds)} s" if seconds < 120 else _age(seconds)
+
+
+def drain_poison(queue: PoisonQueue, sealer: Sealer | None, options: ReconcileOptions, summary: ReconcileSummary,
+                 now: float) -> None:
+    """Step 6 on its own: storage errors end up in ``summary`` (errors and a note), never raised."""
+    try:
+        _PoisonDrain(queue, sealer, options, now, summary).run()
+    except AzureError as e:
+        summary.errors.append(f"poison queue: {type(e).__name__}: {getattr(e, 'message', e)}")
+        summary.notes.append("could not drain the poison queue")
+
+
 def reconcile(
     options: ReconcileOptions,
     storage: StatusStore,
@@ -346,12 +561,17 @@ def reconcile(
     *,
     hub_servers: Callable[[], Iterable[tuple[str, str]]] | None = None,
     now: float | None = None,
+    poison: PoisonQueue | None = None,
+    sealer: Sealer | None = None,
 ) -> ReconcileSummary:
     """One reconciler run against explicit dependencies.
 
     ``container_apps`` is ``ContainerAppsAPIClient(...).container_apps`` (or
     anything with ``list_by_resource_group`` and ``begin_delete``);
-    ``hub_servers`` lists the servers the hub believes running (optional).
+    ``hub_servers`` lists the servers the hub believes running (optional);
+    ``poison`` is the poison queue's client (:attr:`FunctionStorage.poison`;
+    None skips step 6) and ``sealer`` opens its messages to tell why they were
+    poisoned (None: they are logged as not classified, and still deleted when old).
     Raises :class:`ReconcilerError` when ARM or the table cannot be read at
     all; a spent budget or throttling ends the run early with a note instead.
     """
@@ -361,6 +581,9 @@ def reconcile(
     arm = _Arm(container_apps, options.resource_group, options.max_arm_calls, summary)
     run = _Run(options, storage, arm, now, summary)
     failure: Exception | None = None
+    if poison is not None:
+        # first, and on its own: the tokens in poison messages should go even when ARM is in trouble
+        drain_poison(poison, sealer, options, summary, now)
     try:
         # apps first, then the table: an app created after its entity's read cannot be mistaken for an orphan
         try:
@@ -408,8 +631,10 @@ def run_reconciler(settings: Mapping[str, str], *, now: float | None = None) -> 
     """The reconciler timer's entry point: read the settings, reconcile once, return the summary.
 
     Uses the lifecycle's ARM client factory (:func:`functions.arm.make_client`,
-    same endpoint, credential and retry policy) and status table; asks the hub
-    which servers run when ``ACA_HUB_API_URL`` and ``ACA_HUB_API_TOKEN`` are set.
+    same endpoint, credential and retry policy), status table and poison queue
+    (:class:`functions.storage.FunctionStorage`); asks the hub which servers run
+    when ``ACA_HUB_API_URL`` and ``ACA_HUB_API_TOKEN`` are set. ``ACA_SEALING_KEYS``
+    is optional here: it only tells why poison messages were poisoned.
     """
     from .arm import make_client
     from .settings import Settings, SettingsError
@@ -417,9 +642,11 @@ def run_reconciler(settings: Mapping[str, str], *, now: float | None = None) -> 
 
     try:
         options = ReconcileOptions.from_settings(settings)
-        config = Settings.from_environ(settings)
+        config = Settings.from_environ(settings, sealing=False)
+        sealer = Sealer(config.sealing_keys, max_age=options.seal_max_age) if config.sealing_keys else None
     except (ValueError, SettingsError) as e:
         raise ReconcilerError(f"invalid reconciler settings: {e}") from None
+    storage = FunctionStorage(config.storage)
     client = make_client(config)
     hub: HubApi | None = None
     if settings.get("ACA_HUB_API_URL") and settings.get("ACA_HUB_API_TOKEN"):
@@ -428,12 +655,16 @@ def run_reconciler(settings: Mapping[str, str], *, now: float | None = None) -> 
     try:
         return reconcile(
             options,
-            FunctionStorage(config.storage),
+            storage,
             client.container_apps,
             hub_servers=(lambda: hub_running_servers(hub, options.hub_page_size)) if hub else None,
             now=now,
+            poison=storage.poison,
+            sealer=sealer,
         )
     finally:
         client.close()
+        for storage_client in (storage.poison, storage.table, storage.lifecycle):
+            storage_client.close()
         if hub is not None:
             hub.close()

@@ -120,8 +120,12 @@ class Settings:
         return bool(self.home_storage_name and self.home_files_account_url and self.home_share_name)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate the app settings; raises :class:`SettingsError` naming what is wrong."""
+    def from_environ(cls, environ: Mapping[str, str] | None = None, *, sealing: bool = True) -> Settings:
+        """Read and validate the app settings; raises :class:`SettingsError` naming what is wrong.
+
+        ``sealing=False`` is for the timers, which open no request: the sealing keys may then be
+        missing (``sealing_keys`` is empty), though keys that are given must be valid.
+        """
         env = os.environ if environ is None else environ
         problems: list[str] = []
 
@@ -170,7 +174,8 @@ class Settings:
         hub_id = required("ACA_HUB_ID", "the hub these functions serve")
         keys = tuple(k for k in get("ACA_SEALING_KEYS").replace(",", " ").split() if k)
         if not keys:
-            problems.append("missing app setting ACA_SEALING_KEYS (Fernet keys shared with the hub)")
+            if sealing:
+                problems.append("missing app setting ACA_SEALING_KEYS (Fernet keys shared with the hub)")
         else:
             try:
                 Sealer(keys)
