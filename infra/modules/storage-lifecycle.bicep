@@ -119,6 +119,8 @@ resource functionsSendFollowUps 'Microsoft.Authorization/roleAssignments@2022-04
 
 // The host moves a message that failed maxDequeueCount times to <queue>-poison,
 // creating that queue if needed (create-if-not-exists needs more than "send").
+// The reconciler receives and deletes poison messages past the sealing maximum
+// age (they hold sealed API tokens), which this role also allows.
 // Scoped to the poison queue alone.
 resource functionsWritePoison 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(poisonQueue.id, functionsPrincipalId, builtinRoles['Storage Queue Data Contributor'])
