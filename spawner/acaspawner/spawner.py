@@ -21,7 +21,7 @@ from traitlets import default
 
 from . import lifecycle, naming, profiles
 from .contract import Op, Request, ServerSpec, Status, Volume
-from .errors import SpawnException
+from .errors import SpawnException, describe
 from .lifecycle import StartOutcome
 from .progress import READY, REQUESTED, ProgressFeed
 from .sealing import Sealer
@@ -34,6 +34,8 @@ from .watcher import StatusUnavailable, StatusWatcher, Subscription
 READ_TRIES = 4
 READ_BACKOFF = 0.5
 SEND_TIMEOUT = 30.0
+START_TIMEOUT_MARGIN = 5.0  # our deadline ends this much before JupyterHub's own start_timeout
+MAX_RESENDS = 4
 
 
 class AcaSpawner(AcaSpawnerConfig, Spawner):
@@ -257,17 +259,23 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         feed = self._feed
         self._starting = True
         self._subscribe(fast=True)
+        request: Request | None = None
         try:
-            async with asyncio.timeout(self.start_timeout):
+            async with asyncio.timeout(self._start_budget()):
                 request = await self._send_start(spec)
                 chosen = f" ({profile.display_name})" if profile else ""
                 feed.add(REQUESTED, f"Server requested{chosen}, waiting for Azure Container Apps")
-                url = await self._wait_running(request.generation, feed)
-        except (asyncio.CancelledError, TimeoutError) as e:
+                url = await self._wait_running(request.generation, feed, resend=request)
+        except TimeoutError:
+            why = self._why_not_running(request)
+            self.log.warning("Start of %s (%s, generation %s) timed out: %s; sending a stop",
+                             self._log_name, self._key(), request.generation if request else "-", why)
+            await self._send_in_background(Op.STOP, "a timeout")
+            raise SpawnException(why, reason="timeout") from None
+        except asyncio.CancelledError:
             # a start may be on the queue even if sending it was cut short: always follow with a stop
-            why = "a timeout" if isinstance(e, TimeoutError) else "cancellation"
-            self.log.warning("Start of %s ended by %s; sending a stop", self._log_name, why)
-            await self._send_in_background(Op.STOP, why)
+            self.log.warning("Start of %s ended by cancellation; sending a stop", self._log_name)
+            await self._send_in_background(Op.STOP, "cancellation")
             raise
         except SpawnException as e:
             if e.reason == StartOutcome.FAILED:
@@ -293,11 +301,60 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
                 reason="queue", log_message=f"sending the start request failed: {e}",
             ) from e
 
-    async def _wait_running(self, generation: int, feed: ProgressFeed | None = None) -> str:
-        """Wait for ``generation`` to run; :class:`SpawnException` as soon as the table says it will not."""
+    def _start_budget(self) -> float:
+        """A little less than JupyterHub's own start_timeout, so the user reads why, not "Timeout"."""
+        return max(self.start_timeout - START_TIMEOUT_MARGIN, 0.9 * self.start_timeout)
+
+    def _why_not_running(self, request: Request | None) -> str:
+        """What the user reads when a start times out: what was seen last, and what to do."""
+        waited = self._start_budget()
+        if request is None:
+            return f"The start request could not be sent within {waited:.0f} s (is the storage queue reachable?)"
         watcher = self.watcher
+        age = watcher.age()
+        if watcher.consecutive_errors and (age is None or age > 3 * self.status_poll_interval_fast + 10):
+            cause = describe(watcher.last_error) if watcher.last_error else "no answer"
+            return (f"The status table could not be read for the last {age or waited:.0f} s ({cause}); "
+                    "the server may still be starting, try again in a moment")
+        status = self._own(watcher.get(self._key()))
+        if status is None or status.generation < request.generation:
+            return (f"No function picked up the start request within {waited:.0f} s "
+                    "(is the Function App running and reading the lifecycle queue?)")
+        return (f"Azure was still working on the server after {waited:.0f} s "
+                f"(last status: {status.phase.value}: {status.message})")
+
+    async def _resend(self, request: Request, attempt: int) -> None:
+        """The same request again (same generation): the functions pick up where a lost delivery left it."""
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await HubStorage.shared(self.storage_config).send(self.sealer.seal(request))
+            self.log.warning("No progress for %s (%s, generation %d); sent its start again (resend %d)",
+                             self._log_name, request.server_key, request.generation, attempt)
+        except Exception as e:  # the next resend or the timeout will tell
+            self.log.warning("Could not resend the start of %s: %s", self._log_name, describe(e))
+
+    async def _wait_running(self, generation: int, feed: ProgressFeed | None = None,
+                            resend: Request | None = None) -> str:
+        """Wait for ``generation`` to run; :class:`SpawnException` as soon as the table says it will not.
+
+        With ``resend``, a start that shows no progress for ``resend_after`` seconds
+        (doubling each time) is sent again.
+        """
+        watcher = self.watcher
+        seen: tuple | None = None
+        changed = time.monotonic()
+        resends = 0
         while True:
             status = watcher.get(self._key())
+            if resend is not None:
+                mine = lifecycle.owned(status, self.user.name, self.name)
+                now_seen = (mine.generation, mine.phase, mine.updated) if mine else None
+                if now_seen != seen:
+                    seen, changed = now_seen, time.monotonic()
+                elif time.monotonic() - changed > self.resend_after * 2**resends and resends < MAX_RESENDS:
+                    resends += 1
+                    changed = time.monotonic()
+                    await self._resend(resend, resends)
             if status is not None and self._own(status) is None:
                 raise SpawnException(
                     "This server's container app name is recorded for another server; "

@@ -147,6 +147,18 @@ class AcaSpawnerConfig(Configurable):
         """,
     ).tag(config=True)
 
+    resend_after = Float(
+        75.0,
+        help="""Seconds a start may show no sign of progress before the spawner sends it again.
+
+        "No sign" means no status row for the request, or a row that has not
+        changed: while Azure works the functions note progress at least every
+        30 s. The same request (same generation) goes out again, so the
+        functions treat it as a duplicate and only pick up where a crashed or
+        restarted Function App left it; the wait doubles after each resend.
+        """,
+    ).tag(config=True)
+
     http_timeout = Integer(
         120, help="Seconds to wait for a running server to answer HTTP (a cold container can be slow)."
     ).tag(config=True)
@@ -189,7 +201,7 @@ class AcaSpawnerConfig(Configurable):
         _checked(profiles.parse_profiles, proposal)
         return proposal.value
 
-    @validate("status_poll_interval", "status_poll_interval_fast")
+    @validate("status_poll_interval", "status_poll_interval_fast", "resend_after")
     def _positive_interval(self, proposal):
         if proposal.value <= 0:
             raise TraitError(f"{proposal.trait.name} must be positive")

@@ -103,6 +103,14 @@ class FakeWorker:
         """(op, generation) of every request received, optionally for one server."""
         return [(r.op.value, r.generation) for r in self.received if key is None or r.server_key == key]
 
+    async def drain_without_processing(self) -> list[Request]:
+        """Take every waiting request off the queue and drop it, as a host that crashed with them would."""
+        lost = []
+        async for message in self.queue.receive_messages(messages_per_page=32, visibility_timeout=60):
+            lost.append(self.sealer.open(wire.decode(message.content)))
+            await self.queue.delete_message(message)
+        return lost
+
     async def _run(self) -> None:
         handlers: set[asyncio.Task] = set()
         while True:

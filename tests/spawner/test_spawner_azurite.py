@@ -124,9 +124,37 @@ async def test_start_timeout_sends_a_stop(db, worker, spawner_kwargs):
     spawner_kwargs["start_timeout"] = 1
     spawner = make_spawner(db, user_name="fred", **spawner_kwargs)
     worker.slow[spawner._key()] = 30
-    with pytest.raises(TimeoutError):
+    with pytest.raises(SpawnException) as failure:
         await spawner.start()
+    # the spawn page says what was seen last, not an empty "Spawn failed: "
+    assert failure.value.reason == "timeout"
+    assert "Azure was still working on the server after 1 s" in str(failure.value)
+    assert "last status: provisioning: Creating container app" in str(failure.value)
     await wait_until(lambda: [op for op, _ in worker.ops(spawner.server_key)] == ["start", "stop"])
+
+
+async def test_a_start_nobody_picks_up_says_so(db, worker, spawner_kwargs):
+    spawner_kwargs["start_timeout"] = 1
+    spawner = make_spawner(db, user_name="fay", **spawner_kwargs)
+    worker.paused = True
+    with pytest.raises(SpawnException, match="No function picked up the start request within 1 s"):
+        await spawner.start()
+
+
+async def test_a_start_with_no_progress_is_sent_again_and_completes(db, worker, spawner_kwargs):
+    """A lost delivery (the functions crashed with it leased): the same request goes out again."""
+    spawner = make_spawner(db, user_name="ida", resend_after=0.5, **spawner_kwargs)
+    worker.paused = True
+    start = asyncio.create_task(spawner.start())
+    await wait_until(lambda: spawner.generation)
+    await asyncio.sleep(0.1)
+    drained = await worker.drain_without_processing()  # what a crashed host took with it
+    assert [r.generation for r in drained] == [spawner.generation]
+    worker.paused = False
+    url = await asyncio.wait_for(start, 20)
+    assert url == f"http://{spawner.server_key}.internal.example.test"
+    # the resend carried the same generation: one server, one start
+    assert {gen for op, gen in worker.ops(spawner.server_key)} == {spawner.generation}
 
 
 async def test_superseded_start_fails_clearly(db, worker, spawner_kwargs):
