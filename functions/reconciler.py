@@ -17,7 +17,11 @@ calls:
    is its intended parked state and stays), never an app whose
    ``aca-generation`` tag is newer than its entity, never one younger than
    ``ACA_RECONCILE_GRACE`` (the lifecycle may still be working on it), and
-   only after re-reading the entity just before the delete;
+   only after re-reading the entity just before the delete; when the hub
+   API is configured, also the app of a server whose entity is still
+   active but which the hub no longer counts (it gave up on the start, or
+   its stop was lost) once the entity is older than the grace period, and
+   the entity then says so (``stopped``, ``NotInHub``);
 5. reports (logs, summary; does not act on) servers the hub or the table
    believes running whose app is gone;
 6. drains the lifecycle's poison queue (``<queue>-poison``): logs every
@@ -72,6 +76,7 @@ TAG_HUB = "aca-hub"
 TAG_GENERATION = "aca-generation"
 STUCK_PHASES = (Phase.QUEUED, Phase.PROVISIONING)
 STUCK_ERROR_CODE = "StuckTimeout"
+NOT_IN_HUB = "the hub no longer counts its server as active"
 # poison queue: one receive returns at most 32 messages; a run looks at a bounded number
 POISON_PAGE = 32
 POISON_MAX_PER_RUN = 256
@@ -287,8 +292,12 @@ class _Run:
 
     # -- 4. apps without a live server -----------------------------------------------------------
 
-    def reason_to_delete(self, app: dict[str, Any], status: Status | None) -> str | None:
-        """Why ``app`` should go, or None to keep it."""
+    def reason_to_delete(self, app: dict[str, Any], status: Status | None,
+                         hub_active: set[tuple[str, str]] | None = None) -> str | None:
+        """Why ``app`` should go, or None to keep it.
+
+        ``hub_active``: the (user, server) pairs the hub counts active, when it could be asked.
+        """
         properties = app.get("properties") or {}
         if status is None:
             created = _app_created(app)
@@ -298,6 +307,12 @@ class _Run:
         generation = _generation(app)
         if generation is not None and generation > status.generation:
             return None  # a newer request made it; its status has not caught up yet
+        if status.phase.is_active:
+            # the hub is the source of truth: it gave up on this start, or its stop was lost
+            forgotten = hub_active is not None and (status.user, status.server_name) not in hub_active
+            if forgotten and self.now - status.updated >= self.options.grace:
+                return NOT_IN_HUB
+            return None
         if status.phase not in (Phase.STOPPED, Phase.FAILED):
             return None
         if self.now - status.updated < self.options.grace:
@@ -310,16 +325,18 @@ class _Run:
             return None  # parked on purpose: a later start restarts it
         return f"its server is {status.phase.value}"
 
-    def delete_leftovers(self, apps: dict[str, dict[str, Any]], statuses: dict[str, Status]) -> None:
+    def delete_leftovers(self, apps: dict[str, dict[str, Any]], statuses: dict[str, Status],
+                         hub_active: set[tuple[str, str]] | None = None) -> None:
         for name, app in sorted(apps.items()):
             if (app.get("properties") or {}).get("provisioningState") == "Deleting":
                 continue  # a delete is already under way
-            reason = self.reason_to_delete(app, statuses.get(name))
+            reason = self.reason_to_delete(app, statuses.get(name), hub_active)
             if reason is None:
                 self.summary.kept += 1
                 continue
             # the entity may have moved on since it was read (a new start): decide again on a fresh read
-            reason = self.reason_to_delete(app, self.storage.get_status(self.options.hub_id, name))
+            fresh = self.storage.get_status(self.options.hub_id, name)
+            reason = self.reason_to_delete(app, fresh, hub_active)
             if reason is None:
                 self.summary.kept += 1
                 continue
@@ -334,6 +351,17 @@ class _Run:
             log.warning("Deleted container app %s: %s%s", name, reason, " (it was already gone)" if gone_already
                         else "")
             self.summary.deleted.append(name)
+            if reason == NOT_IN_HUB and fresh is not None:
+                self._record_forgotten(fresh)
+
+    def _record_forgotten(self, status: Status) -> None:
+        """Say in the server's status why its app went (ETag-conditional: a newer request wins)."""
+        message = "the hub no longer counts this server as running, so the reconciler removed its container app"
+        try:
+            self.storage.write_status(status.with_event(Phase.STOPPED, message, url="", error_code="NotInHub",
+                                                        step=""))
+        except StatusConflict:
+            log.info("Not recording why the app of %s went: its status changed meanwhile", status.server_key)
 
     # -- 5. servers whose app is gone ------------------------------------------------------------
 
@@ -354,13 +382,12 @@ class _Run:
                 self.summary.missing.append(f"{key} ({source})")
 
 
-def hub_running_servers(api: HubApi, page_size: int = 200) -> list[tuple[str, str]]:
-    """(user, server name) of every server the hub counts as ready."""
+def hub_active_servers(api: HubApi, page_size: int = 200) -> list[tuple[str, str, bool]]:
+    """(user, server name, ready) of every server the hub counts as active: ready, or pending a start or stop."""
     servers = []
-    for user in api.list_users("ready", page_size=page_size):
+    for user in api.list_users("active", page_size=page_size):
         for name, server in (user.get("servers") or {}).items():
-            if server.get("ready"):
-                servers.append((user["name"], name))
+            servers.append((user["name"], name, bool(server.get("ready"))))
     return servers
 
 
@@ -559,7 +586,7 @@ def reconcile(
     storage: StatusStore,
     container_apps: Any,
     *,
-    hub_servers: Callable[[], Iterable[tuple[str, str]]] | None = None,
+    hub_servers: Callable[[], Iterable[tuple[str, str, bool]]] | None = None,
     now: float | None = None,
     poison: PoisonQueue | None = None,
     sealer: Sealer | None = None,
@@ -568,7 +595,8 @@ def reconcile(
 
     ``container_apps`` is ``ContainerAppsAPIClient(...).container_apps`` (or
     anything with ``list_by_resource_group`` and ``begin_delete``);
-    ``hub_servers`` lists the servers the hub believes running (optional);
+    ``hub_servers`` lists the servers the hub counts active as (user, server, ready) (optional: without
+    it, apps of servers the hub forgot are not removed, and missing apps are reported from the table only);
     ``poison`` is the poison queue's client (:attr:`FunctionStorage.poison`;
     None skips step 6) and ``sealer`` opens its messages to tell why they were
     poisoned (None: they are logged as not classified, and still deleted when old).
@@ -595,8 +623,16 @@ def reconcile(
         summary.apps_seen = len(apps)
         statuses = {s.server_key: s for s in storage.list_statuses(options.hub_id)}
         run.fail_stuck(statuses)
+        servers = None
+        if hub_servers is not None:
+            try:
+                servers = list(hub_servers())
+            except HubApiError as e:
+                summary.errors.append(f"hub API: {e}")
+                summary.notes.append("could not ask the hub which servers run")
+        hub_active = None if servers is None else {(user, name) for user, name, _ in servers}
         try:
-            run.delete_leftovers(apps, statuses)
+            run.delete_leftovers(apps, statuses, hub_active)
         except _BudgetExhausted as e:
             summary.notes.append(f"ARM call budget ({options.max_arm_calls}) spent before {e}; "
                                  "the rest waits for the next run")
@@ -604,14 +640,8 @@ def reconcile(
             summary.errors.append(str(e))
             summary.notes.append("ARM kept throttling (429) after retries; stopped early")
         if summary.listing_complete:
-            servers = None
-            if hub_servers is not None:
-                try:
-                    servers = list(hub_servers())
-                except HubApiError as e:
-                    summary.errors.append(f"hub API: {e}")
-                    summary.notes.append("could not ask the hub which servers run")
-            run.report_missing(apps, statuses, servers)
+            ready = None if servers is None else [(user, name) for user, name, is_ready in servers if is_ready]
+            run.report_missing(apps, statuses, ready)
         else:
             summary.notes.append("app listing incomplete: missing apps not checked")
     except AzureError as e:
@@ -657,7 +687,7 @@ def run_reconciler(settings: Mapping[str, str], *, now: float | None = None) -> 
             options,
             storage,
             client.container_apps,
-            hub_servers=(lambda: hub_running_servers(hub, options.hub_page_size)) if hub else None,
+            hub_servers=(lambda: hub_active_servers(hub, options.hub_page_size)) if hub else None,
             now=now,
             poison=storage.poison,
             sealer=sealer,

@@ -25,7 +25,7 @@ from functions.reconciler import (
     STUCK_ERROR_CODE,
     ReconcileOptions,
     ReconcilerError,
-    hub_running_servers,
+    hub_active_servers,
     reconcile,
     run_reconciler,
 )
@@ -241,7 +241,7 @@ def test_running_servers_whose_app_is_gone_are_reported(hub: RunningHub, aca_emu
 
     with HubApi(hub.api_url, hub.culler_token, timeout=10) as api:
         summary = reconcile(options(aca_emulator), store, aca_client.container_apps,
-                            hub_servers=lambda: hub_running_servers(api), now=time.time() + HOUR_AHEAD)
+                            hub_servers=lambda: hub_active_servers(api), now=time.time() + HOUR_AHEAD)
         assert api.calls == {"GET users": 1}
 
     assert summary.missing == [f"{k} ({src})" for k, src in sorted(
@@ -348,3 +348,35 @@ def test_settings_are_checked(store):
     defaults = ReconcileOptions.from_settings({"ACA_HUB_ID": HUB, "ACA_RESOURCE_GROUP": "rg"})
     assert (defaults.stuck_after, defaults.max_arm_calls, defaults.grace, defaults.stop_mode) == (
         1200, 100, 300, "delete")
+
+
+def test_apps_of_servers_the_hub_no_longer_counts_are_removed(hub: RunningHub, aca_emulator, aca_client, store):
+    """The hub gave up on a start whose request was already queued, or a stop was lost: the app must go."""
+    kept, forgotten, fresh = hub.create_users(["kept", "forgotten", "fresh"])
+    hub.start(kept)
+    later = time.time() + HOUR_AHEAD  # the run's clock: these statuses are older than the grace period...
+    for user in (kept, forgotten, fresh):
+        create_app(aca_client, aca_emulator, key(user))
+    put_status(store, kept, Phase.RUNNING)
+    put_status(store, forgotten, Phase.RUNNING)
+    put_status(store, fresh, Phase.PROVISIONING, updated=later - 10)  # ...but not this one
+
+    with HubApi(hub.api_url, hub.culler_token, timeout=10) as api:
+        summary = reconcile(options(aca_emulator), store, aca_client.container_apps,
+                            hub_servers=lambda: hub_active_servers(api), now=later)
+
+    assert summary.deleted == [key(forgotten)]
+    wait_gone(aca_emulator, {key(forgotten)})
+    assert key(kept) in app_names(aca_emulator) and key(fresh) in app_names(aca_emulator)
+    status = store.get_status(HUB, key(forgotten))
+    assert status.phase is Phase.STOPPED and status.error_code == "NotInHub"
+    assert "no longer counts" in status.message
+    assert store.get_status(HUB, key(kept)).phase is Phase.RUNNING
+    assert hub.server(kept)["ready"]
+
+
+def test_without_the_hub_servers_it_forgot_are_left_alone(aca_emulator, aca_client, store):
+    create_app(aca_client, aca_emulator, key("unknown"))
+    put_status(store, "unknown", Phase.RUNNING)
+    summary = reconcile(options(aca_emulator), store, aca_client.container_apps, now=time.time() + HOUR_AHEAD)
+    assert summary.deleted == [] and store.get_status(HUB, key("unknown")).phase is Phase.RUNNING
