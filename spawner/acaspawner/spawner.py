@@ -36,6 +36,12 @@ READ_BACKOFF = 0.5
 SEND_TIMEOUT = 30.0
 START_TIMEOUT_MARGIN = 5.0  # our deadline ends this much before JupyterHub's own start_timeout
 MAX_RESENDS = 4
+# a stop that storage refused is sent again, backing off, for this long
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 60.0
+RETRY_FOR = 3600.0
+
+_background: set[asyncio.Task] = set()  # retries in flight (a task nobody references may be collected)
 
 
 class AcaSpawner(AcaSpawnerConfig, Spawner):
@@ -216,33 +222,64 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             volumes=self._home_volumes(),
         )
 
-    async def send_request(self, op: Op, spec: ServerSpec | None = None) -> Request:
-        """Seal and enqueue one request with a new generation; remember (and save) it as the last one."""
+    def _new_request(self, op: Op, spec: ServerSpec | None = None) -> Request:
+        """The next request for this server, with a generation newer than any it or the table has seen."""
         key = self._key()
         known = self._own(self.watcher.get(key))
         generation = next_generation(self.generation, *([known.generation] if known else []))
-        request = build_request(
-            op, hub_id=self.hub_id, server_key=key, user=self.user.name, server_name=self.name,
-            generation=generation, spec=spec,
-        )
-        sealed = self.sealer.seal(request)
+        return build_request(op, hub_id=self.hub_id, server_key=key, user=self.user.name, server_name=self.name,
+                             generation=generation, spec=spec)
+
+    async def _send(self, request: Request) -> None:
+        """Seal and enqueue ``request``; remember (and save) it as the last one."""
         async with asyncio.timeout(SEND_TIMEOUT):
-            await HubStorage.shared(self.storage_config).send(sealed)
-        self.generation, self.last_op = generation, request.op.value
-        self.log.info("Sent %s for %s (%s, generation %d)", request.op.value, self._log_name, key, generation)
+            await HubStorage.shared(self.storage_config).send(self.sealer.seal(request))
+        self.generation, self.last_op = request.generation, request.op.value
+        self.log.info("Sent %s for %s (%s, generation %d)", request.op.value, self._log_name, request.server_key,
+                      request.generation)
         self._save_state()
+
+    async def send_request(self, op: Op, spec: ServerSpec | None = None) -> Request:
+        """Seal and enqueue one request with a new generation; remember (and save) it as the last one."""
+        request = self._new_request(op, spec)
+        await self._send(request)
         return request
 
+    def _keep_sending(self, request: Request, error: BaseException) -> None:
+        """Send ``request`` in the background until storage takes it (a stop must not be lost to an outage)."""
+        self.log.warning("Could not send %s for %s (%s); retrying in the background until storage is back",
+                         request.op.value, self._log_name, describe(error))
+
+        async def retry() -> None:
+            delay = RETRY_FIRST_DELAY
+            deadline = time.monotonic() + RETRY_FOR
+            while time.monotonic() < deadline:
+                await asyncio.sleep(delay)
+                try:
+                    await self._send(request)
+                    return
+                except Exception as e:
+                    self.log.warning("Still cannot send %s for %s: %s", request.op.value, self._log_name, describe(e))
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+            self.log.error("Gave up sending %s for %s after %d s; the reconciler will remove its app",
+                           request.op.value, self._log_name, RETRY_FOR)
+
+        task = asyncio.ensure_future(retry())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
     async def _send_in_background(self, op: Op, why: str) -> None:
-        """Send a cleanup request that a second cancellation cannot interrupt."""
-        task = asyncio.ensure_future(self.send_request(op))
+        """Send a cleanup request that a second cancellation cannot interrupt, and storage trouble cannot lose."""
+        request = self._new_request(op)
+        task = asyncio.ensure_future(self._send(request))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            self.log.exception("Could not send %s for %s after %s; the reconciler must clean up", op, self._log_name, why)
+        except Exception as e:
+            self.log.warning("Sending %s for %s after %s failed", op, self._log_name, why)
+            self._keep_sending(request, e)
 
     # --- start --------------------------------------------------------------------------------------
 
@@ -469,8 +506,15 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
     async def stop(self, now: bool = False) -> None:
         """Send a stop and wait (at most ``stop_timeout``) for the table to report the server stopped."""
         self._subscribe(fast=True)
+        request = self._new_request(Op.STOP)
         try:
-            request = await self.send_request(Op.STOP)
+            await self._send(request)
+        except Exception as e:
+            self._keep_sending(request, e)
+            self._unsubscribe()
+            self.last_url = ""
+            return
+        try:
             sent = time.monotonic()
             watcher = self.watcher
             async with asyncio.timeout(self.stop_timeout):

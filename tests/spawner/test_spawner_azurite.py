@@ -265,3 +265,24 @@ async def test_hub_restart_checks_all_servers_with_one_query(db, worker, spawner
     assert urls == [s.last_url for s in spawners]
     # get_url() reads the same snapshot; at most one more refresh if an interval passed meanwhile
     assert storage.table_queries - before <= 2
+
+
+async def test_a_stop_storage_refuses_is_sent_again_until_it_goes_through(db, worker, spawner_kwargs, monkeypatch):
+    spawner = make_spawner(db, user_name="jo", **spawner_kwargs)
+    await asyncio.wait_for(spawner.start(), 20)
+    monkeypatch.setattr("acaspawner.spawner.RETRY_FIRST_DELAY", 0.1)
+    real_send = HubStorage.send
+    refusals = []
+
+    async def storage_down(self, sealed):
+        if len(refusals) < 3:  # the queue is unreachable for the first three tries
+            refusals.append(sealed)
+            raise ConnectionError("queue unreachable")
+        await real_send(self, sealed)
+
+    monkeypatch.setattr(HubStorage, "send", storage_down)
+    await asyncio.wait_for(spawner.stop(), 5)  # returns at once: the hub is not held up by the outage
+    await wait_until(lambda: [op for op, _ in worker.ops(spawner.server_key)] == ["start", "stop"])
+    assert len(refusals) == 3
+    assert spawner.last_op == "stop"  # remembered once it went through
+    await wait_until(lambda: worker.store.get_status("testhub", spawner.server_key).generation == spawner.generation)
