@@ -68,7 +68,7 @@ class Sealer:
         except (ValueError, UnicodeEncodeError):
             raise ValueError(
                 "a sealing key is not valid (it must be 32 url-safe base64-encoded bytes); "
-                "make one with: python -m acaspawner.sealing"
+                "make one with: aca-sealing-key"
             ) from None
         self._kid = key_id(parsed[0])
         self._known = {key_id(k): f for k, f in zip(parsed, fernets, strict=True)}
@@ -114,5 +114,10 @@ class Sealer:
         return plaintext
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """``aca-sealing-key``: print a new sealing key (for ACA_SEALING_KEYS and c.AcaSpawner.sealing_keys)."""
     print(generate_key())
+
+
+if __name__ == "__main__":
+    main()

@@ -87,7 +87,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             if not self.sealing_keys.strip():
                 raise ValueError(
                     "c.AcaSpawner.sealing_keys is not set: configure the key shared with the functions "
-                    "(ACA_SEALING_KEYS); make one with: python -m acaspawner.sealing"
+                    "(ACA_SEALING_KEYS); make one with: aca-sealing-key"
                 )
             self._sealer_cache = (wanted, Sealer(self.sealing_keys, self.seal_max_age))
         return self._sealer_cache[1]

@@ -65,7 +65,7 @@ class AcaSpawnerConfig(Configurable):
         The same keys must be configured in the functions (ACA_SEALING_KEYS).
         Rotate by putting a new key first on both sides, then removing the old
         one once no request sealed with it can still be queued (seal_max_age).
-        Make a key with: python -m acaspawner.sealing
+        Make a key with: aca-sealing-key
         """,
     ).tag(config=True)
 

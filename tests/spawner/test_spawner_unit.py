@@ -270,7 +270,7 @@ def test_request_building_is_pure_and_seals(db):
 
 def test_missing_sealing_key_is_explained(db):
     spawner = make_spawner(db, sealing_keys="")
-    with pytest.raises(ValueError, match="python -m acaspawner.sealing"):
+    with pytest.raises(ValueError, match="aca-sealing-key"):
         spawner.sealer  # noqa: B018
 
 
