@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "aca-idle-culler"
 REQUIRED_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
-USER_CULLING_SCOPES = ("admin:users",)
+# deleting idle users: read their `created` (read:users) and delete them, nothing more (not admin:users)
+USER_CULLING_SCOPES = ("read:users", "delete:users")
 
 
 class CullerError(RuntimeError):

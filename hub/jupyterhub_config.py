@@ -134,8 +134,8 @@ except json.JSONDecodeError as e:
 culler_token = _env("ACA_CULLER_API_TOKEN")
 if culler_token:
     culler_scopes = list(CULLER_SCOPES)
-    if _flag("ACA_CULL_USERS"):  # deleting idle users needs more than stopping servers
-        culler_scopes.append("admin:users")
+    if _flag("ACA_CULL_USERS"):  # deleting idle users: read their `created`, and delete them
+        culler_scopes += ["read:users", "delete:users"]
     c.JupyterHub.services = [{"name": CULLER_SERVICE, "api_token": culler_token}]
     c.JupyterHub.load_roles = [{"name": CULLER_SERVICE, "scopes": culler_scopes, "services": [CULLER_SERVICE]}]
 else:

@@ -146,7 +146,7 @@ param cullTimeout int = 3600
 @description('Maximum age of a server in seconds (0 = none).')
 param cullMaxAge int = 0
 
-@description('Also delete idle users (adds admin:users to the culler\'s role).')
+@description('Also delete idle users (adds read:users and delete:users to the culler\'s role).')
 param cullUsers bool = false
 
 @description('NCRONTAB of the reconciler.')

@@ -103,7 +103,8 @@ c.JupyterHub.allow_named_servers = True
 # The culler runs in Azure Functions (a timer) and stops idle servers through the
 # hub's REST API, so the hub stays the source of truth. It authenticates as this
 # service; its token is the functions' ACA_HUB_API_TOKEN (from Key Vault). These
-# are exactly the scopes it needs (add "admin:users" only with ACA_CULL_USERS=true).
+# are exactly the scopes it needs (add "read:users" and "delete:users" only with
+# ACA_CULL_USERS=true).
 c.JupyterHub.services = [{"name": "aca-idle-culler", "api_token": os.environ["ACA_CULLER_API_TOKEN"]}]
 c.JupyterHub.load_roles = [
     {

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hubprocess import RunningHub
 
-from functions.culler import REQUIRED_SCOPES, CullerError, CullOptions, cull_idle, run_culler
+from functions.culler import REQUIRED_SCOPES, USER_CULLING_SCOPES, CullerError, CullOptions, cull_idle, run_culler
 from functions.hubapi import HubApi
 from local.procs import free_port
 
@@ -139,7 +139,7 @@ def test_dry_run_changes_nothing(hub, caplog):
 
 
 def test_cull_users_with_the_documented_extra_scope(make_hub):
-    hub = make_hub(culler_scopes=(*REQUIRED_SCOPES, "admin:users"))
+    hub = make_hub(culler_scopes=(*REQUIRED_SCOPES, *USER_CULLING_SCOPES))
     idle_with_server, idle_without, active = hub.create_users(["gone1", "gone2", "stays"])
     hub.start(idle_with_server)
     hub.start(active)
@@ -168,7 +168,7 @@ def test_cull_users_without_the_scope_reports_errors(hub):
 @pytest.mark.parametrize("stop_wait, finished", [(20, True), (0.5, False)])
 def test_slow_stop_202_is_polled(make_hub, stop_wait, finished):
     """The hub answers 202 when stop() outlasts slow_stop_timeout; the culler polls the user (bounded)."""
-    hub = make_hub(slow_stop_timeout=0.5, culler_scopes=(*REQUIRED_SCOPES, "admin:users"))
+    hub = make_hub(slow_stop_timeout=0.5, culler_scopes=(*REQUIRED_SCOPES, *USER_CULLING_SCOPES))
     (user,) = hub.create_users(["slowpoke"])
     hub.start(user)
     with culler_api(hub) as api:

@@ -130,10 +130,10 @@ def test_culler_service_and_role(environ):
     ]
 
 
-def test_culling_users_adds_admin_users_only_then(environ):
+def test_culling_users_adds_exactly_read_and_delete_users_then(environ):
     environ(**REQUIRED, ACA_CULLER_API_TOKEN="t" * 64, ACA_CULL_USERS="true")
     (role,) = load().JupyterHub.load_roles
-    assert role["scopes"] == [*CULLER_SCOPES, "admin:users"]
+    assert role["scopes"] == [*CULLER_SCOPES, "read:users", "delete:users"]
 
 
 def test_without_culler_token_no_service(environ):
