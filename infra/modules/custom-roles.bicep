@@ -1,7 +1,7 @@
 // The two custom roles of the functions' identity, defined at subscription
 // scope and assignable only in the resource group each one is meant for.
 //
-//   apps operator         Microsoft.App/containerApps/*            users' group only
+//   apps operator         Microsoft.App/containerApps read/write/delete/start/stop   users' group only
 //   environment joiner    read the environment, create apps in it  the hub's group
 
 targetScope = 'subscription'
@@ -17,8 +17,13 @@ resource appsOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
     type: 'CustomRole'
     permissions: [
       {
+        // exactly what functions/arm.py and the reconciler call: no listSecrets, no exec, no auth configs
         actions: [
-          'Microsoft.App/containerApps/*'
+          'Microsoft.App/containerApps/read'
+          'Microsoft.App/containerApps/write'
+          'Microsoft.App/containerApps/delete'
+          'Microsoft.App/containerApps/start/action'
+          'Microsoft.App/containerApps/stop/action'
         ]
         notActions: []
       }

@@ -155,7 +155,15 @@ def custom_role_actions(name: str) -> set[str]:
 
 
 def test_custom_roles_are_narrow_and_assigned_where_meant():
-    assert custom_role_actions("appsOperator") == {"Microsoft.App/containerApps/*"}
+    # what the functions call (functions/arm.py: PUT, GET, list, DELETE, start, stop), and nothing that
+    # reads a user's secrets or opens a shell in their container
+    assert custom_role_actions("appsOperator") == {
+        "Microsoft.App/containerApps/read",
+        "Microsoft.App/containerApps/write",
+        "Microsoft.App/containerApps/delete",
+        "Microsoft.App/containerApps/start/action",
+        "Microsoft.App/containerApps/stop/action",
+    }
     assert custom_role_actions("environmentJoiner") == {
         "Microsoft.App/managedEnvironments/read",
         "Microsoft.App/managedEnvironments/join/action",
