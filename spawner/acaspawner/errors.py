@@ -27,8 +27,3 @@ class SpawnException(_HubSpawnException):
         super().__init__(shown, reason=reason, status_code=status_code, log_message=log_message)
         self.error_code = error_code
         self.jupyterhub_message = shown
-
-
-def describe(error: BaseException) -> str:
-    """An exception's text, or its class name when the text is empty (``TimeoutError()``)."""
-    return str(error) or type(error).__name__

@@ -19,10 +19,11 @@ from jupyterhub.spawner import Spawner
 from sqlalchemy import inspect
 from traitlets import default
 
-from . import lifecycle, naming, profiles
+from . import lifecycle, logs, naming, profiles
 from .contract import Op, Request, ServerSpec, Status, Volume
-from .errors import SpawnException, describe
+from .errors import SpawnException
 from .lifecycle import StartOutcome
+from .logs import describe
 from .progress import READY, REQUESTED, ProgressFeed
 from .sealing import Sealer
 from .spec import build_request, build_spec, delete_spec, home_volume, next_generation, origin_of
@@ -75,6 +76,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
     @property
     def watcher(self) -> StatusWatcher:
         """The status watcher shared by every spawner of this hub on this event loop."""
+        logs.speak_through(self.log)  # the watcher's and storage's warnings, in the hub's log format
         return StatusWatcher.shared(
             self.storage_config, self.hub_id, self.status_poll_interval, self.status_poll_interval_fast
         )

@@ -19,6 +19,7 @@ from azure.storage.queue.aio import QueueClient
 
 from . import wire
 from .contract import ContractError, Status
+from .logs import describe
 from .storage_config import StorageConfig
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class HubStorage:
                 try:
                     status = Status.from_entity(entity)
                 except ContractError as e:
-                    log.warning("ignoring unreadable status %s: %s", entity.get("RowKey"), e)
+                    log.warning("ignoring unreadable status %s: %s", entity.get("RowKey"), describe(e))
                     continue
                 found[status.server_key] = status
         except ResourceNotFoundError:

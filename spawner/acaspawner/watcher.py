@@ -23,6 +23,7 @@ import time
 import weakref
 
 from .contract import Status
+from .logs import describe
 from .storage import HubStorage
 from .storage_config import StorageConfig
 
@@ -186,9 +187,11 @@ class StatusWatcher:
         except Exception as e:
             self.consecutive_errors += 1
             self.last_error = e
-            log.warning("reading statuses of hub %s failed (%d in a row): %s", self.hub_id, self.consecutive_errors, e)
+            cause = f"no answer within {QUERY_TIMEOUT:g} s" if isinstance(e, TimeoutError) else describe(e)
+            log.warning("reading statuses of hub %s failed (%d in a row): %s", self.hub_id, self.consecutive_errors,
+                        cause)
             self._notify()
-            raise StatusUnavailable(f"the status table could not be read: {e}") from e
+            raise StatusUnavailable(f"the status table could not be read: {cause}") from e
         self.statuses = statuses
         self.last_success = started
         self.consecutive_errors = 0
