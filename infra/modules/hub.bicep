@@ -53,6 +53,8 @@ param allowedUsers string
 var hasOauthClientSecret = !empty(vaultUris.oauthClientSecret)
 var hubPort = 8081
 var proxyPort = 8000
+// the placeholder of a first provision (containerapps-helloworld) listens on 80: its ingress must target that
+var placeholderPort = 80
 
 var requiredVaultSecrets = [
   { name: 'sealing-keys', keyVaultUrl: vaultUris.sealingKeys, identity: identityId }
@@ -163,7 +165,7 @@ resource hub 'Microsoft.App/containerApps@2024-03-01' = {
       activeRevisionsMode: 'Single'
       ingress: {
         external: true
-        targetPort: proxyPort
+        targetPort: isPlaceholderImage ? placeholderPort : proxyPort
         transport: 'http'
         allowInsecure: false
         additionalPortMappings: [

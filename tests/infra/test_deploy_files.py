@@ -117,3 +117,12 @@ def test_ci_workflow_builds_bicep_and_runs_the_tests():
     assert "20" in versions
     test_job = workflow["jobs"]["test"]
     assert test_job["runs-on"] == "ubuntu-latest" and test_job["container"].startswith("python:3.11")
+
+
+def test_the_placeholder_revision_is_reached_on_the_port_it_listens_on():
+    """A first provision runs containerapps-helloworld (port 80) until azd deploys the hub image (port 8000)."""
+    hub = strip_comments((INFRA / "modules" / "hub.bicep").read_text())
+    main = strip_comments((INFRA / "main.bicep").read_text())
+    assert "var placeholderImage = 'mcr.microsoft.com/azuredocs/containerapps-helloworld:latest'" in main
+    assert "var placeholderPort = 80" in hub and "var proxyPort = 8000" in hub
+    assert "targetPort: isPlaceholderImage ? placeholderPort : proxyPort" in hub

@@ -201,7 +201,8 @@ def test_ports_agree_with_the_hub_app():
     hub_port = re.search(r"^var hubPort = (\d+)$", hub, re.MULTILINE).group(1)
     assert f'c.JupyterHub.bind_url = "http://0.0.0.0:{proxy_port}"' in config
     assert f'c.JupyterHub.hub_bind_url = "http://0.0.0.0:{hub_port}"' in config
-    assert re.search(r"targetPort: proxyPort\n\s*transport: 'http'", hub)
+    # the hub image's ingress targets the proxy (a first provision's placeholder: its own port)
+    assert re.search(r"targetPort: isPlaceholderImage \? placeholderPort : proxyPort\n\s*transport: 'http'", hub)
     mapping = re.search(r"additionalPortMappings: \[\s*\{([^}]*)\}\s*\]", hub).group(1)
     assert "external: false" in mapping and "targetPort: hubPort" in mapping and "exposedPort: hubPort" in mapping
     assert f"var hubConnectUrl = 'http://${{hubAppName}}:{hub_port}'" in main
