@@ -15,10 +15,10 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 from hubprocess import RunningHub
+from reconciler_support import HUB, reconciler_settings
 
 from acaspawner.contract import Phase, Status
 from acaspawner.naming import server_key
-from acaspawner.sealing import generate_key
 from acaspawner.storage_config import StorageConfig
 from functions.hubapi import HubApi, HubUnavailable
 from functions.reconciler import (
@@ -33,7 +33,6 @@ from functions.storage import FunctionStorage
 from local.emulator.client import StaticTokenCredential
 from local.procs import free_port
 
-HUB = "hub-a"
 OTHER_HUB = "hub-b"
 HOUR_AHEAD = 3600.0
 
@@ -262,24 +261,6 @@ def test_an_unreachable_hub_does_not_stop_the_reconciler(aca_emulator, aca_clien
                         now=time.time() + HOUR_AHEAD)
     assert summary.deleted == [key("orphan")]
     assert summary.errors and "unreachable" in summary.errors[0]
-
-
-def reconciler_settings(emulator, store: FunctionStorage, **extra: str) -> dict[str, str]:
-    return {
-        "AcaStorage": store.config.connection_string,
-        "ACA_STATUS_TABLE": store.config.table_name,
-        "ACA_HUB_ID": HUB,
-        "ACA_SEALING_KEYS": generate_key(),
-        "ACA_SUBSCRIPTION_ID": emulator.subscription_id,
-        "ACA_RESOURCE_GROUP": emulator.resource_group,
-        "ACA_ENVIRONMENT_ID": emulator.environment_id,
-        "ACA_LOCATION": emulator.location,
-        "ACA_ALLOWED_IMAGES": "*",
-        "ACA_ARM_ENDPOINT": emulator.arm_endpoint,
-        "ACA_ARM_CA_BUNDLE": str(emulator.ca_bundle),
-        "ACA_ARM_TOKEN": "emulator-token",
-        **extra,
-    }
 
 
 def test_entry_point_honours_retry_after_when_throttled(aca_emulator, aca_client, store):

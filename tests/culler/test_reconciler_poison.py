@@ -15,6 +15,7 @@ import logging
 import time
 
 import pytest
+from reconciler_support import HUB, reconciler_settings
 
 from acaspawner import wire
 from acaspawner.contract import Op, Request, ServerSpec
@@ -31,7 +32,6 @@ from functions.reconciler import (
 )
 from functions.storage import FunctionStorage
 
-HUB = "hub-a"
 TOKEN = "poison-test-token-7c1e9a0b5d"  # the JupyterHub API token inside every start request
 HOUR_AHEAD = 3600.0
 
@@ -164,27 +164,8 @@ def test_a_run_looks_at_a_bounded_number_of_poison_messages(aca_emulator, aca_cl
     assert visible(store) == {}
 
 
-def reconciler_settings(emulator, store: FunctionStorage, **extra: str) -> dict[str, str]:
-    """The app settings of the reconciler, without ACA_SEALING_KEYS."""
-    return {
-        "AcaStorage": store.config.connection_string,
-        "ACA_LIFECYCLE_QUEUE": store.config.queue_name,
-        "ACA_STATUS_TABLE": store.config.table_name,
-        "ACA_HUB_ID": HUB,
-        "ACA_SUBSCRIPTION_ID": emulator.subscription_id,
-        "ACA_RESOURCE_GROUP": emulator.resource_group,
-        "ACA_ENVIRONMENT_ID": emulator.environment_id,
-        "ACA_LOCATION": emulator.location,
-        "ACA_ALLOWED_IMAGES": "*",
-        "ACA_ARM_ENDPOINT": emulator.arm_endpoint,
-        "ACA_ARM_CA_BUNDLE": str(emulator.ca_bundle),
-        "ACA_ARM_TOKEN": "emulator-token",
-        **extra,
-    }
-
-
 def test_the_reconciler_runs_without_sealing_keys(aca_emulator, store, caplog):
-    settings = reconciler_settings(aca_emulator, store)
+    settings = reconciler_settings(aca_emulator, store, sealing=False)
     caplog.set_level(logging.INFO)
 
     # nothing was ever poisoned: the poison queue does not even exist
