@@ -10,6 +10,8 @@ Modules, one job each:
 - ``listing``: one listing of the resource group's apps, shared by every follow-up of an instance
 - ``homes``: users' home folders on the Azure Files share
 - ``storage``: status table (ETag-conditional), follow-ups onto the lifecycle queue, the poison queue
-- ``lifecycle``: the queue handler's logic (``handle_message``): requests and follow-ups, step by step
+- ``lifecycle``: the queue handler (``handle_message``): opens, checks and dispatches requests and follow-ups
+- ``rules``: the ordering rules (generation, phase, ETag races) as pure decisions
+- ``server_run``: one delivery acting on one server, step by step (claim, write, follow up, record)
 - ``runtime``: dependencies built once per configuration for the registered functions
 """

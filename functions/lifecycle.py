@@ -45,68 +45,26 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
 
-from azure.core.exceptions import AzureError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from acaspawner.contract import ContractError, Op, Phase, Request, ServerSpec, Status
+from acaspawner.contract import ContractError, Op, Request, ServerSpec
 from acaspawner.sealing import ExpiredMessage, Sealer, SealError
 
-from .arm import (
-    Accepted,
-    ArmApps,
-    ArmFailure,
-    TerminalArmError,
-    TransientArmError,
-    app_fqdn,
-    app_generation,
-    classify,
-    for_users,
-)
-from .followup import FollowUp, FollowUps, Step, read_payload
+from .arm import ArmApps, for_users
+from .followup import FollowUp, FollowUps, read_payload
 from .homes import HomeFolders
 from .listing import AppListing
 from .policy import ForeignHub, PolicyViolation, check_request, key_belongs_to
+from .rules import Outcome, RetryLater, Verdict, decide
+from .server_run import ServerRun
 from .settings import Settings
-from .spec import build_container_app, owner_tags
-from .storage import FunctionStorage, StatusConflict
+from .storage import FunctionStorage
+
+__all__ = ["Deps", "Outcome", "RetryLater", "Verdict", "decide", "handle_message"]
 
 log = logging.getLogger(__name__)
-
-#: how often one invocation re-reads and re-decides after losing an ETag race
-MAX_RACES = 8
-#: while ARM works, a follow-up writes "still provisioning" this often: the user sees time pass, and the
-#: spawner sees the follow-ups are alive (a row silent for much longer means they were lost)
-PROGRESS_NOTE_INTERVAL = 30.0
-
-
-class Outcome(StrEnum):
-    """What became of one delivery (the host only cares whether the function raised)."""
-
-    APPLIED = "applied"  # the request's effect is in place and recorded
-    ACCEPTED = "accepted"  # ARM took the write; a follow-up will observe it
-    PENDING = "pending"  # a follow-up found ARM still working and sent the next one
-    DUPLICATE = "duplicate"  # it had been applied already; made sure of it
-    IGNORED = "ignored"  # stale, or overtaken by a newer/terminal request
-    REJECTED = "rejected"  # refused by policy: failed status, no ARM call
-    CONFLICT = "conflict"  # the key's row or app belongs to another server: left untouched
-    FAILED = "failed"  # ARM refused, the app failed, the deadline passed, or errors outlasted the last delivery
-    POISONED = "poisoned"  # untrusted or unreadable: on the poison queue
-
-
-class Verdict(StrEnum):
-    PROCEED = "proceed"
-    STALE = "stale"  # the table holds a newer generation
-    SUPERSEDED = "superseded"  # same generation, a stop/delete got there first
-    DONE = "done"  # same generation, already applied
-
-
-class RetryLater(Exception):
-    """A transient failure: the host should deliver the message again."""
 
 
 @dataclass
@@ -121,35 +79,6 @@ class Deps:
     listing: AppListing
     homes: HomeFolders | None = None
     max_dequeue_count: int = 5
-
-
-def decide(current: Status | None, request: Request | FollowUp) -> Verdict:
-    """Whether ``request`` may act, given the status entity ``current`` (pure)."""
-    if current is None or current.generation < request.generation:
-        return Verdict.PROCEED
-    if current.generation > request.generation:
-        return Verdict.STALE
-    if request.op is Op.START:
-        if current.phase in (Phase.STOPPING, Phase.STOPPED):
-            return Verdict.SUPERSEDED
-        if current.phase in (Phase.RUNNING, Phase.FAILED):
-            return Verdict.DONE  # a failure of this generation is final too
-        return Verdict.PROCEED  # queued/provisioning: an earlier delivery was cut short
-    if request.op is Op.STOP and current.phase is Phase.STOPPED:
-        return Verdict.DONE
-    return Verdict.PROCEED  # a stop/delete overrides anything else at its generation
-
-
-_FINAL = (Phase.RUNNING, Phase.STOPPED, Phase.FAILED)
-
-
-def _settled(found: Phase, wanted: Phase) -> bool:
-    """True when ``found`` (same generation) should stand instead of writing ``wanted``."""
-    if found is wanted:
-        return True
-    if wanted not in _FINAL:  # a progress note never overwrites an outcome
-        return found in _FINAL
-    return wanted is Phase.FAILED and found is Phase.RUNNING  # the app exists: success stands
 
 
 def _poison(body: bytes, deps: Deps) -> None:
@@ -201,7 +130,7 @@ def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
         _poison(body, deps)
         target = _unusable_request_target(body, deps)
         if target is not None:
-            _Run(target, deps, dequeue_count).reject(f"the request expired before it was processed: {e}",
+            ServerRun(target, deps, dequeue_count).reject(f"the request expired before it was processed: {e}",
                                                      "RequestExpired")
         return Outcome.POISONED
     except SealError as e:
@@ -213,7 +142,7 @@ def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
         _poison(body, deps)
         target = _unusable_request_target(body, deps)
         if target is not None:
-            _Run(target, deps, dequeue_count).reject(f"the request could not be read: {e}", "InvalidRequest")
+            ServerRun(target, deps, dequeue_count).reject(f"the request could not be read: {e}", "InvalidRequest")
         return Outcome.POISONED
 
     if isinstance(message, FollowUp):
@@ -230,9 +159,9 @@ def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
             return Outcome.POISONED
         except PolicyViolation as e:
             log.warning("%r refused by policy: %s", message, e)
-            return _Run(message, deps, dequeue_count).reject(str(e), "PolicyViolation")
+            return ServerRun(message, deps, dequeue_count).reject(str(e), "PolicyViolation")
 
-    run = _Run(message, deps, dequeue_count)
+    run = ServerRun(message, deps, dequeue_count)
     try:
         if isinstance(message, FollowUp):
             outcome = run.follow(message)
@@ -255,411 +184,3 @@ def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
         raise
     (log.debug if outcome is Outcome.PENDING else log.info)("%r: %s", message, outcome.value)
     return outcome
-
-
-_SETTLED_STATES = ("Succeeded", "Failed", "Canceled")
-
-
-def _arm_busy(follow_up: FollowUp, app: dict[str, Any] | None) -> bool:
-    """True while the listing shows ARM still working on exactly the write ``follow_up`` waits for."""
-    if app is None:
-        return False
-    owner = app_generation(app)
-    if follow_up.op is Op.START and owner != follow_up.generation:
-        return False  # not yet updated, or a newer start's now: the full look decides
-    if follow_up.op is not Op.START and owner is not None and owner > follow_up.generation:
-        return False  # rebuilt by a newer start: this stop is done
-    props = app.get("properties") or {}
-    state = props.get("provisioningState")
-    if follow_up.step is Step.DELETE:
-        return state == "Deleting"
-    if follow_up.step is Step.STOP:
-        return state not in _SETTLED_STATES or props.get("runningStatus") != "Stopped"
-    return state not in _SETTLED_STATES and state != "Deleting"
-
-
-class _Run:
-    """One delivery of one validated request or follow-up."""
-
-    def __init__(self, request: Request | FollowUp, deps: Deps, dequeue_count: int):
-        self.request = request
-        self.deps = deps
-        self.settings = deps.settings
-        self.storage = deps.storage
-        self.dequeue_count = max(dequeue_count, 1)
-        self.key = request.server_key
-        self.overtaken_by: Status | None = None  # set when _finish loses to a newer/terminal request
-
-    @property
-    def last_delivery(self) -> bool:
-        return self.dequeue_count >= self.deps.max_dequeue_count
-
-    # -- status helpers -------------------------------------------------
-
-    def _read(self) -> Status | None:
-        return self.storage.get_status(self.request.hub_id, self.key)
-
-    # -- ownership: a key names one server; what another server owns is never touched --
-
-    def _foreign_row(self, current: Status | None) -> bool:
-        r = self.request
-        if current is None or (current.user, current.server_name) == (r.user, r.server_name):
-            return False
-        log.warning("%r: the status of %s records user %r, server %r; leaving it alone",
-                    r, self.key, current.user, current.server_name)
-        return True
-
-    def _foreign_app(self, app: dict[str, Any] | None) -> bool:
-        if app is None:
-            return False
-        tags = app.get("tags") or {}
-        if all(tags.get(k) == v for k, v in owner_tags(self.request).items()):
-            return False
-        log.warning("%r: container app %s is tagged for another server; leaving it alone", self.request, self.key)
-        return True
-
-    def _next(self, current: Status | None, phase: Phase, message: str, **changes: Any) -> Status:
-        """The entity after ``phase``: a fresh event list when the generation changes."""
-        r = self.request
-        if current is None or current.generation != r.generation:
-            fresh = Status(hub_id=r.hub_id, server_key=self.key, phase=phase, generation=r.generation,
-                           user=r.user, server_name=r.server_name, etag=current.etag if current else None)
-            return fresh.with_event(phase, message, **changes)
-        return current.with_event(phase, message, **changes)
-
-    def _claim(self, phase: Phase, message: str) -> Status | Outcome:
-        """Record that this request is acting (ETag-conditional); an Outcome when it must not act."""
-        for _ in range(MAX_RACES):
-            current = self._read()
-            if self._foreign_row(current):
-                return Outcome.CONFLICT
-            verdict = decide(current, self.request)
-            if verdict is Verdict.STALE or verdict is Verdict.SUPERSEDED:
-                log.info("%r %s: the table holds generation %s (%s)", self.request, verdict.value,
-                         current.generation, current.phase.value)
-                if self.request.op is Op.START and current.phase in (Phase.STOPPING, Phase.STOPPED):
-                    self._remove_own_app()
-                return Outcome.IGNORED
-            if verdict is Verdict.DONE:
-                if self.request.op is Op.STOP:
-                    try:
-                        self._remove(self.request.generation)  # make sure; cheap when already gone
-                    except TransientArmError as e:
-                        raise RetryLater(str(e)) from e
-                    except TerminalArmError as e:
-                        log.warning("%r: could not make sure the app is gone: %s", self.request, e.code)
-                    return Outcome.DUPLICATE
-                if current.phase is Phase.FAILED or self._app_exists():
-                    return Outcome.DUPLICATE
-                log.warning("%r: status says running but the app is missing; creating it again", self.request)
-            elif current is not None and current.generation == self.request.generation and current.step \
-                    and current.phase is phase:
-                # ARM already took this request's write: follow it (again) instead of sending it twice
-                self._send_follow_up(Step(current.step), since=time.time())
-                return Outcome.DUPLICATE
-            if self.dequeue_count > 1:
-                message = f"{message} (attempt {self.dequeue_count} of {self.deps.max_dequeue_count})"
-            try:
-                return self.storage.write_status(self._next(current, phase, message, step=""))
-            except StatusConflict:
-                continue
-        raise RetryLater(f"status of {self.key} kept changing")
-
-    def _finish(self, mine: Status, phase: Phase, message: str, **changes: Any) -> Status | None:
-        """Write the outcome over ``mine``; None when a newer or terminal request overtook this one."""
-        for _ in range(MAX_RACES):
-            try:
-                return self.storage.write_status(self._next(mine, phase, message, **changes))
-            except StatusConflict:
-                current = self._read()
-            verdict = decide(current, self.request)
-            if verdict is Verdict.STALE or verdict is Verdict.SUPERSEDED:
-                self.overtaken_by = current
-                return None
-            if current is None:  # removed meanwhile: record it afresh
-                r = self.request
-                mine = Status(hub_id=r.hub_id, server_key=self.key, phase=phase, generation=r.generation,
-                              user=r.user, server_name=r.server_name)
-                continue
-            if current.generation == self.request.generation and _settled(current.phase, phase):
-                return current  # another delivery of this request got there first
-            mine = current
-        raise RetryLater(f"status of {self.key} kept changing")
-
-    def reject(self, message: str, code: str) -> Outcome:
-        """Record a failed status for a request that must not act, if its generation still counts."""
-        for _ in range(MAX_RACES):
-            current = self._read()
-            if self._foreign_row(current):
-                return Outcome.CONFLICT
-            if decide(current, self.request) is not Verdict.PROCEED:
-                return Outcome.IGNORED
-            try:
-                self.storage.write_status(self._next(current, Phase.FAILED, message, url="", error_code=code,
-                                                     step=""))
-                return Outcome.REJECTED
-            except StatusConflict:
-                continue
-        raise RetryLater(f"status of {self.key} kept changing")
-
-    def _failed(self, mine: Status, error: ArmFailure, prefix: str = "") -> Outcome:
-        log.warning("%r failed: %s: %s", self.request, error.code, error.message)
-        written = self._finish(mine, Phase.FAILED, prefix + for_users(error.message), url="", error_code=error.code,
-                               step="")
-        if written is None:
-            return Outcome.IGNORED
-        return Outcome.FAILED if written.phase is Phase.FAILED else Outcome.DUPLICATE
-
-    def _transient(self, mine: Status, error: TransientArmError) -> Outcome:
-        n, most = self.dequeue_count, self.deps.max_dequeue_count
-        if self.last_delivery:
-            return self._failed(mine, error, prefix=f"gave up after {n} attempts: ")
-        log.warning("%r: transient ARM error %s on attempt %d of %d; will retry", self.request, error.code, n, most)
-        written = self._finish(mine, mine.phase, f"temporary Azure error ({error.code}), retrying")
-        if written is None:
-            return Outcome.IGNORED  # a newer request owns the server now
-        if written.phase is not mine.phase:
-            return Outcome.DUPLICATE  # another delivery finished the job meanwhile
-        raise RetryLater(str(error)) from error
-
-    # -- follow-ups -----------------------------------------------------
-
-    def _send_follow_up(self, step: Step, since: float, accepted: Accepted | None = None,
-                        noted: float | None = None) -> None:
-        """The next look: after a write, when ARM's Retry-After says; later, every ACA_ARM_POLL_INTERVAL
-        (later looks read the shared listing, not the operation, so they cost ARM nothing extra)."""
-        r = self.request
-        delay = (accepted.retry_after if accepted else None) or self.settings.arm_poll_interval
-        url = accepted.operation_url if accepted else ""
-        if isinstance(r, FollowUp):
-            follow_up = r.next(since=since, step=step, operation_url=url if accepted else None, delay=delay,
-                               noted=noted)
-        else:
-            paths = tuple(self._home_paths()) if r.op is Op.DELETE and self.settings.home_delete_on_delete else ()
-            follow_up = FollowUp.first(r, step, since=since, delay=delay, operation_url=url, home_paths=paths,
-                                       deadline=r.created + self.settings.spawn_deadline)
-        self.deps.follow_ups.send(follow_up)
-
-    def _accepted(self, mine: Status, step: Step, accepted: Accepted, message: str) -> Outcome:
-        """ARM took ``step``'s write: send the follow-up, then record what is being waited for."""
-        # the follow-up first: if this invocation dies now, the follow-up still comes back
-        self._send_follow_up(step, since=time.time(), accepted=accepted)
-        written = self._finish(mine, mine.phase, message, step=step.value)
-        if written is None:
-            winner = self.overtaken_by
-            if self.request.op is Op.START and winner is not None and winner.phase in (Phase.STOPPING, Phase.STOPPED):
-                self._remove_own_app()  # the stop may have looked before this create made the app
-            return Outcome.IGNORED
-        return Outcome.ACCEPTED if written.phase is mine.phase else Outcome.DUPLICATE
-
-    # -- ARM helpers ----------------------------------------------------
-
-    def _app_exists(self) -> bool:
-        try:
-            return self.deps.apps.get(self.key) is not None
-        except TransientArmError as e:
-            raise RetryLater(str(e)) from e
-
-    def _remove_own_app(self) -> None:
-        """After a stop overtook this start: delete the app if this very start created it.
-
-        Runs on every delivery of an overtaken start (and its follow-ups), so a
-        clean-up cut short by a transient error is finished by the redelivery.
-        """
-        try:
-            app = self.deps.apps.get(self.key)
-            if app is not None and app_generation(app) == self.request.generation and not self._foreign_app(app):
-                log.info("%r: removing the app it created before a stop overtook it", self.request)
-                self.deps.apps.send_delete(self.key)
-        except TransientArmError as e:
-            raise RetryLater(str(e)) from e
-        except TerminalArmError as e:
-            log.warning("%r: could not remove the app after a stop overtook it: %s", self.request, e.code)
-
-    def _remove(self, up_to_generation: int) -> Accepted:
-        """Delete (or, in stop mode, stop) the app, unless a newer start has already rebuilt it."""
-        apps = self.deps.apps
-        app = apps.get(self.key)
-        if app is None or self._foreign_app(app):
-            return Accepted(done=True)  # no app of this server
-        owner = app_generation(app)
-        if owner is not None and owner > up_to_generation:
-            log.info("%r: app belongs to newer generation %s; leaving it", self.request, owner)
-            return Accepted(done=True)
-        if self._parks():
-            return apps.send_stop(self.key)
-        return apps.send_delete(self.key)
-
-    def _parks(self) -> bool:
-        """Whether this stop leaves the app in place, stopped (``ACA_STOP_MODE=stop``), instead of deleting it."""
-        return self.request.op is Op.STOP and self.settings.stop_mode == "stop"
-
-    def _home_paths(self) -> list[str]:
-        if isinstance(self.request, FollowUp):
-            return list(self.request.home_paths)
-        spec = self.request.spec
-        if spec is None or self.deps.homes is None:
-            return []
-        return [v.sub_path for v in spec.volumes if v.storage_name == self.settings.home_storage_name and v.sub_path]
-
-    def _homes(self, action: str) -> None:
-        homes = self.deps.homes
-        for path in self._home_paths():
-            try:
-                getattr(homes, action)(path)
-            except AzureError as e:
-                raise classify(e) from e
-
-    # -- the operations --------------------------------------------------
-
-    def start(self) -> Outcome:
-        claimed = self._claim(Phase.PROVISIONING, f"creating container app {self.key}")
-        if isinstance(claimed, Outcome):
-            return claimed
-        mine = claimed
-        body = build_container_app(self.request, self.settings)
-        try:
-            # any listing will do: an app made since it was taken has a status row, checked above
-            if self._foreign_app(self.deps.listing.find(self.key, since=0.0)):
-                return self._failed(mine, TerminalArmError(
-                    "ServerNameTaken", f"the container app name {self.key} is taken by another server"))
-            self._homes("ensure")
-            accepted = self.deps.apps.send_create_or_update(self.key, body)
-        except TerminalArmError as e:
-            return self._failed(mine, e)
-        except TransientArmError as e:
-            return self._transient(mine, e)
-        return self._accepted(mine, Step.CREATE, accepted, f"Azure is provisioning container app {self.key}")
-
-    def stop(self) -> Outcome:
-        deleting = self.request.op is Op.DELETE
-        claimed = self._claim(Phase.STOPPING, "deleting server" if deleting else "stopping server")
-        if isinstance(claimed, Outcome):
-            return claimed
-        mine = claimed
-        try:
-            accepted = self._remove(self.request.generation)
-            if accepted.done:
-                return self._stopped(mine)
-        except TerminalArmError as e:
-            return self._failed(mine, e)
-        except TransientArmError as e:
-            return self._transient(mine, e)
-        step = Step.STOP if self._parks() else Step.DELETE
-        return self._accepted(mine, step, accepted, f"Azure is {step.doing} container app {self.key}")
-
-    def _stopped(self, mine: Status) -> Outcome:
-        """The app is gone (or parked): remove the home folder if asked to, and record it."""
-        deleting = self.request.op is Op.DELETE
-        if deleting and self.settings.home_delete_on_delete:
-            self._homes("delete")
-        written = self._finish(mine, Phase.STOPPED, "server deleted" if deleting else "server stopped",
-                               url="", error_code="", step="")
-        return Outcome.APPLIED if written is not None else Outcome.IGNORED
-
-    def follow(self, follow_up: FollowUp) -> Outcome:
-        """Look at the app once: record the outcome, send the next write, or come back later."""
-        try:
-            app = self.deps.listing.find(self.key, since=follow_up.since)
-        except TransientArmError as e:
-            raise RetryLater(str(e)) from e
-        except TerminalArmError as e:
-            app, listing_error = None, e
-        else:
-            listing_error = None
-            now = time.time()
-            if _arm_busy(follow_up, app) and now < follow_up.deadline \
-                    and now - follow_up.noted < PROGRESS_NOTE_INTERVAL:
-                # the common case while ARM works: no table read or write, just the next look
-                self._send_follow_up(follow_up.step, since=now)
-                return Outcome.PENDING
-        current = self._read()
-        if self._foreign_row(current):
-            return Outcome.CONFLICT
-        following = Phase.PROVISIONING if follow_up.op is Op.START else Phase.STOPPING
-        if current is None or current.generation != follow_up.generation or current.phase is not following:
-            # the table moved on: a newer request, an outcome already recorded, or a stop that overtook a start
-            if follow_up.op is Op.START and current is not None and current.phase in (Phase.STOPPING, Phase.STOPPED):
-                self._remove_own_app()
-            return Outcome.IGNORED
-        mine = current
-        if listing_error is not None:
-            return self._failed(mine, listing_error)
-        try:
-            if follow_up.op is Op.START:
-                return self._follow_start(mine, follow_up, app)
-            return self._follow_stop(mine, follow_up, app)
-        except TerminalArmError as e:
-            return self._failed(mine, e)
-        except TransientArmError as e:
-            return self._transient(mine, e)
-
-    def _follow_start(self, mine: Status, follow_up: FollowUp, app: dict[str, Any] | None) -> Outcome:
-        if app is None:
-            app = self.deps.apps.get(self.key)  # a listing may lag a fresh create: ask the app itself
-        if app is None:
-            return self._failed(mine, TerminalArmError(
-                "ContainerAppNotFound", f"container app {self.key} disappeared while Azure was provisioning it"))
-        if self._foreign_app(app):
-            return self._failed(mine, TerminalArmError(
-                "ServerNameTaken", f"the container app name {self.key} is taken by another server"))
-        owner = app_generation(app)
-        if owner is not None and owner > follow_up.generation:
-            return Outcome.IGNORED  # a newer start owns the app
-        props = app.get("properties") or {}
-        state = props.get("provisioningState") or "unknown"
-        if owner is not None and owner < follow_up.generation:
-            state = "not yet updated"  # the listing shows the app before this write took effect
-        elif state in ("Failed", "Canceled"):
-            error = self.deps.apps.operation_error(follow_up.operation_url) or TerminalArmError(
-                "ContainerAppProvisioningFailed", f"Azure reports provisioning state {state} for container app {self.key}")
-            return self._failed(mine, error)
-        elif state == "Succeeded" and props.get("runningStatus") == "Stopped":
-            if follow_up.step is Step.CREATE:  # parked by ACA_STOP_MODE=stop: start it
-                accepted = self.deps.apps.send_start(self.key)
-                self._send_follow_up(Step.START, since=time.time(), accepted=accepted)
-                written = self._finish(mine, mine.phase, f"Azure is starting container app {self.key}",
-                                       step=Step.START.value)
-                return Outcome.ACCEPTED if written is not None else Outcome.IGNORED
-        elif state == "Succeeded":
-            fqdn = app_fqdn(app)
-            if not fqdn:
-                return self._failed(mine, TerminalArmError("NoIngressFqdn", "the container app has no ingress address"))
-            written = self._finish(mine, Phase.RUNNING, "server is running", url=f"http://{fqdn}", error_code="",
-                                   step="")
-            if written is not None:
-                return Outcome.APPLIED
-            winner = self.overtaken_by
-            if winner is not None and winner.phase in (Phase.STOPPING, Phase.STOPPED):
-                self._remove_own_app()
-            return Outcome.IGNORED
-        return self._wait(mine, follow_up, f"provisioningState {state}, runningStatus {props.get('runningStatus')}")
-
-    def _follow_stop(self, mine: Status, follow_up: FollowUp, app: dict[str, Any] | None) -> Outcome:
-        owner = app_generation(app) if app is not None else None
-        if app is None or self._foreign_app(app) or (owner is not None and owner > follow_up.generation):
-            return self._stopped(mine)
-        props = app.get("properties") or {}
-        state = props.get("provisioningState") or "unknown"
-        if follow_up.step is Step.STOP and props.get("runningStatus") == "Stopped" and state != "InProgress":
-            return self._stopped(mine)
-        return self._wait(mine, follow_up, f"provisioningState {state}, runningStatus {props.get('runningStatus')}")
-
-    def _wait(self, mine: Status, follow_up: FollowUp, seen: str) -> Outcome:
-        """ARM is still at it: come back after the follow-up's delay, or fail once the deadline has passed."""
-        now = time.time()
-        if now >= follow_up.deadline:
-            waited = int(now - follow_up.requested)
-            return self._failed(mine, TerminalArmError(
-                "DeadlineExceeded",
-                f"Azure was still {follow_up.step.doing} container app {self.key} {waited} s after the request "
-                f"({seen}); giving up. Try again; if it keeps happening, an admin can look at the app in Azure."))
-        if now - follow_up.noted >= PROGRESS_NOTE_INTERVAL:
-            note = f"Azure is still {follow_up.step.doing} container app {self.key} ({int(now - follow_up.requested)} s)"
-            written = self._finish(mine, mine.phase, note)
-            if written is None or written.phase is not mine.phase:
-                return Outcome.IGNORED  # overtaken, or finished by another delivery
-            self._send_follow_up(follow_up.step, since=now, noted=now)
-            return Outcome.PENDING
-        self._send_follow_up(follow_up.step, since=now)
-        return Outcome.PENDING
