@@ -186,13 +186,12 @@ class Accepted:
     ``operation_url`` is where the operation reports its outcome
     (``Azure-AsyncOperation`` for a PUT, ``Location`` otherwise); ``done`` is
     True when ARM finished synchronously (e.g. 204 for deleting an app that
-    does not exist). ``app`` is the body ARM returned, if any.
+    does not exist).
     """
 
     done: bool
     operation_url: str = ""
     retry_after: float | None = None
-    app: dict[str, Any] | None = None
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -225,12 +224,11 @@ class ArmApps:
             return deserialized
 
         # polling=False: the SDK sends the initial request only and hands back ARM's answer as it is
-        body = begin(self.resource_group, *args, polling=False, cls=capture).result()
+        begin(self.resource_group, *args, polling=False, cls=capture).result()
         response = captured["response"]
         url = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location") or ""
         done = response.status_code == 204 or (response.status_code == 200 and not url)
-        return Accepted(done=done, operation_url=url, retry_after=_retry_after(response.headers),
-                        app=_as_dict(body) or None)
+        return Accepted(done=done, operation_url=url, retry_after=_retry_after(response.headers))
 
     def send_create_or_update(self, name: str, body: dict[str, Any]) -> Accepted:
         """PUT the app; ARM answers at once with the app (``provisioningState`` InProgress)."""

@@ -125,10 +125,8 @@ class FollowUps:
 
     sealer: Sealer
     queue: MessageSender
-    sent: int = 0
 
     def send(self, follow_up: FollowUp) -> None:
         body = wire.encode(self.sealer.seal_bytes(follow_up.to_json().encode("utf-8")))
         # queue visibility has whole seconds; never 0, so a follow-up cannot spin on an unchanged app
         self.queue.send_lifecycle_message(body, max(1, math.ceil(follow_up.delay)))
-        self.sent += 1

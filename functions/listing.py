@@ -28,7 +28,6 @@ class AppListing:
         self._lock = threading.Lock()
         self._by_name: dict[str, dict[str, Any]] = {}
         self._taken = float("-inf")  # when the current listing was requested
-        self.listings = 0
 
     def find(self, name: str, since: float) -> dict[str, Any] | None:
         """App ``name`` as a listing requested at or after ``since`` shows it; None if it is not there."""
@@ -38,5 +37,4 @@ class AppListing:
                 taken = time.time()
                 self._by_name = {str(app.get("name", "")).lower(): app for app in self._apps.list()}
                 self._taken = taken
-                self.listings += 1
             return self._by_name.get(name.lower())

@@ -131,8 +131,7 @@ class FakeApps:
         url = f"https://arm.test/operations/{next(self._operations)}"
         if kind == "failed":
             self.operation_errors[url] = self._failing
-        return Accepted(done=False, operation_url=url, retry_after=self.retry_after,
-                        app=copy.deepcopy(self.apps.get(name)))
+        return Accepted(done=False, operation_url=url, retry_after=self.retry_after)
 
     def finish_operations(self) -> None:
         """ARM finishes what is in flight (reads do this unless ``hold`` is set)."""
