@@ -348,7 +348,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         """What the user reads when a start times out: what was seen last, and what to do."""
         waited = self._start_budget()
         if request is None:
-            return f"The start request could not be sent within {waited:.0f} s (is the storage queue reachable?)"
+            return "The start request could not be sent in time (is the storage queue reachable?)"
         watcher = self.watcher
         age = watcher.age()
         if watcher.consecutive_errors and (age is None or age > 3 * self.status_poll_interval_fast + 10):
