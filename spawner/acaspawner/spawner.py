@@ -364,11 +364,10 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
 
     async def _resend(self, request: Request, attempt: int) -> None:
         """The same request again (same generation): the functions pick up where a lost delivery left it."""
+        self.log.warning("No progress for %s (%s, generation %d); sending its start again (resend %d)",
+                         self._log_name, request.server_key, request.generation, attempt)
         try:
-            async with asyncio.timeout(SEND_TIMEOUT):
-                await HubStorage.shared(self.storage_config).send(self.sealer.seal(request))
-            self.log.warning("No progress for %s (%s, generation %d); sent its start again (resend %d)",
-                             self._log_name, request.server_key, request.generation, attempt)
+            await self._send(request)
         except Exception as e:  # the next resend or the timeout will tell
             self.log.warning("Could not resend the start of %s: %s", self._log_name, describe(e))
 

@@ -68,4 +68,4 @@ def test_every_start_survives_a_functions_crash(stack: Stack):
     assert elapsed < 180, f"ready after {elapsed:.0f} s, beyond the demo's start_timeout"
     hub_log = read_log(stack, "hub")
     print(f"crash after {crashed:.1f} s; all ten ready after {elapsed:.1f} s; "
-          f"resends: {hub_log.count('sent its start again')}")
+          f"resends: {hub_log.count('sending its start again')}")
