@@ -30,7 +30,7 @@ from .spec import build_request, build_spec, delete_spec, home_volume, next_gene
 from .storage import HubStorage
 from .storage_config import StorageConfig
 from .traits import AcaSpawnerConfig
-from .watcher import StatusUnavailable, StatusWatcher, Subscription
+from .watcher import QUERY_TIMEOUT, StatusUnavailable, StatusWatcher, Subscription
 
 READ_TRIES = 4
 READ_BACKOFF = 0.5
@@ -250,7 +250,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
     def _keep_sending(self, request: Request, error: BaseException) -> None:
         """Send ``request`` in the background until storage takes it (a stop must not be lost to an outage)."""
         self.log.warning("Could not send %s for %s (%s); retrying in the background until storage is back",
-                         request.op.value, self._log_name, describe(error))
+                         request.op.value, self._log_name, describe(error, SEND_TIMEOUT))
 
         async def retry() -> None:
             delay = RETRY_FIRST_DELAY
@@ -261,7 +261,8 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
                     await self._send(request)
                     return
                 except Exception as e:
-                    self.log.warning("Still cannot send %s for %s: %s", request.op.value, self._log_name, describe(e))
+                    self.log.warning("Still cannot send %s for %s: %s", request.op.value, self._log_name,
+                                     describe(e, SEND_TIMEOUT))
                 delay = min(delay * 2, RETRY_MAX_DELAY)
             self.log.error("Gave up sending %s for %s after %d s; the reconciler will remove its app",
                            request.op.value, self._log_name, RETRY_FOR)
@@ -280,7 +281,8 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self.log.warning("Sending %s for %s after %s failed", op, self._log_name, why)
+            self.log.warning("Sending %s for %s after %s failed: %s", op.value, self._log_name, why,
+                             describe(e, SEND_TIMEOUT))
             self._keep_sending(request, e)
 
     # --- start --------------------------------------------------------------------------------------
@@ -334,10 +336,10 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         except (asyncio.CancelledError, TimeoutError):
             raise
         except Exception as e:
-            self.log.error("Could not send the start of %s: %s", self._log_name, e)
+            self.log.error("Could not send the start of %s: %s", self._log_name, describe(e))
             raise SpawnException(
                 "The server could not be requested right now; please try again in a moment",
-                reason="queue", log_message=f"sending the start request failed: {e}",
+                reason="queue", log_message=f"sending the start request failed: {describe(e)}",
             ) from e
 
     def _start_budget(self) -> float:
@@ -352,7 +354,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         watcher = self.watcher
         age = watcher.age()
         if watcher.consecutive_errors and (age is None or age > 3 * self.status_poll_interval_fast + 10):
-            cause = describe(watcher.last_error) if watcher.last_error else "no answer"
+            cause = describe(watcher.last_error, QUERY_TIMEOUT) if watcher.last_error else "no answer"
             return (f"The status table could not be read for the last {age or waited:.0f} s ({cause}); "
                     "the server may still be starting, try again in a moment")
         status = self._own(watcher.get(self._key()))
@@ -369,7 +371,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         try:
             await self._send(request)
         except Exception as e:  # the next resend or the timeout will tell
-            self.log.warning("Could not resend the start of %s: %s", self._log_name, describe(e))
+            self.log.warning("Could not resend the start of %s: %s", self._log_name, describe(e, SEND_TIMEOUT))
 
     async def _wait_running(self, generation: int, feed: ProgressFeed | None = None,
                             resend: Request | None = None) -> str:
@@ -466,7 +468,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         try:
             status = await self._read_status()
         except StatusUnavailable as e:
-            self.log.warning("Status of %s unknown (%s); assuming it still runs", self._log_name, e)
+            self.log.warning("Status of %s unknown (%s); assuming it still runs", self._log_name, describe(e))
             return None
         exit_status = self._answer(status)
         if exit_status is None:
@@ -490,12 +492,13 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             return status.url
         # still coming up: wait for the rest of the start budget of that generation
         remaining = self.generation / 1000 + self.start_timeout - time.time()
+        budget = max(remaining, self.status_poll_interval_fast)
         self._subscribe(fast=True)
         try:
-            async with asyncio.timeout(max(remaining, self.status_poll_interval_fast)):
+            async with asyncio.timeout(budget):
                 self.last_url = await self._wait_running(self.generation)
         except (TimeoutError, SpawnException) as e:
-            self.log.warning("%s did not come up after the hub restarted: %s", self._log_name, e)
+            self.log.warning("%s did not come up after the hub restarted: %s", self._log_name, describe(e, budget))
             return fallback
         finally:
             if self._subscription is not None:

@@ -81,7 +81,7 @@ class HubStorage:
                 pass
             except HttpResponseError as e:
                 # production identities may not create; the infrastructure already did
-                log.debug("not creating %s: %s", self.config, e.reason)
+                log.debug("not creating %s: %s", self.config, e.reason or describe(e))
         self._ensured = True
 
     async def send(self, sealed: bytes) -> None:

@@ -187,7 +187,7 @@ class StatusWatcher:
         except Exception as e:
             self.consecutive_errors += 1
             self.last_error = e
-            cause = f"no answer within {QUERY_TIMEOUT:g} s" if isinstance(e, TimeoutError) else describe(e)
+            cause = describe(e, QUERY_TIMEOUT)  # never empty: a timeout says "timed out after 30 s"
             log.warning("reading statuses of hub %s failed (%d in a row): %s", self.hub_id, self.consecutive_errors,
                         cause)
             self._notify()
