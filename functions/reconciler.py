@@ -203,13 +203,23 @@ class _Arm:
                 return  # that was the last page: no probe that would cost budget
 
     def delete(self, name: str) -> bool:
-        """Send the delete (without waiting for the operation); False when the app was already gone."""
+        """Send the delete (without waiting for the operation); False when there was no app to delete.
+
+        ARM answers a DELETE of an app that does not exist with 204 ("Resource does not exist"),
+        not 404; 404 comes only when the resource group itself is gone. Both mean False.
+        """
         self._spend(f"deleting {name}")
+        answered: list[int] = []
+
+        def status(pipeline_response: Any, deserialized: Any, headers: Any) -> None:
+            answered.append(pipeline_response.http_response.status_code)
+
         try:
-            self.ops.begin_delete(self.group, name, polling=False)
+            # polling=False: result() sends nothing more, it hands ARM's first answer to ``status``
+            self.ops.begin_delete(self.group, name, polling=False, cls=status).result()
         except ResourceNotFoundError:
             return False
-        return True
+        return answered != [204]
 
 
 def _as_dict(model: Any) -> dict[str, Any]:

@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="route Host HOST on every ingress port to UPSTREAM (repeatable)")
     parser.add_argument("--image-map", type=_pair, action="append", default=[], metavar="GLOB=PREFIX",
                         help="run images matching GLOB with the shell-split PREFIX before the command (repeatable)")
+    parser.add_argument("--workload-profile", type=_pair, action="append", default=[], metavar="NAME=TYPE",
+                        help="a workload profile of the environment besides Consumption, e.g. gpu=NC24-A100 "
+                             "(repeatable)")
     faults = parser.add_argument_group("faults and pacing")
     for flag, _, kind, text in FAULT_FLAGS:
         faults.add_argument(flag, type=kind, default=None, help=text)
@@ -94,6 +97,7 @@ def emulator_from_args(args: argparse.Namespace) -> Emulator:
         arm_port=args.port,
         hubs=dict(args.hub_host),
         image_map={glob: shlex.split(prefix) for glob, prefix in args.image_map},
+        workload_profiles=[{"name": name, "workloadProfileType": kind} for name, kind in args.workload_profile],
         **settings,
     )
 

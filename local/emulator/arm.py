@@ -1,6 +1,6 @@
 """The ARM REST surface: the ``Microsoft.App`` subset that the functions use, at ARM's real paths.
 
-Served (any ``api-version`` accepted, paths case-insensitive as in ARM):
+Served (the ``api-version`` values of :mod:`.apiversions`, paths case-insensitive as in ARM):
 
 * ``GET  /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.App/managedEnvironments/{env}``
 * ``PUT|PATCH|GET|DELETE .../providers/Microsoft.App/containerApps/{name}``
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .apiversions import check_api_version
 from .errors import ArmError, bad_request, not_found
 from .model import Operation
 
@@ -95,6 +96,7 @@ class ArmApi:
                     "MissingApiVersionParameter",
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
+            check_api_version(request.query["api-version"], emu.api_versions, emu.location, request.path)
             kind, retry_after = emu._throttle.take(request.method)
             if retry_after is not None:
                 emu._stats.throttled += 1

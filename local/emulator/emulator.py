@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .apiversions import SUPPORTED_API_VERSIONS
 from .apps import ImageRule, image_rules
 from .arm import ArmApi
 from .certs import server_ssl_context
@@ -35,6 +36,8 @@ DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 DEFAULT_RESOURCE_GROUP = "rg-aca-emulator"
 DEFAULT_ENVIRONMENT = "cae-emulator"
 DEFAULT_LOCATION = "westeurope"
+# every environment with workload profiles has the Consumption one; add dedicated ones with workload_profiles=
+CONSUMPTION_PROFILE = {"name": "Consumption", "workloadProfileType": "Consumption"}
 
 
 def _kill_at_exit(ref: weakref.ReferenceType[Emulator]) -> None:
@@ -47,7 +50,10 @@ class Emulator:
     """An ACA managed environment and the ARM endpoint that manages it, on 127.0.0.1.
 
     Fault and pacing settings (see :class:`~local.emulator.faults.Faults`) are given as ``faults``
-    and/or as keyword arguments, and changed later with :meth:`set_faults`.
+    and/or as keyword arguments, and changed later with :meth:`set_faults`. ``workload_profiles``
+    lists the environment's profiles besides Consumption (``{"name", "workloadProfileType"}``, e.g.
+    ``{"name": "gpu", "workloadProfileType": "NC24-A100"}``); ``api_versions`` replaces the
+    accepted ``api-version`` values (:data:`~local.emulator.apiversions.SUPPORTED_API_VERSIONS`).
     """
 
     def __init__(
@@ -62,6 +68,8 @@ class Emulator:
         arm_port: int = 0,
         image_map: Mapping[str, str | Sequence[str]] | Iterable[ImageRule] | None = None,
         hubs: Mapping[str, str] | None = None,
+        workload_profiles: Iterable[Mapping[str, Any]] = (),
+        api_versions: Iterable[str] = SUPPORTED_API_VERSIONS,
         faults: Faults | None = None,
         **fault_settings: Any,
     ) -> None:
@@ -76,6 +84,9 @@ class Emulator:
         self._faults = (faults or Faults()).updated(**fault_settings)
         self._rules = image_rules(image_map)
         self._hubs = dict(hubs or {})
+        extra = [dict(p) for p in workload_profiles if str(p.get("name", "")).lower() != "consumption"]
+        self.workload_profiles: list[dict[str, Any]] = [dict(CONSUMPTION_PROFILE), *extra]
+        self.api_versions: tuple[str, ...] = tuple(api_versions)
         self._stats = Stats()
         self._throttle = Throttle(self._faults)
         self._errors = ErrorInjector(self._faults.error_seed)
@@ -111,6 +122,7 @@ class Emulator:
             stats=self._stats,
             faults=lambda: self._faults,
             rules=self._rules,
+            workload_profiles=self.workload_profiles,
         )
         self._runner = web.AppRunner(ArmApi(self).application(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -163,6 +175,7 @@ class Emulator:
             "environment_name": self.environment_name,
             "location": self.location,
             "default_domain": self.default_domain,
+            "workload_profiles": [p["name"] for p in self.workload_profiles],
             "state_dir": str(self.state_dir),
             "stats_url": f"{self.arm_endpoint}/_emulator/stats",
             "hubs": dict(self._hubs),
@@ -181,7 +194,7 @@ class Emulator:
                 "defaultDomain": self.default_domain,
                 "staticIp": self.host,
                 "zoneRedundant": False,
-                "workloadProfiles": [{"name": "Consumption", "workloadProfileType": "Consumption"}],
+                "workloadProfiles": [dict(p) for p in self.workload_profiles],
                 "customDomainConfiguration": {"customDomainVerificationId": "0" * 64},
             },
         }

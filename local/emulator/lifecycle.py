@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..procs import free_port
+from . import identity as identities
 from . import validation
 from .apps import AppProcess, ImageRule, build_launch, wait_listening
 from .errors import ArmError, bad_request, not_found
@@ -55,6 +56,7 @@ class Lifecycle:
         stats: Stats,
         faults: Callable[[], Faults],
         rules: Sequence[ImageRule],
+        workload_profiles: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.subscription_id = subscription_id
         self.resource_group = resource_group
@@ -65,6 +67,7 @@ class Lifecycle:
         self.stats = stats
         self.faults = faults
         self.rules = list(rules)
+        self.workload_profiles = [dict(p) for p in workload_profiles]
         self.apps: dict[str, AppState] = {}
         self.operations: dict[str, Operation] = {}
         # ARM serialises writes to one resource: a second PUT never sees "no app" while a first is creating it
@@ -85,11 +88,12 @@ class Lifecycle:
 
     async def _put(self, name: str, body: dict[str, Any]) -> tuple[AppState, bool, Operation]:
         validation.validate_name(name)
-        validation.validate_location(body)
+        validation.validate_location(body, self.location)
         props = {k: v for k, v in (body.get("properties") or {}).items() if k not in READ_ONLY_PROPERTIES}
         app = self.apps.get(name)
         secrets = self._secret_values(props, app)
-        self._validate(props, secrets)
+        identity = identities.normalise(body.get("identity"))
+        self._validate(props, secrets, identity)
         if app is not None:
             self._check_idle(app)
         created = app is None
@@ -101,6 +105,7 @@ class Lifecycle:
         else:
             self.stats.updates += 1
         app.tags = dict(body.get("tags") or {})
+        app.identity = identity
         await self._apply(app, props, secrets)
         self.apps[name] = app
         kind = "create" if created else "update"
@@ -108,15 +113,19 @@ class Lifecycle:
 
     async def patch(self, name: str, body: dict[str, Any]) -> Operation:
         app = self.get(name)
+        if body.get("location"):
+            validation.validate_location(body, self.location)
         # properties merge (RFC 7396: secrets and other lists are replaced whole); tags are replaced whole, as in ARM
         merged = {"properties": merge_patch(app.spec, body.get("properties") or {})}
         merged["tags"] = body["tags"] if "tags" in body else app.tags
         props = {k: v for k, v in (merged.get("properties") or {}).items() if k not in READ_ONLY_PROPERTIES}
         secrets = self._secret_values(props, app)
-        self._validate(props, secrets)
+        identity = identities.normalise(body["identity"]) if "identity" in body else app.identity
+        self._validate(props, secrets, identity)
         self._check_idle(app)
         self.stats.updates += 1
         app.tags = dict(merged.get("tags") or {})
+        app.identity = identity
         await self._apply(app, props, secrets)
         return self._begin("update", app, lambda op: self._provision(app, op, restart=True))
 
@@ -163,15 +172,19 @@ class Lifecycle:
 
     # ---- validation -----------------------------------------------------------------------------
 
-    def _validate(self, props: dict[str, Any], secrets: dict[str, str | None]) -> None:
+    def _validate(self, props: dict[str, Any], secrets: dict[str, str | None], identity: dict[str, Any] | None) -> None:
         env_id = props.get("managedEnvironmentId") or props.get("environmentId")
         if not env_id:
             raise bad_request("InvalidRequestContent", "The 'managedEnvironmentId' property is required.")
         if str(env_id).rstrip("/").lower() != self.environment_id.lower():
             raise ArmError(404, "ManagedEnvironmentNotFound", f"Managed Environment '{env_id}' was not found.")
+        profile = props.get("workloadProfileName")
+        validation.validate_workload_profile(profile, self.workload_profiles)
+        identities.check_assigned(identity, props.get("configuration") or {})
         template = props.get("template") or {}
         validation.validate_template(template, set(secrets))
-        validation.validate_resources(template.get("containers") or [], props.get("workloadProfileName"))
+        validation.validate_resources(template.get("containers") or [],
+                                      validation.profile_type(profile, self.workload_profiles))
 
     @staticmethod
     def _secret_values(props: dict[str, Any], app: AppState | None) -> dict[str, str | None]:
@@ -280,7 +293,8 @@ class Lifecycle:
 
     def _fail(self, app: AppState, code: str, message: str) -> ArmError:
         app.provisioning_state = "Failed"
-        app.running_status = "Failed"
+        # "Failed" is no ContainerAppRunningStatus; ARM's listing shows a failed app without one
+        app.running_status = None
         return ArmError(FAILED_STATUS, code, message)
 
     async def _provision(self, app: AppState, op: Operation, restart: bool) -> ArmError | None:
@@ -334,10 +348,9 @@ class Lifecycle:
             await wait_listening(app.container_port, startup_timeout, app.processes, op.cancel_requested)
 
     def _exited(self, app: AppState, code: int) -> None:
+        # a crashed container leaves the app "Running" (ACA restarts replicas; the revision, not the
+        # app, shows the failure); the exit code stays visible in AppInfo.exit_code
         self.stats.processes_exited += 1
-        busy = app.operation is not None and not app.operation.done
-        if not app.stopped and not busy and app.provisioning_state != "Deleting":
-            app.running_status = "Failed"  # a crashed container: ACA reports the revision as failed
 
     async def _stop_processes(self, app: AppState) -> None:
         procs, app.processes = app.processes, []

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import identity as identities
 from .apps import AppProcess
 from .errors import ArmError
 
@@ -43,7 +44,7 @@ class AppInfo:
 
     name: str
     provisioning_state: str
-    running_status: str
+    running_status: str | None
     fqdn: str | None
     ingress_port: int | None
     target_port: int | None
@@ -110,8 +111,10 @@ class AppState:
     tags: dict[str, str] = field(default_factory=dict)
     spec: dict[str, Any] = field(default_factory=dict)  # properties as written, without secret values
     secrets: dict[str, str | None] = field(default_factory=dict)
+    identity: dict[str, Any] | None = None  # as written, without the ids ARM fills in
     provisioning_state: str = "InProgress"
-    running_status: str = "Progressing"
+    # a published ContainerAppRunningStatus, or None: ARM shows none for an app that failed to provision
+    running_status: str | None = "Progressing"
     stopped: bool = False
     revision: str | None = None
     ready_revision: str | None = None
@@ -162,11 +165,10 @@ class AppState:
         config = props.setdefault("configuration", {})
         config.setdefault("activeRevisionsMode", "Single")
         config["secrets"] = [{k: v for k, v in s.items() if k != "value"} for s in config.get("secrets") or []]
-        if config.get("ingress"):
+        if config.get("ingress") and self.fqdn:
             config["ingress"]["fqdn"] = self.fqdn
         props.update(
             provisioningState=self.provisioning_state,
-            runningStatus=self.running_status,
             managedEnvironmentId=environment_id,
             environmentId=environment_id,
             workloadProfileName=props.get("workloadProfileName") or "Consumption",
@@ -178,8 +180,15 @@ class AppState:
             eventStreamEndpoint=f"https://127.0.0.1/subscriptions/{subscription_id}/resourceGroups/"
             f"{self.resource_group}/containerApps/{self.name}/eventstream",
         )
-        return {
-            "id": app_id(subscription_id, self.resource_group, self.name),
+        if self.running_status is not None:
+            props["runningStatus"] = self.running_status
+        # the contract has no nulls: a name ARM does not know yet is left out
+        for key in ("latestRevisionName", "latestReadyRevisionName"):
+            if props.get(key) is None:
+                props.pop(key, None)
+        resource_id = app_id(subscription_id, self.resource_group, self.name)
+        answer: dict[str, Any] = {
+            "id": resource_id,
             "name": self.name,
             "type": "Microsoft.App/containerApps",
             "location": self.location,
@@ -194,6 +203,10 @@ class AppState:
             },
             "properties": props,
         }
+        shown = identities.as_answered(self.identity, resource_id)
+        if shown is not None:
+            answer["identity"] = shown
+        return answer
 
 
 def app_id(subscription_id: str, resource_group: str, name: str) -> str:

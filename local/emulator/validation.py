@@ -36,9 +36,9 @@ def parse_memory_gi(value: str | float | int) -> float | None:
     return amount / 1024 if match.group(2) in ("Mi", "M") else amount
 
 
-def validate_resources(containers: list[dict[str, Any]], workload_profile: str | None) -> None:
-    """The summed cpu/memory of all containers must be one of the Consumption pairs."""
-    if workload_profile not in (None, "", "Consumption"):
+def validate_resources(containers: list[dict[str, Any]], workload_profile_type: str | None) -> None:
+    """On a Consumption profile (None: the default one), the summed cpu/memory of all containers must be one of its pairs."""
+    if (workload_profile_type or "Consumption") != "Consumption":
         return  # dedicated profiles have their own limits, which the emulator does not model
     cpu = memory = 0.0
     for container in containers:
@@ -86,6 +86,40 @@ def validate_template(template: dict[str, Any], secret_names: set[str]) -> None:
                 )
 
 
-def validate_location(body: dict[str, Any]) -> None:
-    if not body.get("location"):
+def normalise_location(location: str) -> str:
+    """ARM compares regions by their short name: ``West Europe`` and ``westeurope`` are one region."""
+    return location.lower().replace(" ", "")
+
+
+def validate_location(body: dict[str, Any], environment_location: str) -> None:
+    """``location`` is required and must be the environment's region (an app lives in its environment)."""
+    location = body.get("location")
+    if not location:
         raise bad_request("LocationRequired", "The location property is required for this definition.")
+    if normalise_location(str(location)) != normalise_location(environment_location):
+        raise bad_request(
+            "InvalidParameterValue",
+            f"The container app's location '{location}' does not match the location of its managed environment "
+            f"'{environment_location}'. A container app must be created in the region of its environment.",
+        )
+
+
+def validate_workload_profile(name: str | None, profiles: list[dict[str, Any]]) -> None:
+    """A ``workloadProfileName`` must name one of the environment's workload profiles."""
+    if not name:
+        return
+    names = [str(p.get("name", "")) for p in profiles]
+    if name.lower() not in {n.lower() for n in names}:
+        raise bad_request(
+            "InvalidParameterValue",
+            f"The workload profile '{name}' does not exist in the managed environment. "
+            f"Available workload profiles: {', '.join(names) or 'none'}.",
+        )
+
+
+def profile_type(name: str | None, profiles: list[dict[str, Any]]) -> str:
+    """The ``workloadProfileType`` of the named profile; an app without one runs on Consumption."""
+    for profile in profiles:
+        if str(profile.get("name", "")).lower() == (name or "Consumption").lower():
+            return str(profile.get("workloadProfileType", ""))
+    return "Consumption"

@@ -187,6 +187,7 @@ def test_create_that_fails_like_a_bad_image(aca_client, aca_emulator):
     assert "quay.io/jupyter/broken:1" in err.value.message
     got = aca_client.container_apps.get(aca_emulator.resource_group, "bad-image")
     assert got.properties.provisioning_state == "Failed"
+    assert got.properties.running_status is None  # as ARM lists a failed app: no runningStatus at all
     assert aca_emulator.apps["bad-image"].pid is None
 
 
@@ -201,12 +202,14 @@ def test_container_that_exits_at_startup_fails_the_create(aca_client, aca_emulat
     assert "boom" in info.log_path.read_text()
 
 
-def test_crash_after_start_shows_in_running_status(aca_client, aca_emulator, echo_app):
+def test_crash_after_start_keeps_a_published_running_status(aca_client, aca_emulator, echo_app):
+    # "Failed" is no ContainerAppRunningStatus: the app stays Running, the crash shows in the exit code
     echo_app("user-z")
     os.kill(aca_emulator.apps["user-z"].pid, 9)
-    wait_until(lambda: aca_client.container_apps.get(aca_emulator.resource_group, "user-z")
-               .properties.running_status == "Failed")
+    wait_until(lambda: aca_emulator.apps["user-z"].exit_code is not None)
     assert aca_emulator.stats["processes_exited"] == 1
+    got = aca_client.container_apps.get(aca_emulator.resource_group, "user-z").properties
+    assert (got.provisioning_state, got.running_status) == ("Succeeded", "Running")
 
 
 def test_operation_in_flight_blocks_writes_and_delete_cancels_it(aca_client, aca_emulator):
