@@ -50,6 +50,7 @@ class StackOptions:
     function_settings: dict[str, str] = field(default_factory=dict)
     # tests only: a hub service with admin scopes and this token
     test_admin_token: str = ""
+    start_timeout: int = 180  # the hub's (and so the spawner's) start_timeout, seconds
 
 
 class Stack:
@@ -160,8 +161,8 @@ class Stack:
                "--host-json", str(REPO / "host.json")]
         self._spawn("functions", cmd, env=self.function_settings())
 
-    def crash_functions(self) -> None:
-        """Kill the functions host at once (SIGKILL, no clean-up) and start a new one, as after a crash.
+    def kill_functions(self) -> None:
+        """Kill the functions host at once (SIGKILL, no clean-up), as a crash or a stopped Function App does.
 
         Messages the dead host had received stay leased (invisible) for the lease it took, as in Azure.
         """
@@ -169,6 +170,14 @@ class Stack:
             os.killpg(entry[1].pid, signal.SIGKILL)
             entry[1].wait(timeout=10)
             self._procs.remove(entry)
+
+    def start_functions(self) -> None:
+        """Start a functions host (after :meth:`kill_functions`)."""
+        self._start_functions()
+
+    def crash_functions(self) -> None:
+        """Kill the functions host and start a new one at once, as after a crash."""
+        self.kill_functions()
         self._start_functions()
 
     def _start_hub(self) -> None:
@@ -188,6 +197,7 @@ class Stack:
             "ACA_SEALING_KEYS": self.sealing_key,
             "ACA_HUB_API_TOKEN": self.culler_token,
             "ACA_DEMO_TEST_ADMIN_TOKEN": self.options.test_admin_token,
+            "ACA_DEMO_START_TIMEOUT": str(self.options.start_timeout),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         proc = self._spawn("hub", [str(BIN / "jupyterhub"), "-f", str(DEMO_CONFIG)], env=env, cwd=state)
@@ -217,6 +227,15 @@ class Stack:
     def emulator_stats(self) -> dict:
         """The emulator's counters (``/_emulator/stats``)."""
         return self._emulator_get("/_emulator/stats")
+
+    def set_emulator_faults(self, **changes: object) -> dict:
+        """Change the emulator's fault settings while it runs (``POST /_emulator/faults``)."""
+        ctx = ssl.create_default_context(cafile=self.emulator_info["ca_bundle"])
+        request = urllib.request.Request(f"{self.emulator_info['arm_endpoint']}/_emulator/faults", method="POST",
+                                         data=json.dumps(changes).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, context=ctx, timeout=10) as r:
+            return json.loads(r.read())
 
     def emulator_apps(self) -> dict[str, dict]:
         """The emulator's container apps by name: state, fqdn, pid, log (``/_emulator/apps``)."""

@@ -47,7 +47,7 @@ c.AcaSpawner.sealing_keys = env["ACA_SEALING_KEYS"]
 c.AcaSpawner.image = "quay.io/jupyter/base-notebook:latest"
 c.AcaSpawner.cpu = 0.5
 c.AcaSpawner.memory = "1Gi"
-c.AcaSpawner.start_timeout = 180
+c.AcaSpawner.start_timeout = int(env.get("ACA_DEMO_START_TIMEOUT", "180"))
 c.AcaSpawner.status_poll_interval = 5
 if env.get("ACA_DEMO_ALLOW_ORIGIN", "1") != "1":
     # regression switch for the tests: no --ServerApp.allow_origin (the kernel websocket is refused)

@@ -1,35 +1,77 @@
-"""Server profiles: the admin's menu of images and sizes, the form, and checking what users chose.
+"""Server profiles: the admin's menu of images and sizes, and checking what users chose.
 
-A profile is a dict in ``AcaSpawner.profile_list`` (the shape KubeSpawner
-users know)::
+A profile is a dict in ``AcaSpawner.profile_list``, in AcaSpawner's shape::
 
     {"display_name": "Large", "slug": "large", "description": "4 cores, 8 GiB",
      "default": False, "overrides": {"cpu": 4, "memory": "8Gi"}}
 
-Only ``image``, ``cpu``, ``memory`` and ``workload_profile`` may be
-overridden. Users only ever pick a slug: whatever else arrives in their
-options (from the form or the REST API) is refused, so nobody can run an
-image the admin did not list.
+or in KubeSpawner's (zero-to-jupyterhub's ``singleuser.profileList``), which
+works unchanged: ``slug`` may be left out (it is made from ``display_name``
+as KubeSpawner makes it), ``kubespawner_override`` stands for ``overrides``,
+and ``profile_options`` offer ``choices`` and an ``unlisted_choice`` (a value
+the user types, put into its ``kubespawner_override`` at ``{value}``). The
+list may also be a dict of profiles (its values, sorted by key) or a
+callable (sync or async) that returns either, called with the spawner.
+Reading the list is :mod:`acaspawner.profile_config`'s job, what profiles may
+override :mod:`acaspawner.overrides`'; this module holds the profiles and
+checks choices against them.
+
+Users only pick: a profile by its slug and, for each of its options, a listed
+choice or (where enabled) a value matching ``validation_regex``. Options
+arrive in KubeSpawner's ``user_options`` shape (``{"profile": slug,
+"image": "minimal"}`` or ``{"image--unlisted-choice": "…"}``) from the form
+or the REST API, and everything else is refused.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .spec import validate_cpu, validate_memory
+from . import overrides as ov
 
-ALLOWED_OVERRIDES = ("image", "cpu", "memory", "workload_profile")
 #: the user option (and form field) that names the chosen profile
 OPTION = "profile"
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62})$")
+#: suffix of the user option that carries an option's unlisted (typed) value
+UNLISTED_SUFFIX = "--unlisted-choice"
+_UNLISTED_TEXT = re.compile(r"^[^\x00-\x1f\x7f]{1,512}$")
 
 
 class ProfileError(ValueError):
     """A user's choice that does not match the configured profiles."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    key: str
+    display_name: str
+    default: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Unlisted:
+    """An option's free-form value: what the user types goes into ``overrides`` at ``{value}``."""
+
+    display_name: str
+    display_name_in_choices: str = "Other..."
+    validation_regex: str = ""
+    validation_message: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    display_name: str
+    choices: tuple[Choice, ...] = ()
+    unlisted: Unlisted | None = None  # only when enabled
+
+    @property
+    def default_choice(self) -> Choice | None:
+        return next((c for c in self.choices if c.default), self.choices[0] if self.choices else None)
 
 
 @dataclass(frozen=True)
@@ -39,61 +81,7 @@ class Profile:
     description: str = ""
     default: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
-
-
-def _check_overrides(slug: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(overrides) - set(ALLOWED_OVERRIDES))
-    if unknown:
-        raise ValueError(
-            f"profile {slug!r} overrides {', '.join(unknown)}; only {', '.join(ALLOWED_OVERRIDES)} may be overridden"
-        )
-    checked = dict(overrides)
-    try:
-        if "image" in checked and (not isinstance(checked["image"], str) or not checked["image"].strip()):
-            raise ValueError(f"image must be a non-empty string, not {checked['image']!r}")
-        if "cpu" in checked:
-            checked["cpu"] = validate_cpu(checked["cpu"])
-        if "memory" in checked:
-            validate_memory(checked["memory"])
-        if "workload_profile" in checked and not isinstance(checked["workload_profile"], str):
-            raise ValueError("workload_profile must be a string")
-    except ValueError as e:
-        raise ValueError(f"profile {slug!r}: {e}") from None
-    return checked
-
-
-def parse_profiles(profile_list: Sequence[Mapping[str, Any]]) -> list[Profile]:
-    """Check the admin's ``profile_list``; a ``ValueError`` names the first mistake."""
-    profiles: list[Profile] = []
-    for index, entry in enumerate(profile_list):
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"profile_list[{index}] must be a dict, not {type(entry).__name__}")
-        unknown = sorted(set(entry) - {"display_name", "slug", "description", "default", "overrides"})
-        if unknown:
-            raise ValueError(f"profile_list[{index}] has unknown keys: {', '.join(unknown)}")
-        display_name = str(entry.get("display_name") or "").strip()
-        slug = str(entry.get("slug") or "").strip()
-        if not display_name or not slug:
-            raise ValueError(f"profile_list[{index}] needs a display_name and a slug")
-        if not _SLUG.match(slug):
-            raise ValueError(f"profile slug {slug!r} must be lower-case letters, digits, '-' or '_'")
-        if any(p.slug == slug for p in profiles):
-            raise ValueError(f"profile slug {slug!r} is used twice")
-        overrides = entry.get("overrides") or {}
-        if not isinstance(overrides, Mapping):
-            raise ValueError(f"profile {slug!r}: overrides must be a dict")
-        profiles.append(
-            Profile(
-                slug=slug,
-                display_name=display_name,
-                description=str(entry.get("description") or ""),
-                default=bool(entry.get("default", False)),
-                overrides=_check_overrides(slug, overrides),
-            )
-        )
-    if sum(p.default for p in profiles) > 1:
-        raise ValueError("only one profile may be the default")
-    return profiles
+    options: tuple[Option, ...] = ()
 
 
 def default_profile(profiles: Sequence[Profile]) -> Profile | None:
@@ -104,39 +92,39 @@ def default_profile(profiles: Sequence[Profile]) -> Profile | None:
     return profiles[0] if profiles else None
 
 
-def render_form(profiles: Sequence[Profile], selected: str = "") -> str:
-    """The options form: one radio button per profile (everything escaped)."""
-    if not profiles:
-        return ""
-    chosen = selected if any(p.slug == selected for p in profiles) else default_profile(profiles).slug
-    items = []
-    for profile in profiles:
-        slug = html.escape(profile.slug, quote=True)
-        checked = " checked" if profile.slug == chosen else ""
-        description = (
-            f'<p class="text-muted small">{html.escape(profile.description)}</p>' if profile.description else ""
-        )
-        items.append(
-            '<div class="form-check">'
-            f'<input class="form-check-input" type="radio" name="{OPTION}" id="profile-{slug}" value="{slug}"{checked}>'
-            f'<label class="form-check-label" for="profile-{slug}"><strong>{html.escape(profile.display_name)}</strong>'
-            f"</label>{description}</div>"
-        )
-    return '<fieldset class="aca-profiles"><legend>Server profile</legend>' + "".join(items) + "</fieldset>"
+def option_names(profile: Profile) -> set[str]:
+    """The ``user_options`` keys ``profile``'s options take."""
+    return {o.key for o in profile.options} | {o.key + UNLISTED_SUFFIX for o in profile.options}
 
 
-def options_from_form(form_data: Mapping[str, Sequence[str]], profiles: Sequence[Profile]) -> dict[str, str]:
-    """``user_options`` from the submitted form: only the chosen slug, checked."""
-    # fields starting with "_" belong to the page itself (e.g. an xsrf token), not to the server
-    extra = sorted(k for k in form_data if k != OPTION and not k.startswith("_"))
-    if extra:
-        raise ProfileError(f"unexpected server options: {', '.join(extra)}")
-    values = form_data.get(OPTION) or []
-    if len(values) > 1:
-        raise ProfileError("choose exactly one server profile")
-    options = {OPTION: values[0]} if values else {}
-    resolve(profiles, options)  # refuse unknown slugs on the form page already
-    return options
+def _chosen_layer(profile: Profile, option: Option, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides of what the user chose for ``option`` (or of its default choice)."""
+    where = f"option {option.key!r} of profile {profile.slug!r}"
+    typed, picked = options.get(option.key + UNLISTED_SUFFIX), options.get(option.key)
+    if typed not in (None, ""):
+        if option.unlisted is None:
+            raise ProfileError(f"{where} only takes one of its choices")
+        if not isinstance(typed, str) or not _UNLISTED_TEXT.match(typed):
+            raise ProfileError(f"{where}: the value must be a line of text")
+        regex = option.unlisted.validation_regex
+        if regex and not re.match(regex, typed):  # re.match, as KubeSpawner checks it
+            hint = option.unlisted.validation_message or f"it must match {regex}"
+            raise ProfileError(f"{where}: {typed[:80]!r} is not allowed ({hint})")
+        layer = ov.substitute(option.unlisted.overrides, typed)
+        try:
+            ov.check(layer, where, partial=True)
+        except ValueError as e:
+            raise ProfileError(str(e)) from None
+        return layer
+    if picked not in (None, ""):
+        for choice in option.choices:
+            if choice.key == picked:
+                return choice.overrides
+        listed = ", ".join(c.key for c in option.choices) or "(none: type a value)"
+        raise ProfileError(f"unknown choice {str(picked)[:64]!r} for {where}; choose one of: {listed}")
+    if option.default_choice is None:
+        raise ProfileError(f"{where} needs a value: type one ({option.unlisted.display_name})")
+    return option.default_choice.overrides
 
 
 def resolve(
@@ -144,7 +132,7 @@ def resolve(
     user_options: Mapping[str, Any] | None,
     allowed_extra: Collection[str] | None = (),
 ) -> tuple[Profile | None, dict[str, Any]]:
-    """The chosen profile and its overrides for ``user_options``; :class:`ProfileError` if invalid.
+    """The chosen profile and its overrides (profile, then each option) for ``user_options``; :class:`ProfileError` if invalid.
 
     Options are checked again here (not only on the form) because the REST API
     accepts ``user_options`` without going through the form. ``allowed_extra``
@@ -152,20 +140,30 @@ def resolve(
     ``apply_user_options``); ``None`` allows any.
     """
     options = dict(user_options or {})
-    extra = [] if allowed_extra is None else sorted(set(options) - {OPTION} - set(allowed_extra))
-    if extra:
-        raise ProfileError(f"unsupported server options: {', '.join(extra)} (only '{OPTION}' may be chosen)")
     slug = options.get(OPTION)
     if not profiles:
         if slug:
             raise ProfileError("this hub offers no server profiles to choose from")
+        extra = [] if allowed_extra is None else sorted(set(options) - {OPTION} - set(allowed_extra))
+        if extra:
+            raise ProfileError(f"unsupported server options: {', '.join(extra)}")
         return None, {}
     if slug is None or slug == "":
         profile = default_profile(profiles)
-        return profile, dict(profile.overrides)
-    if not isinstance(slug, str):
+    elif not isinstance(slug, str):
         raise ProfileError("the server profile must be given by its name")
-    for profile in profiles:
-        if profile.slug == slug:
-            return profile, dict(profile.overrides)
-    raise ProfileError(f"unknown server profile {slug[:64]!r}; choose one of: {', '.join(p.slug for p in profiles)}")
+    else:
+        profile = next((p for p in profiles if p.slug == slug), None)
+        if profile is None:
+            raise ProfileError(
+                f"unknown server profile {slug[:64]!r}; choose one of: {', '.join(p.slug for p in profiles)}"
+            )
+    takes = option_names(profile)
+    extra = [] if allowed_extra is None else sorted(set(options) - {OPTION} - takes - set(allowed_extra))
+    if extra:
+        raise ProfileError(
+            f"unsupported server options: {', '.join(map(str, extra))} "
+            f"(profile {profile.slug!r} takes: {', '.join([OPTION, *sorted(takes)])})"
+        )
+    layers = [profile.overrides] + [_chosen_layer(profile, option, options) for option in profile.options]
+    return profile, ov.merge(layers)

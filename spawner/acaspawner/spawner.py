@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from inspect import isawaitable
 from typing import Any
 
 from jupyterhub.spawner import Spawner
 from sqlalchemy import inspect
 from traitlets import default
 
-from . import lifecycle, logs, naming, profiles
+from . import lifecycle, logs, naming, profile_config, profile_form, profiles, sizes
 from .contract import Op, Request, ServerSpec, Status, Volume
 from .errors import SpawnException
 from .lifecycle import StartOutcome
 from .logs import describe
+from .overrides import apply_environment, evaluate, normalise
 from .progress import READY, REQUESTED, ProgressFeed
 from .sealing import Sealer
 from .spec import build_request, build_spec, delete_spec, home_volume, next_generation, origin_of
@@ -34,6 +36,7 @@ from .watcher import QUERY_TIMEOUT, StatusUnavailable, StatusWatcher, Subscripti
 
 READ_TRIES = 4
 READ_BACKOFF = 0.5
+READ_WAIT = 10.0  # poll() answers within this even when the table does not
 SEND_TIMEOUT = 30.0
 START_TIMEOUT_MARGIN = 5.0  # our deadline ends this much before JupyterHub's own start_timeout
 MAX_RESENDS = 4
@@ -41,6 +44,9 @@ MAX_RESENDS = 4
 RETRY_FIRST_DELAY = 1.0
 RETRY_MAX_DELAY = 60.0
 RETRY_FOR = 3600.0
+# how long a failed start waits for its cleanup stop, and stop() for its request, to reach the queue
+CLEANUP_SEND_WAIT = 2.0
+STOP_SEND_WAIT = 5.0
 
 _background: set[asyncio.Task] = set()  # retries in flight (a task nobody references may be collected)
 
@@ -164,26 +170,49 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         return self._render_profiles_form if self.profile_list else ""
 
     @staticmethod
-    def _render_profiles_form(spawner: AcaSpawner) -> str:
-        selected = (spawner.user_options or {}).get(profiles.OPTION, "")
-        return profiles.render_form(profiles.parse_profiles(spawner.profile_list), str(selected))
+    async def _render_profiles_form(spawner: AcaSpawner) -> str:
+        return profile_form.render_form(await spawner._profiles(), spawner.user_options or {})
 
     @default("options_from_form")
     def _default_options_from_form(self):
         return self._profiles_from_form
 
     @staticmethod
-    def _profiles_from_form(form_data: dict[str, list[str]], spawner: AcaSpawner) -> dict[str, Any]:
+    def _profiles_from_form(form_data: dict[str, list[str]], spawner: AcaSpawner) -> Any:
         if not spawner.profile_list:
             return form_data  # no profiles: JupyterHub's passthrough behaviour for a custom form
-        return profiles.options_from_form(form_data, profiles.parse_profiles(spawner.profile_list))
+        if callable(spawner.profile_list):
+            return spawner._options_from_form_later(form_data)  # JupyterHub awaits it
+        return profile_form.options_from_form(form_data, profile_config.parse_profiles(spawner.profile_list))
 
-    def _resolve_options(self) -> tuple[profiles.Profile | None, dict[str, Any]]:
-        """The profile the user chose; options reaching us through the REST API are checked here too."""
+    async def _options_from_form_later(self, form_data: dict[str, list[str]]) -> dict[str, Any]:
+        return profile_form.options_from_form(form_data, await self._profiles())
+
+    async def _profiles(self) -> list[profiles.Profile]:
+        """The profiles this server's user may choose from (a callable profile_list is called with the spawner)."""
+        offered = self.profile_list
+        if callable(offered):
+            offered = offered(self)
+            if isawaitable(offered):
+                offered = await offered
+        try:
+            return profile_config.parse_profiles(offered or [])
+        except ValueError as e:
+            raise SpawnException(f"The server profiles are misconfigured: {e}", reason="config") from None
+
+    def _resolve_options(
+        self, offered: list[profiles.Profile] | None = None
+    ) -> tuple[profiles.Profile | None, dict[str, Any]]:
+        """The profile the user chose and its overrides; options reaching us through the REST API are checked here too.
+
+        ``offered`` is what :meth:`_profiles` returned (needed for a callable profile_list).
+        """
         hook = self.apply_user_options
         allowed = None if callable(hook) or self.pre_spawn_hook else list(hook or {})
+        if offered is None:
+            offered = profile_config.parse_profiles(self.profile_list)
         try:
-            return profiles.resolve(profiles.parse_profiles(self.profile_list), self.user_options, allowed)
+            return profiles.resolve(offered, self.user_options, allowed)
         except profiles.ProfileError as e:
             raise SpawnException(str(e), reason="options", status_code=400) from None
 
@@ -206,19 +235,35 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             return []
         return [home_volume(self.home_storage_name, self.home_mount_path, self.user.name, self.home_mount_options)]
 
-    def server_spec(self, overrides: dict[str, Any] | None = None) -> ServerSpec:
-        """The container app spec of this server: traits, then the chosen profile's ``overrides``."""
+    def server_size(self, overrides: dict[str, Any] | None = None) -> sizes.Size:
+        """What the app gets: limits/guarantees of the traits, then of the profile's ``overrides``, else cpu/memory."""
         overrides = overrides or {}
+        bounds = {key: overrides[key] if key in overrides else getattr(self, key) for key in sizes.SIZE_KEYS}
+        return sizes.choose_size(
+            sizes.Bounds.parse(bounds),
+            workload_profile=overrides.get("workload_profile", self.workload_profile),
+            cpu=self.cpu,
+            memory=self.memory,
+        )
+
+    def server_spec(self, overrides: dict[str, Any] | None = None) -> ServerSpec:
+        """The container app spec of this server: traits, then the chosen profile's (evaluated) ``overrides``."""
+        overrides = normalise(overrides or {}, "overrides", strict=True)[0]  # either shape; resolve's is kept
+        size = self.server_size(overrides)
+        env = apply_environment(self.get_env(), overrides.get("environment"))
+        if overrides.get("default_url"):
+            env["JUPYTERHUB_DEFAULT_URL"] = self.format_string(overrides["default_url"])
+        env.update(size.env())  # MEM_LIMIT and friends say what the app really gets, whichever setting chose it
         return build_spec(
             image=overrides.get("image", self.image),
-            cpu=overrides.get("cpu", self.cpu),
-            memory=overrides.get("memory", self.memory),
+            cpu=size.cpu,
+            memory=size.memory,
             workload_profile=overrides.get("workload_profile", self.workload_profile),
             port=self.port,
             ip=self.ip,
             cmd=self.cmd,
             args=self.get_args(),
-            env=self.get_env(),
+            env=env,
             api_token=self.api_token,
             allow_origin=self._allow_origin(),
             volumes=self._home_volumes(),
@@ -271,26 +316,54 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         _background.add(task)
         task.add_done_callback(_background.discard)
 
-    async def _send_in_background(self, op: Op, why: str) -> None:
-        """Send a cleanup request that a second cancellation cannot interrupt, and storage trouble cannot lose."""
-        request = self._new_request(op)
+    async def _send_soon(self, request: Request, why: str, wait: float) -> bool:
+        """Send ``request``, waiting at most ``wait`` seconds; True once it is on the queue.
+
+        A send that is slower goes on in the background (and on failure is
+        retried until storage is back), so a user never waits on an outage for
+        a cleanup they did not ask for; a cancellation cannot interrupt it either.
+        """
         task = asyncio.ensure_future(self._send(request))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        _background.add(task)
+
+        def settled(done: asyncio.Task) -> None:
+            _background.discard(done)
+            if not done.cancelled() and done.exception() is not None:
+                error = done.exception()
+                self.log.warning("Sending %s for %s (%s) failed: %s", request.op.value, self._log_name, why,
+                                 describe(error, SEND_TIMEOUT))
+                self._keep_sending(request, error)
+
+        task.add_done_callback(settled)
         try:
-            await asyncio.shield(task)
+            await asyncio.wait_for(asyncio.shield(task), wait)
+        except TimeoutError:
+            self.log.warning("%s for %s (%s) is not on the queue after %g s; still sending it in the background",
+                             request.op.value.capitalize(), self._log_name, why, wait)
+            return False
         except asyncio.CancelledError:
             raise
-        except Exception as e:
-            self.log.warning("Sending %s for %s after %s failed: %s", op.value, self._log_name, why,
-                             describe(e, SEND_TIMEOUT))
-            self._keep_sending(request, e)
+        except Exception:  # settled() logs it and keeps sending
+            return False
+        return True
+
+    async def _send_in_background(self, op: Op, why: str) -> None:
+        """Send a cleanup request; the caller waits at most CLEANUP_SEND_WAIT for it (see :meth:`_send_soon`)."""
+        await self._send_soon(self._new_request(op), f"after {why}", CLEANUP_SEND_WAIT)
+
+    def _table_stale(self) -> bool:
+        """The status table has not been read for a while (unreachable or slow), so what it says is old."""
+        age = self.watcher.age()
+        stale_after = 3 * self.status_poll_interval_fast + 10
+        return (age is None and self.watcher.consecutive_errors > 0) or (age is not None and age > stale_after)
 
     # --- start --------------------------------------------------------------------------------------
 
     async def start(self) -> str:
         """Ask the functions for a container app and return its URL once the table says it runs."""
-        profile, overrides = self._resolve_options()
+        profile, overrides = self._resolve_options(await self._profiles())
         try:
+            overrides = await evaluate(overrides, self, f"profile {profile.slug!r}" if profile else "the settings")
             spec = self.server_spec(overrides)
             self.sealer  # noqa: B018 - fail on a missing key before anything is sent
         except ValueError as e:
@@ -352,9 +425,10 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         if request is None:
             return "The start request could not be sent in time (is the storage queue reachable?)"
         watcher = self.watcher
-        age = watcher.age()
-        if watcher.consecutive_errors and (age is None or age > 3 * self.status_poll_interval_fast + 10):
-            cause = describe(watcher.last_error, QUERY_TIMEOUT) if watcher.last_error else "no answer"
+        if self._table_stale():
+            age = watcher.age()
+            # the newest read may still be waiting for its answer: then no error is known yet
+            cause = describe(watcher.last_error, QUERY_TIMEOUT) if watcher.consecutive_errors else "no answer yet"
             return (f"The status table could not be read for the last {age or waited:.0f} s ({cause}); "
                     "the server may still be starting, try again in a moment")
         status = self._own(watcher.get(self._key()))
@@ -435,17 +509,24 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         """This server's status, fresh enough; waits for the watcher's first successful read after a restart.
 
         A failing table is retried with backoff and then reported as
-        :class:`StatusUnavailable`, never as the server's death.
+        :class:`StatusUnavailable`, never as the server's death. The whole read
+        takes at most READ_WAIT: JupyterHub awaits ``poll()`` before a stop,
+        including the stop after a failed start, and the user's spawn page
+        shows the failure only once that returns.
         """
         watcher = self.watcher
         max_age = 2 * self.status_poll_interval
-        for attempt in range(READ_TRIES):
-            try:
-                return self._own(await watcher.current(self._key(), max_age))
-            except StatusUnavailable:
-                if attempt == READ_TRIES - 1:
-                    raise
-                await asyncio.sleep(READ_BACKOFF * 2**attempt)
+        try:
+            async with asyncio.timeout(READ_WAIT):
+                for attempt in range(READ_TRIES):
+                    try:
+                        return self._own(await watcher.current(self._key(), max_age))
+                    except StatusUnavailable:
+                        if attempt == READ_TRIES - 1:
+                            raise
+                        await asyncio.sleep(READ_BACKOFF * 2**attempt)
+        except TimeoutError:
+            raise StatusUnavailable(f"the status table could not be read: no answer within {READ_WAIT:g} s") from None
 
     def _answer(self, status: Status | None) -> int | None:
         answer = lifecycle.poll_answer(
@@ -511,10 +592,8 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         """Send a stop and wait (at most ``stop_timeout``) for the table to report the server stopped."""
         self._subscribe(fast=True)
         request = self._new_request(Op.STOP)
-        try:
-            await self._send(request)
-        except Exception as e:
-            self._keep_sending(request, e)
+        if not await self._send_soon(request, "asked for", STOP_SEND_WAIT) or self._table_stale():
+            # storage is in trouble: the stop goes out when it is back; the table could not confirm it anyway
             self._unsubscribe()
             self.last_url = ""
             return
@@ -525,6 +604,10 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
                 while True:
                     fresh = watcher.last_success is not None and watcher.last_success >= sent
                     if fresh and lifecycle.stop_done(self._own(watcher.get(self._key())), request.generation):
+                        break
+                    if self._table_stale():
+                        self.log.warning("The status table cannot be read to confirm the stop of %s; "
+                                         "the stop stays queued", self._log_name)
                         break
                     await watcher.next_refresh()
         except TimeoutError:

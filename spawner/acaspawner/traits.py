@@ -6,10 +6,11 @@ mixin is a ``Configurable``, so ``c.AcaSpawner.<name>`` reaches every trait.
 
 from __future__ import annotations
 
-from traitlets import Dict, Float, Integer, List, TraitError, Unicode, validate
+from jupyterhub.traitlets import ByteSpecification
+from traitlets import Callable, Dict, Float, Integer, List, TraitError, Unicode, Union, validate
 from traitlets.config import Configurable
 
-from . import profiles
+from . import profile_config
 from .sealing import DEFAULT_MAX_AGE
 from .spec import validate_cpu, validate_memory
 from .storage_config import DEFAULT_QUEUE, DEFAULT_TABLE
@@ -81,14 +82,78 @@ class AcaSpawnerConfig(Configurable):
     # --- what the server runs -----------------------------------------------------------------
 
     image = Unicode(DEFAULT_IMAGE, help="Container image of the single-user server.").tag(config=True)
-    cpu = Float(1.0, help="CPU cores of each server (ACA pairs cores with memory, e.g. 0.5/1Gi, 1/2Gi).").tag(
-        config=True
-    )
-    memory = Unicode("2Gi", help="Memory of each server, e.g. '2Gi' (must fit cpu on the workload profile).").tag(
-        config=True
-    )
+    cpu = Float(
+        1.0,
+        help="""CPU cores of each server (ACA pairs cores with memory, e.g. 0.5/1Gi, 1/2Gi).
+
+        Sent as written together with memory. JupyterHub's cpu_limit,
+        mem_limit, cpu_guarantee and mem_guarantee (KubeSpawner's settings),
+        when any of them is set (here, in c.Spawner or by the chosen profile),
+        win: they are mapped onto a size Container Apps offers (see
+        acaspawner.sizes), and cpu/memory then only fill in a resource they
+        leave open on a dedicated workload profile.
+        """,
+    ).tag(config=True)
+    memory = Unicode(
+        "2Gi",
+        help="""Memory of each server, e.g. '2Gi' (must fit cpu on the workload profile).
+
+        Like cpu, used as written unless cpu_limit, mem_limit, cpu_guarantee
+        or mem_guarantee is set; those win.
+        """,
+    ).tag(config=True)
+    # JupyterHub's own size settings (what KubeSpawner configs set), redefined to say what they mean here
+    cpu_limit = Float(
+        None,
+        allow_none=True,
+        help="""Cores a server gets (JupyterHub's and KubeSpawner's setting; a profile may set it too).
+
+        A container app has one cpu value, reserved and enforced, so the limit
+        is met exactly. On the Consumption workload profile it must be 0.25 to
+        4 in steps of 0.25 and comes with twice as many GiB of memory, unless
+        mem_limit/mem_guarantee ask for another pair, which must then exist
+        (the error names the nearest sizes). Wins over cpu. CPU_LIMIT and
+        CPU_GUARANTEE inside the server are the cores the app gets.
+        """,
+    ).tag(config=True)
+    cpu_guarantee = Float(
+        None,
+        allow_none=True,
+        help="""Cores a server gets at least (JupyterHub's and KubeSpawner's setting).
+
+        Used when cpu_limit is not set: the server gets the smallest size that
+        meets it (on Consumption the next of ACA's sizes, elsewhere rounded up
+        to two decimals). Must not be above cpu_limit. Wins over cpu.
+        """,
+    ).tag(config=True)
+    mem_limit = ByteSpecification(
+        None,
+        help="""Memory a server gets, in bytes or as '2G', '512M' (powers of 1024, as in JupyterHub).
+
+        Met exactly, like cpu_limit: on the Consumption workload profile 0.5 to
+        8 GiB in steps of 0.5, with half as many cores unless cpu_limit or
+        cpu_guarantee ask for another pair. Wins over memory. MEM_LIMIT and
+        MEM_GUARANTEE inside the server are the app's memory in bytes.
+        """,
+    ).tag(config=True)
+    mem_guarantee = ByteSpecification(
+        None,
+        help="""Memory a server gets at least, in bytes or as '1G' (zero-to-jupyterhub sets 1G by default).
+
+        Used when mem_limit is not set: the server gets the smallest size that
+        meets it. Must not be above mem_limit. Wins over memory.
+        """,
+    ).tag(config=True)
+
     workload_profile = Unicode(
-        "", help="Workload profile name of the ACA environment to run servers on (empty: Consumption)."
+        "",
+        help="""Workload profile name of the ACA environment to run servers on (empty: Consumption).
+
+        It decides how cpu_limit/mem_limit are mapped: on Consumption (empty
+        or "Consumption") onto ACA's pairs, 0.25 to 4 cores in steps of 0.25
+        with twice as many GiB; on any other (dedicated) profile any values
+        with at most two decimals, up to the profile's node size.
+        """,
     ).tag(config=True)
 
     port = Integer(8888, help="Port the single-user server listens on inside its container (the ingress target port).").tag(
@@ -126,13 +191,24 @@ class AcaSpawnerConfig(Configurable):
         """,
     ).tag(config=True)
 
-    profile_list = List(
-        Dict(),
-        help="""Server profiles users choose from on the spawn page.
+    profile_list = Union(
+        [List(Dict()), Dict(), Callable()],
+        default_value=[],
+        help="""Server profiles users choose from on the spawn page (KubeSpawner's profile_list works unchanged).
 
-        Each is a dict with display_name, slug, description, default and
-        overrides; overrides may set image, cpu, memory and workload_profile
-        only. Users can only pick a listed slug.
+        A list of dicts with display_name, description, default, an optional
+        slug (made from display_name when missing) and overrides, or
+        KubeSpawner's kubespawner_override and profile_options (choices, and
+        an unlisted_choice whose typed value fills {value}). Overrides may set
+        image, cpu, memory, workload_profile, cpu_limit, mem_limit,
+        cpu_guarantee, mem_guarantee, environment and default_url; other
+        kubespawner_override keys (node_selector, tolerations, ...) mean
+        nothing on Container Apps and are logged once and ignored. Also a
+        dict of such profiles, or a callable (may be async) taking the
+        spawner and returning either. Users can only pick a listed profile
+        and listed choices; a typed value must match validation_regex, and
+        the functions' allowed images (ACA_ALLOWED_IMAGES) are the final
+        check of any image.
         """,
     ).tag(config=True)
 
@@ -198,7 +274,8 @@ class AcaSpawnerConfig(Configurable):
 
     @validate("profile_list")
     def _valid_profiles(self, proposal):
-        _checked(profiles.parse_profiles, proposal)
+        if not callable(proposal.value):  # a callable's profiles are checked when it is called
+            _checked(profile_config.parse_profiles, proposal)
         return proposal.value
 
     @validate("status_poll_interval", "status_poll_interval_fast", "resend_after")

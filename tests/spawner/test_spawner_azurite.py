@@ -8,7 +8,7 @@ import time
 import pytest
 from spawner_support import make_spawner, wait_until
 
-from acaspawner.contract import Phase
+from acaspawner.contract import Op, Phase
 from acaspawner.errors import SpawnException
 from acaspawner.spec import home_sub_path
 from acaspawner.storage import HubStorage
@@ -286,3 +286,75 @@ async def test_a_stop_storage_refuses_is_sent_again_until_it_goes_through(db, wo
     assert len(refusals) == 3
     assert spawner.last_op == "stop"  # remembered once it went through
     await wait_until(lambda: worker.store.get_status("testhub", spawner.server_key).generation == spawner.generation)
+
+
+def hang_sends(monkeypatch) -> asyncio.Event:
+    """Make every queue send hang (a frozen storage account) until the returned event is set."""
+    real_send = HubStorage.send
+    back = asyncio.Event()
+
+    async def frozen(self, sealed):
+        await back.wait()
+        await real_send(self, sealed)
+
+    monkeypatch.setattr(HubStorage, "send", frozen)
+    return back
+
+
+async def test_a_failed_start_does_not_wait_on_a_frozen_queue_for_its_cleanup(db, worker, spawner_kwargs,
+                                                                                monkeypatch):
+    """The reason reaches the user before JupyterHub's own timeout; the stop follows once storage is back."""
+    spawner_kwargs["start_timeout"] = 3
+    spawner = make_spawner(db, user_name="gus", **spawner_kwargs)
+    worker.slow[spawner._key()] = 30
+    start = asyncio.ensure_future(spawner.start())
+    await wait_until(lambda: [op for op, _ in worker.ops(spawner.server_key)] == ["start"])
+    back = hang_sends(monkeypatch)
+    began = time.monotonic()
+    with pytest.raises(SpawnException, match="Azure was still working"):
+        await asyncio.wait_for(start, 10)
+    waited_for_cleanup = time.monotonic() - began
+    # without the bounded wait this is SEND_TIMEOUT (30 s): past the hub's start_timeout
+    assert waited_for_cleanup < 3 + 5, waited_for_cleanup
+    back.set()
+    await wait_until(lambda: [op for op, _ in worker.ops(spawner.server_key)] == ["start", "stop"])
+
+
+async def test_stop_returns_while_the_queue_is_frozen_and_sends_once_it_thaws(db, worker, spawner_kwargs,
+                                                                           monkeypatch):
+    spawner = make_spawner(db, user_name="hal", **spawner_kwargs)
+    await asyncio.wait_for(spawner.start(), 20)
+    back = hang_sends(monkeypatch)
+    monkeypatch.setattr("acaspawner.spawner.STOP_SEND_WAIT", 0.2)
+    await asyncio.wait_for(spawner.stop(), 5)  # the hub's stop (and a failed spawn's cleanup) is not held up
+    assert [op for op, _ in worker.ops(spawner.server_key)] == ["start"]
+    back.set()
+    await wait_until(lambda: [op for op, _ in worker.ops(spawner.server_key)] == ["start", "stop"])
+    assert spawner.last_op == "stop"
+
+
+async def test_a_table_that_stopped_answering_is_named_before_its_first_read_times_out(db, worker, spawner_kwargs,
+                                                                                      monkeypatch):
+    """Reads hang (no error yet): the reason names the table, not the last status it happened to show."""
+    spawner = make_spawner(db, user_name="ida", **spawner_kwargs)
+    request = await spawner.send_request(Op.START, spawner.server_spec({}))
+    monkeypatch.setattr(spawner.watcher, "last_success", time.monotonic() - 60)  # last answer a minute ago
+    spawner.watcher.consecutive_errors = 0
+    reason = spawner._why_not_running(request)
+    assert reason.startswith("The status table could not be read for the last 60 s (no answer yet)"), reason
+
+
+async def test_poll_answers_within_its_read_wait_when_the_table_hangs(db, worker, spawner_kwargs, monkeypatch):
+    """JupyterHub awaits poll() before the stop that follows a failed start: it must not hang on the table."""
+    spawner = make_spawner(db, user_name="jan", **spawner_kwargs)
+    await asyncio.wait_for(spawner.start(), 20)
+    monkeypatch.setattr("acaspawner.spawner.READ_WAIT", 0.5)
+    spawner.watcher.last_success = time.monotonic() - 3600  # every read needs a fresh query
+
+    async def hangs(self, hub_id):
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(HubStorage, "list_statuses", hangs)
+    began = time.monotonic()
+    assert await asyncio.wait_for(spawner.poll(), 10) is None  # unknown: assumed still running
+    assert time.monotonic() - began < 5

@@ -1,0 +1,145 @@
+"""Fault drill: every failed spawn tells the user why, through the hub's own progress stream.
+
+One stack with a short start timeout (40 s). Each cause is provoked from
+outside, as an operator would meet it, and a user's start is followed through
+``GET /hub/api/users/{name}/server/progress``, the stream the spawn page reads:
+
+* the Function App is not running (its host killed): "No function picked up ...";
+* Azure keeps provisioning (the emulator's provisioning delay): "Azure was still working ...";
+* the storage account freezes after the start was sent: "The status table could not be read ...";
+* the storage account is frozen before the start is sent: "... could not be sent in time ...".
+
+The same reason reaches the hub log with the server's key and generation, and
+no app is left behind once the parts are back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import threading
+import urllib.request
+
+import pytest
+from culler_stack_support import HubAdmin, quote, read_log, tail, wait_until
+
+from acaspawner.naming import server_key
+from local.procs import free_port
+from local.stack import Stack, StackOptions
+
+START_TIMEOUT = 40  # the hub's; the spawner answers a little before it
+BUDGET = round(max(START_TIMEOUT - 5, 0.9 * START_TIMEOUT))  # what the spawner waits (its _start_budget)
+
+
+@pytest.fixture
+def stack(tmp_path_factory):
+    options = StackOptions(
+        port=free_port(),
+        state_dir=tmp_path_factory.mktemp("reasons-drill"),
+        test_admin_token=secrets.token_hex(16),
+        start_timeout=START_TIMEOUT,
+        function_settings={"ACA_CULL_SCHEDULE": "0 0 0 1 1 *", "ACA_RECONCILE_SCHEDULE": "0 0 0 1 1 *"},
+    )
+    with Stack(options) as running:
+        yield running
+
+
+class ProgressReader:
+    """Reads a user's spawn progress stream in a thread, as the spawn page's EventSource does."""
+
+    def __init__(self, hub: HubAdmin, user: str):
+        self.url = f"{hub.base}/users/{quote(user)}/server/progress"
+        self.token = hub.token
+        self.events: list[dict] = []
+        self.error: str = ""
+        self._thread = threading.Thread(target=self._read, name=f"progress-{user}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        request = urllib.request.Request(self.url, headers={"Authorization": f"token {self.token}",
+                                                            "Accept": "text/event-stream"})
+        try:
+            with urllib.request.urlopen(request, timeout=START_TIMEOUT + 60) as stream:
+                for raw in stream:
+                    line = raw.decode().strip()
+                    if line.startswith("data:"):
+                        self.events.append(json.loads(line[5:]))
+        except Exception as e:  # reported by last() when no final event came
+            self.error = f"{type(e).__name__}: {e}"
+
+    def last(self, timeout: float) -> dict:
+        """The stream's final event (the one with ``failed`` or ``ready``)."""
+        self._thread.join(timeout)
+        final = [e for e in self.events if e.get("failed") or e.get("ready")]
+        assert final, f"no final event on {self.url}: events {self.events}, error {self.error!r}"
+        return final[-1]
+
+
+def start_and_follow(hub: HubAdmin, user: str) -> ProgressReader:
+    """POST the start (the hub answers 202 once the spawn is slow) and open its progress stream."""
+    status, answer = hub.call("POST", f"/users/{quote(user)}/server")
+    assert status == 202, f"start of {user}: {status} {answer}"
+    return ProgressReader(hub, user)
+
+
+def failure_of(reader: ProgressReader) -> str:
+    final = reader.last(timeout=START_TIMEOUT + 60)
+    assert final.get("failed"), f"expected a failed spawn, got {final}"
+    return final["message"]
+
+
+def hub_log_names(stack: Stack, user: str, reason: str) -> None:
+    """The hub log has the reason on the line that names the server's key and a generation."""
+    key = server_key(stack.options.hub_id, user, "")
+    log = read_log(stack, "hub")
+    lines = [line for line in log.splitlines() if reason in line and key in line and "generation" in line]
+    assert lines, f"no hub log line with {reason!r} and {key}:\n{tail(log, 30)}"
+
+
+@pytest.mark.timeout(900)
+def test_each_cause_of_a_failed_spawn_is_named_on_the_progress_stream(stack: Stack):
+    hub = HubAdmin(stack, timeout=120)
+    users = ["no-functions", "slow-azure", "table-frozen", "queue-frozen"]
+    hub.expect("POST", "/users", {"usernames": users}, ok=(201,))
+
+    # 1. the Function App is down: the start waits on the queue, nobody answers
+    stack.kill_functions()
+    message = failure_of(start_and_follow(hub, "no-functions"))
+    assert f"No function picked up the start request within {BUDGET} s" in message, message
+    assert "Function App running" in message, message
+    hub_log_names(stack, "no-functions", "No function picked up the start request")
+    stack.start_functions()
+
+    # 2. Azure takes longer than the start timeout to provision
+    stack.set_emulator_faults(provisioning_delay=START_TIMEOUT + 30)
+    message = failure_of(start_and_follow(hub, "slow-azure"))
+    assert f"Azure was still working on the server after {BUDGET} s (last status: provisioning" in message, message
+    hub_log_names(stack, "slow-azure", "Azure was still working on the server")
+
+    # 3 and 4. storage freezes: after one start was sent, and before another one could be
+    reader = start_and_follow(hub, "table-frozen")
+    key = server_key(stack.options.hub_id, "table-frozen", "")
+    wait_until(lambda: key in stack.emulator_apps(), timeout=30, interval=0.5, what="the create to reach ARM")
+    azurite = stack.azurite.process
+    os.killpg(azurite.pid, signal.SIGSTOP)
+    try:
+        frozen_start = start_and_follow(hub, "queue-frozen")
+        message = failure_of(reader)
+        assert "The status table could not be read for the last" in message, message
+        assert re.search(r"\((no answer yet|timed out after \d+ s)\)", message), message
+        message = failure_of(frozen_start)
+        assert "could not be sent in time (is the storage queue reachable?)" in message, message
+    finally:
+        os.killpg(azurite.pid, signal.SIGCONT)
+    hub_log_names(stack, "table-frozen", "The status table could not be read")
+
+    # nothing outlives its failed spawn: each timeout sent a stop, and the parts are back
+    stack.set_emulator_faults(provisioning_delay=0)
+    wait_until(lambda: not stack.emulator_apps(), timeout=180, interval=2,
+               what="every app of a failed spawn to be removed",
+               describe=lambda: f"apps: {sorted(stack.emulator_apps())}\n{tail(read_log(stack, 'functions'), 30)}")
+    for user in users:
+        assert not (hub.default_server(user) or {}).get("pending"), hub.user(user)
