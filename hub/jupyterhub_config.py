@@ -86,6 +86,9 @@ c.ConfigurableHTTPProxy.command = ["configurable-http-proxy", "--change-origin"]
 # --- state ---------------------------------------------------------------------------
 
 c.JupyterHub.db_url = _required("JUPYTERHUB_DB_URL")
+# Azure: the URL names the hub's managed identity and holds no password; the
+# identity signs in with a Microsoft Entra token (password logins are disabled)
+db_entra_auth = _flag("JUPYTERHUB_DB_ENTRA_AUTH")
 # a new hub image may bring a schema migration; there is no one-off shell to run
 # `jupyterhub upgrade-db` in, and PostgreSQL keeps point-in-time backups
 c.JupyterHub.upgrade_db = True
@@ -167,3 +170,8 @@ c.Authenticator.allowed_users = _names("ACA_ALLOWED_USERS")
 
 if _missing:
     raise RuntimeError("jupyterhub_config.py: missing required environment variable(s): " + ", ".join(_missing))
+
+if db_entra_auth:
+    from acaspawner.pgentra import sign_in_with_entra
+
+    sign_in_with_entra(client_id=_env("AZURE_CLIENT_ID"))

@@ -16,7 +16,6 @@ var statusTableName = 'acaservers'
 var homeStorageName = 'homes'
 var homeShareName = 'homes'
 var hubDatabaseName = 'jupyterhub'
-var postgresLogin = 'jupyterhub'
 
 // --- deployment -------------------------------------------------------------
 
@@ -220,10 +219,6 @@ param cookieSecret string
 @description('API token of the aca-idle-culler hub service.')
 param cullerApiToken string
 
-@secure()
-@minLength(16)
-@description('PostgreSQL administrator password (the hub connects with it; stored in Key Vault).')
-param postgresAdminPassword string
 
 // --- names ------------------------------------------------------------------------
 
@@ -363,8 +358,8 @@ module postgres 'modules/postgres.bicep' = {
     tags: allTags
     serverName: 'psql-${token}'
     databaseName: hubDatabaseName
-    administratorLogin: postgresLogin
-    administratorLoginPassword: postgresAdminPassword
+    adminPrincipalId: identities.outputs.hubPrincipalId
+    adminPrincipalName: identities.outputs.hubName
     version: postgresVersion
     skuName: postgresSkuName
     skuTier: postgresSkuTier
@@ -383,14 +378,10 @@ module vault 'modules/keyvault.bicep' = {
     name: 'kv-${token}'
     hubPrincipalId: identities.outputs.hubPrincipalId
     functionsPrincipalId: identities.outputs.functionsPrincipalId
-    postgresHost: postgres.outputs.host
-    postgresLogin: postgresLogin
-    postgresDatabase: postgres.outputs.databaseName
     sealingKeys: sealingKeys
     jupyterhubCryptKey: jupyterhubCryptKey
     cookieSecret: cookieSecret
     cullerApiToken: cullerApiToken
-    postgresAdminPassword: postgresAdminPassword
     oauthClientSecret: oauthClientSecret
   }
 }
@@ -486,6 +477,7 @@ module hub 'modules/hub.bicep' = {
     pullIdentityId: identities.outputs.pullId
     registryServer: registryServer
     vaultUris: vault.outputs.uris
+    dbUrl: postgres.outputs.entraDbUrl
     hubId: resolvedHubId
     publicUrl: publicUrl
     hubConnectUrl: hubConnectUrl

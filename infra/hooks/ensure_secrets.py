@@ -27,17 +27,11 @@ def hex32() -> str:
     return secrets.token_hex(32)
 
 
-def postgres_password() -> str:
-    # PostgreSQL flexible server wants three of: upper, lower, digit, symbol
-    return "Pg1-" + secrets.token_urlsafe(24)
-
-
 GENERATED = {
     "ACA_SEALING_KEYS": fernet_key,
     "JUPYTERHUB_CRYPT_KEY": hex32,
     "JUPYTERHUB_COOKIE_SECRET": hex32,
     "ACA_CULLER_API_TOKEN": hex32,
-    "POSTGRES_ADMIN_PASSWORD": postgres_password,
 }
 
 

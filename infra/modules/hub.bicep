@@ -16,10 +16,12 @@ param identityId string
 param identityClientId string
 param pullIdentityId string
 param registryServer string
-@description('Versionless Key Vault secret URIs (sealingKeys, cryptKey, cookie, cullerApiToken, dbUrl, oauthClientSecret).')
+@description('Versionless Key Vault secret URIs (sealingKeys, cryptKey, cookie, cullerApiToken, oauthClientSecret).')
 param vaultUris object
 
 // what jupyterhub_config.py reads
+@description('PostgreSQL URL without a password: the hub signs in with its managed identity (Entra token).')
+param dbUrl string
 param hubId string
 param publicUrl string
 param hubConnectUrl string
@@ -61,7 +63,6 @@ var requiredVaultSecrets = [
   { name: 'crypt-key', keyVaultUrl: vaultUris.cryptKey, identity: identityId }
   { name: 'cookie-secret', keyVaultUrl: vaultUris.cookie, identity: identityId }
   { name: 'culler-api-token', keyVaultUrl: vaultUris.cullerApiToken, identity: identityId }
-  { name: 'db-url', keyVaultUrl: vaultUris.dbUrl, identity: identityId }
 ]
 var oauthVaultSecret = { name: 'oauth-client-secret', keyVaultUrl: vaultUris.oauthClientSecret, identity: identityId }
 var vaultSecrets = hasOauthClientSecret ? concat(requiredVaultSecrets, [oauthVaultSecret]) : requiredVaultSecrets
@@ -79,7 +80,8 @@ var containerEnv = [
   { name: 'JUPYTERHUB_PUBLIC_URL', value: publicUrl }
   { name: 'JUPYTERHUB_HUB_CONNECT_URL', value: hubConnectUrl }
   // hub state
-  { name: 'JUPYTERHUB_DB_URL', secretRef: 'db-url' }
+  { name: 'JUPYTERHUB_DB_URL', value: dbUrl }
+  { name: 'JUPYTERHUB_DB_ENTRA_AUTH', value: 'true' }
   { name: 'JUPYTERHUB_CRYPT_KEY', secretRef: 'crypt-key' }
   { name: 'JUPYTERHUB_COOKIE_SECRET', secretRef: 'cookie-secret' }
   // user servers

@@ -31,6 +31,7 @@ resource pull 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
 output hubId string = hub.id
 output hubPrincipalId string = hub.properties.principalId
 output hubClientId string = hub.properties.clientId
+output hubName string = hub.name
 output functionsId string = functions.id
 output functionsPrincipalId string = functions.properties.principalId
 output functionsClientId string = functions.properties.clientId

@@ -6,9 +6,6 @@ param tags object
 param name string
 param hubPrincipalId string
 param functionsPrincipalId string
-param postgresHost string
-param postgresLogin string
-param postgresDatabase string
 
 @secure()
 param sealingKeys string
@@ -18,8 +15,6 @@ param jupyterhubCryptKey string
 param cookieSecret string
 @secure()
 param cullerApiToken string
-@secure()
-param postgresAdminPassword string
 @secure()
 param oauthClientSecret string
 
@@ -80,15 +75,6 @@ resource cullerTokenSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   }
 }
 
-resource dbUrlSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  parent: vault
-  name: 'jupyterhub-db-url'
-  properties: {
-    value: 'postgresql://${postgresLogin}:${uriComponent(postgresAdminPassword)}@${postgresHost}:5432/${postgresDatabase}?sslmode=require'
-    contentType: 'JupyterHub database URL (SQLAlchemy)'
-  }
-}
-
 resource oauthClientSecretSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (hasOauthClientSecret) {
   parent: vault
   name: 'oauth-client-secret'
@@ -140,16 +126,6 @@ resource hubReadsCullerToken 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }
 
-resource hubReadsDbUrl 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(dbUrlSecret.id, hubPrincipalId, secretsUser)
-  scope: dbUrlSecret
-  properties: {
-    roleDefinitionId: secretsUser
-    principalId: hubPrincipalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
 resource hubReadsOauthClientSecret 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (hasOauthClientSecret) {
   name: guid(oauthClientSecretSecret.id, hubPrincipalId, secretsUser)
   scope: oauthClientSecretSecret
@@ -190,6 +166,5 @@ output uris object = {
   cryptKey: cryptKeySecret.properties.secretUri
   cookie: cookieSecretSecret.properties.secretUri
   cullerApiToken: cullerTokenSecret.properties.secretUri
-  dbUrl: dbUrlSecret.properties.secretUri
   oauthClientSecret: hasOauthClientSecret ? oauthClientSecretSecret.properties.secretUri : ''
 }

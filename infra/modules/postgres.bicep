@@ -1,15 +1,20 @@
 // The hub's database: PostgreSQL flexible server (Burstable B1ms) with private
 // access only (delegated subnet + private DNS zone). JupyterHub warns against
-// SQLite on network file systems, and a revision roll-out can briefly run two
-// hubs against one database.
+// SQLite on network file systems.
+//
+// Logins are Microsoft Entra only (password authentication disabled): the hub's
+// managed identity is the server's Entra administrator and signs in with a token.
+// User containers share the hub's network and can reach port 5432, but they hold
+// no identity, so there is nothing they could log in with.
 
 param location string
 param tags object
 param serverName string
 param databaseName string
-param administratorLogin string
-@secure()
-param administratorLoginPassword string
+@description('Object (principal) id of the hub\'s managed identity: the Entra administrator.')
+param adminPrincipalId string
+@description('Name of the hub\'s managed identity: the PostgreSQL role it signs in as.')
+param adminPrincipalName string
 param version string
 param skuName string
 param skuTier string
@@ -46,11 +51,10 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   }
   properties: {
     version: version
-    administratorLogin: administratorLogin
-    administratorLoginPassword: administratorLoginPassword
     authConfig: {
-      activeDirectoryAuth: 'Disabled'
-      passwordAuth: 'Enabled'
+      activeDirectoryAuth: 'Enabled'
+      passwordAuth: 'Disabled'
+      tenantId: tenant().tenantId
     }
     storage: {
       storageSizeGB: storageSizeGB
@@ -83,6 +87,22 @@ resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-0
   }
 }
 
+resource hubAdministrator 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = {
+  parent: server
+  name: adminPrincipalId
+  properties: {
+    principalType: 'ServicePrincipal'
+    principalName: adminPrincipalName
+    tenantId: tenant().tenantId
+  }
+  dependsOn: [
+    database
+  ]
+}
+
 output host string = server.properties.fullyQualifiedDomainName
 output serverName string = server.name
 output databaseName string = database.name
+@description('SQLAlchemy URL of the hub database: no password, the hub adds an Entra token per connection.')
+output entraDbUrl string = 'postgresql://${uriComponent(adminPrincipalName)}@${server.properties.fullyQualifiedDomainName}:5432/${database.name}?sslmode=require'
+

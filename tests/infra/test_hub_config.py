@@ -207,3 +207,44 @@ def test_ports_agree_with_the_hub_app():
     assert "external: false" in mapping and "targetPort: hubPort" in mapping and "exposedPort: hubPort" in mapping
     assert f"var hubConnectUrl = 'http://${{hubAppName}}:{hub_port}'" in main
     assert re.search(r"minReplicas: 1\s*\n\s*maxReplicas: 1", hub)
+
+
+def test_the_database_login_uses_the_hubs_entra_identity_when_asked(environ, monkeypatch):
+    import acaspawner.pgentra as pgentra
+
+    calls = []
+    monkeypatch.setattr(pgentra, "sign_in_with_entra", lambda **kw: calls.append(kw))
+    environ(**{**REQUIRED, "JUPYTERHUB_DB_URL": "postgresql://id-hub@psql.example:5432/jupyterhub?sslmode=require"},
+            JUPYTERHUB_DB_ENTRA_AUTH="true", AZURE_CLIENT_ID="client-1")
+    load()
+    assert calls == [{"client_id": "client-1"}]
+
+
+def test_without_the_flag_the_database_url_is_used_as_given(environ, monkeypatch):
+    import acaspawner.pgentra as pgentra
+
+    monkeypatch.setattr(pgentra, "sign_in_with_entra", lambda **kw: pytest.fail("no Entra sign-in expected"))
+    environ(**REQUIRED)
+    assert load().JupyterHub.db_url == REQUIRED["JUPYTERHUB_DB_URL"]
+
+
+def test_hub_bicep_gives_a_passwordless_url_and_turns_entra_sign_in_on():
+    hub = strip_comments((INFRA / "modules" / "hub.bicep").read_text())
+    assert "{ name: 'JUPYTERHUB_DB_URL', value: dbUrl }" in hub
+    assert "{ name: 'JUPYTERHUB_DB_ENTRA_AUTH', value: 'true' }" in hub
+    assert "db-url" not in hub  # no database secret exists any more
+    main = strip_comments((INFRA / "main.bicep").read_text())
+    assert "dbUrl: postgres.outputs.entraDbUrl" in main
+    assert "postgresAdminPassword" not in main
+
+
+def test_postgres_accepts_entra_logins_only_with_the_hub_as_administrator():
+    postgres = strip_comments((INFRA / "modules" / "postgres.bicep").read_text())
+    assert re.search(r"activeDirectoryAuth: 'Enabled'\s+passwordAuth: 'Disabled'", postgres)
+    assert "administratorLoginPassword" not in postgres
+    assert "Microsoft.DBforPostgreSQL/flexibleServers/administrators@" in postgres
+    assert re.search(r"name: adminPrincipalId\s+properties: \{\s+principalType: 'ServicePrincipal'\s+"
+                     r"principalName: adminPrincipalName", postgres)
+    # the URL's user is the identity's name: the role Azure creates for an Entra administrator
+    assert "output entraDbUrl string = 'postgresql://${uriComponent(adminPrincipalName)}@" in postgres
+    assert "adminPrincipalName: identities.outputs.hubName" in strip_comments((INFRA / "main.bicep").read_text())

@@ -99,7 +99,6 @@ def test_hub_identity_may_only_send_requests_read_statuses_and_its_secrets():
         ("Key Vault Secrets User", "cryptKeySecret"),
         ("Key Vault Secrets User", "cookieSecretSecret"),
         ("Key Vault Secrets User", "cullerTokenSecret"),
-        ("Key Vault Secrets User", "dbUrlSecret"),
         ("Key Vault Secrets User", "oauthClientSecretSecret"),
     }
 
@@ -199,7 +198,7 @@ def test_key_vault_is_rbac_only_and_secrets_are_referenced_by_identity():
     assert "enableRbacAuthorization: true" in vault
     assert "accessPolicies" not in vault
     hub = strip_comments((INFRA / "modules" / "hub.bicep").read_text())
-    assert len(re.findall(r"keyVaultUrl: vaultUris\.\w+, identity: identityId", hub)) == 6
+    assert len(re.findall(r"keyVaultUrl: vaultUris\.\w+, identity: identityId", hub)) == 5
 
 
 def test_no_secret_reaches_an_output():
