@@ -20,11 +20,11 @@ from jupyterhub.spawner import Spawner
 from sqlalchemy import inspect
 from traitlets import default
 
-from . import lifecycle, logs, naming, profile_config, profile_form, profiles, sizes
+from . import logs, naming, outcomes, profile_config, profile_form, profiles, sizes
 from .contract import Op, Request, ServerSpec, Status, Volume
 from .errors import SpawnException
-from .lifecycle import StartOutcome
 from .logs import describe
+from .outcomes import StartOutcome
 from .overrides import apply_environment, evaluate, normalise
 from .progress import READY, REQUESTED, ProgressFeed
 from .sealing import Sealer
@@ -106,8 +106,8 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         return self.server_key
 
     def _own(self, status: Status | None) -> Status | None:
-        """The row under this server's key, if it is this server's (see :func:`lifecycle.owned`)."""
-        mine = lifecycle.owned(status, self.user.name, self.name)
+        """The row under this server's key, if it is this server's (see :func:`outcomes.owned`)."""
+        mine = outcomes.owned(status, self.user.name, self.name)
         if status is not None and mine is None:
             self.log.error("The status row of %s (%s) records user %r, server %r: not %s; ignoring it",
                            self._log_name, self._key(), status.user, status.server_name, self._log_name)
@@ -461,7 +461,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         while True:
             status = watcher.get(self._key())
             if resend is not None:
-                mine = lifecycle.owned(status, self.user.name, self.name)
+                mine = outcomes.owned(status, self.user.name, self.name)
                 now_seen = (mine.generation, mine.phase, mine.updated) if mine else None
                 if now_seen != seen:
                     seen, changed = now_seen, time.monotonic()
@@ -475,7 +475,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
                     "choose another server name, or ask an admin to look at the status table",
                     reason="conflict",
                 )
-            outcome = lifecycle.start_outcome(status, generation)
+            outcome = outcomes.start_outcome(status, generation)
             if feed is not None and status is not None and status.generation == generation:
                 feed.add_status(status)
             if outcome is StartOutcome.RUNNING:
@@ -529,7 +529,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             raise StatusUnavailable(f"the status table could not be read: no answer within {READ_WAIT:g} s") from None
 
     def _answer(self, status: Status | None) -> int | None:
-        answer = lifecycle.poll_answer(
+        answer = outcomes.poll_answer(
             status, self.generation, self.last_op, self.seal_max_age, starting=self._starting
         )
         if answer.adopt is not None:
@@ -545,7 +545,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
     async def poll(self) -> int | None:
         """``None`` while queued, provisioning or running; 0 once stopped or gone, 1 if failed."""
         if not self.generation:
-            return lifecycle.EXIT_STOPPED  # neither started nor loaded from state
+            return outcomes.EXIT_STOPPED  # neither started nor loaded from state
         try:
             status = await self._read_status()
         except StatusUnavailable as e:
@@ -568,7 +568,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         if self._answer(status) is not None:
             return fallback
         status = self._own(self.watcher.get(self._key()))
-        if lifecycle.start_outcome(status, self.generation) is StartOutcome.RUNNING:
+        if outcomes.start_outcome(status, self.generation) is StartOutcome.RUNNING:
             self.last_url = status.url
             return status.url
         # still coming up: wait for the rest of the start budget of that generation
@@ -603,7 +603,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             async with asyncio.timeout(self.stop_timeout):
                 while True:
                     fresh = watcher.last_success is not None and watcher.last_success >= sent
-                    if fresh and lifecycle.stop_done(self._own(watcher.get(self._key())), request.generation):
+                    if fresh and outcomes.stop_done(self._own(watcher.get(self._key())), request.generation):
                         break
                     if self._table_stale():
                         self.log.warning("The status table cannot be read to confirm the stop of %s; "

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from spawner_support import make_spawner
 
-from acaspawner import lifecycle
+from acaspawner import outcomes
 from acaspawner.contract import Phase, Status
 from acaspawner.errors import SpawnException
 from functions.storage import FunctionStorage
@@ -22,10 +22,10 @@ def foreign_row(storage_config, key: str, generation: int) -> None:
 
 def test_owned_keeps_only_this_servers_row():
     row = Status(hub_id="h", server_key="jl-a-x", phase=Phase.RUNNING, generation=1, user="alice", server_name="")
-    assert lifecycle.owned(row, "alice", "") is row
-    assert lifecycle.owned(None, "alice", "") is None
-    assert lifecycle.owned(row, "mallory", "") is None
-    assert lifecycle.owned(row, "alice", "gpu") is None
+    assert outcomes.owned(row, "alice", "") is row
+    assert outcomes.owned(None, "alice", "") is None
+    assert outcomes.owned(row, "mallory", "") is None
+    assert outcomes.owned(row, "alice", "gpu") is None
 
 
 async def test_start_fails_at_once_when_the_row_is_another_servers(db, worker, spawner_kwargs, storage_config):
@@ -42,6 +42,6 @@ async def test_poll_never_adopts_another_servers_row(db, worker, spawner_kwargs,
     spawner = make_spawner(db, user_name="alice", **spawner_kwargs)
     foreign_row(storage_config, spawner._key(), generation=10**13)  # "newer" than alice's own
     spawner.generation, spawner.last_op = 1, "start"  # state of a long-gone start, as after a hub restart
-    assert await spawner.poll() == lifecycle.EXIT_STOPPED
+    assert await spawner.poll() == outcomes.EXIT_STOPPED
     assert spawner.generation == 1 and spawner.last_url != "http://mallory-app.internal"
     assert await spawner.get_url() != "http://mallory-app.internal"

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from acaspawner.contract import Phase, Status
-from acaspawner.lifecycle import (
+from acaspawner.outcomes import (
     EXIT_FAILED,
     EXIT_STOPPED,
     StartOutcome,
