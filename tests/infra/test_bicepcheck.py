@@ -3,18 +3,30 @@
 import pytest
 from bicepcheck import (
     BicepSyntaxError,
-    check_balanced,
+    Call,
+    If,
+    Loop,
+    Op,
+    Ref,
     check_env,
     check_params,
     check_role_ids,
     check_settings,
+    declared,
     environment_reads,
-    mask,
-    object_keys,
+    expression,
+    module_params,
     params,
+    parse,
+    render,
+    resource,
+    resource_types,
+    role_assignments,
     role_definition_sources,
     setting_literals,
     strip_comments,
+    top_level_declarations,
+    variable,
 )
 
 FUNCTIONS_SNIPPET = """
@@ -51,31 +63,60 @@ def test_a_forbidden_setting_is_reported():
     ]
 
 
-def test_no_settings_block_is_an_error():
+def test_no_settings_object_is_an_error():
     with pytest.raises(LookupError):
         check_settings("var other = {\n  ACA_HUB_ID: 'x'\n}\n", {"ACA_HUB_ID"})
+    with pytest.raises(LookupError):
+        check_settings("var appSettings = union(a, b)\n", {"ACA_HUB_ID"})
 
 
 HUB_SNIPPET = """
+var secretEnv = { name: 'ACA_SEALING_KEYS', secretRef: 'sealing-keys' }
 var containerEnv = [
   { name: 'ACA_HUB_ID', value: hubId }
   // { name: 'ACA_SINGLEUSER_IMAGE', value: image }
   cond ? { name: 'OAUTH_CLIENT_SECRET', secretRef: 'oauth' } : { name: 'OAUTH_CLIENT_SECRET', value: '' }
+  secretEnv
 ]
 var other = [
   { name: 'JUPYTERHUB_DB_URL', value: 'x' }
 ]
+resource hub 'Microsoft.App/containerApps@2024-03-01' = {
+  name: 'hub'
+  properties: {
+    template: {
+      containers: [
+        {
+          name: 'hub'
+          env: containerEnv
+        }
+      ]
+    }
+  }
+}
 """
 
 
 def test_a_missing_env_var_is_reported():
     problems = check_env(
-        HUB_SNIPPET, {"ACA_HUB_ID", "OAUTH_CLIENT_SECRET", "ACA_SINGLEUSER_IMAGE", "JUPYTERHUB_DB_URL"}
+        HUB_SNIPPET,
+        {"ACA_HUB_ID", "OAUTH_CLIENT_SECRET", "ACA_SEALING_KEYS", "ACA_SINGLEUSER_IMAGE", "JUPYTERHUB_DB_URL"},
     )
     assert problems == [
-        "environment variable ACA_SINGLEUSER_IMAGE is not set on the container app",
-        "environment variable JUPYTERHUB_DB_URL is not set on the container app",
+        "environment variable ACA_SINGLEUSER_IMAGE is not set on the container app",  # a comment
+        "environment variable JUPYTERHUB_DB_URL is not set on the container app",  # a variable the app does not use
     ]
+
+
+def test_env_vars_are_those_of_a_container_app():
+    assert check_env(HUB_SNIPPET, set(), forbidden={"ACA_HUB_ID"}) == [
+        "environment variable ACA_HUB_ID must not be set in Azure"
+    ]
+    with pytest.raises(LookupError):  # no container app at all
+        check_env("var containerEnv = [\n  { name: 'A', value: 'x' }\n]\n", {"A"})
+    unreadable = HUB_SNIPPET.replace("env: containerEnv", "env: filter(containerEnv, e => e.value != '')")
+    with pytest.raises(LookupError):  # an env it cannot enumerate fails instead of passing
+        check_env(unreadable, {"ACA_HUB_ID"})
 
 
 def test_secure_parameter_with_default_is_reported():
@@ -111,11 +152,16 @@ resource x 'Microsoft.Foo/bar@2020-01-01' = {
   name: 'x'
 }
 param cookieSecret string
+param enabled bool = false
 """
     found = {p.name: p for p in params(text)}
     assert found["dbPassword"].secure and not found["dbPassword"].has_default
-    assert not found["mode"].secure and found["mode"].has_default
+    assert found["dbPassword"].decorator("min_length") == {"type": "min_length", "argument": 16}
+    assert found["dbPassword"].line == 7
+    assert not found["mode"].secure and found["mode"].default == "a"
+    assert found["mode"].decorator("allowed")["argument"] == ["a", "b"]
     assert not found["cookieSecret"].secure  # decorators do not leak past the resource
+    assert found["enabled"].has_default and found["enabled"].default is False and found["enabled"].type == "bool"
     assert check_params(text) == [":19: parameter cookieSecret looks secret but is not @secure()"]
 
 
@@ -128,6 +174,8 @@ ROLES = {
 def test_unknown_role_name_is_reported():
     text = "var x = builtinRoles['Storage Queue Data Message Sender']\nvar y = builtinRoles['Owner']\nvar z = builtinRoles.AcrPull\n"
     assert check_role_ids(text, ROLES, "x.bicep") == ["x.bicep: role 'Owner' is not in infra/builtin-roles.json"]
+    commented = "// var y = builtinRoles['Owner']\nvar s = 'builtinRoles[\\'Owner\\']'\n"
+    assert check_role_ids(commented, ROLES) == []  # neither a comment nor a string references a role
 
 
 def test_literal_guid_must_match_the_role_it_claims():
@@ -143,26 +191,29 @@ def test_literal_guid_must_match_the_role_it_claims():
     ]
 
 
-def test_role_definition_must_come_from_the_table_or_a_custom_role():
-    text = """
+ROLE_SOURCES = """
 var builtinRoles = loadJsonContent('../builtin-roles.json')
 var reader = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', builtinRoles['AcrPull'])
 resource custom 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: 'x'
 }
 resource a 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: registry
   properties: {
     roleDefinitionId: reader
+    principalId: pullPrincipalId
   }
 }
-resource b 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource b 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (enabled) {
   properties: {
     roleDefinitionId: custom.id
+    principalId: identity.properties.principalId
   }
 }
 resource c 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', someId)
+    principalId: p
   }
 }
 param operatorRoleId string
@@ -170,35 +221,145 @@ param otherId string
 resource d 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   properties: {
     roleDefinitionId: operatorRoleId
+    principalId: p
   }
 }
 resource e 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   properties: {
+    // roleDefinitionId: reader
     roleDefinitionId: otherId
+    principalId: p
   }
 }
 """
-    assert role_definition_sources(text) == [
-        "roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', someId) "
+
+
+def test_role_definition_must_come_from_the_table_or_a_custom_role():
+    assert role_definition_sources(ROLE_SOURCES) == [
+        "c: roleDefinitionId subscriptionResourceId('Microsoft.Authorization/roleDefinitions', someId) "
         "is neither a table role nor a custom role",
-        "roleDefinitionId: otherId is neither a table role nor a custom role",
+        "e: roleDefinitionId otherId is neither a table role nor a custom role",
     ]
 
 
-def test_strings_and_comments_do_not_confuse_structure():
-    text = "var a = '} // not a comment ${b['{']}' // a comment {\nvar c = '''\n{ multi\n'''\n"
-    assert "not a comment" in strip_comments(text)
-    assert "a comment {" not in strip_comments(text)
-    masked = mask(text)
-    assert "{" not in masked and "}" not in masked  # all inside strings or comments
-    assert check_balanced(text) == []
-    assert check_balanced("var a = {\n  b: [\n}\n") != []
+def test_role_assignments_name_role_principal_and_scope():
+    found = {a.resource: (a.role, a.principal, a.scope) for a in role_assignments(ROLE_SOURCES)}
+    assert found == {
+        "a": ("AcrPull", "pullPrincipalId", "registry"),  # through the variable
+        "b": ("custom", "identity.properties.principalId", "resourceGroup"),  # a conditional resource too
+        "c": ("subscriptionResourceId('Microsoft.Authorization/roleDefinitions', someId)", "p", "resourceGroup"),
+        "d": ("operatorRoleId", "p", "resourceGroup"),
+        "e": ("otherId", "p", "resourceGroup"),
+    }
+
+
+def test_references_literals_and_expressions_are_told_apart():
+    tree = parse("var literal = 'hubId'\nvar reference = hubId\nvar quoted = {\n  'azd-service-name': 'hub'\n}\n")
+    assert variable(tree, "literal") == "hubId" and not isinstance(variable(tree, "literal"), Ref)
+    assert variable(tree, "reference") == Ref("hubId") != "hubId"
+    assert variable(tree, "quoted") == {"azd-service-name": "hub"}  # pycep keeps the quotes of a key
+    assert expression("hubGroup.id") == Op("property_accessor", {"operand_1": Ref("hubGroup"), "operand_2": Ref("id")})
+    assert expression("toLower(name)") == Call("to_lower", {"string_to_change": Ref("name")})
+    assert expression("'http://${name}:8081'") == "http://${name}:8081"
+    assert render(expression("empty(a) ? 'x' : b.outputs.c[0].d")) == "empty(a) ? 'x' : b.outputs.c[0].d"
+    with pytest.raises(LookupError):
+        variable(tree, "missing")
+
+
+def test_resources_and_modules_are_read_past_conditions_and_loops():
+    tree = parse(
+        """
+resource app 'Microsoft.App/containerApps@2024-03-01' = if (deploy) {
+  name: 'app'
+  properties: {
+    environmentId: environmentId
+  }
+}
+resource old 'Microsoft.App/managedEnvironments@2024-03-01' existing = {
+  name: 'env'
+}
+module access 'modules/access.bicep' = [for (p, i) in principals: {
+  name: 'access-${i}'
+  params: {
+    principalId: p
+  }
+}]
+"""
+    )
+    assert isinstance(declared(tree, "resource")["app"]["config"], If)
+    assert resource(tree, "app")["properties"] == {"environmentId": Ref("environmentId")}
+    assert declared(tree, "resource")["old"]["existing"] is True
+    assert resource_types(tree) == {
+        "app": "Microsoft.App/containerApps@2024-03-01",
+        "old": "Microsoft.App/managedEnvironments@2024-03-01",
+    }
+    loop = declared(tree, "module")["access"]["config"]
+    assert isinstance(loop, Loop) and (loop.item, loop.index, loop.source) == ("p", "i", Ref("principals"))
+    assert module_params(tree, "access") == {"principalId": Ref("p")}
+
+
+def test_what_pycep_drops_is_noticed_by_comparing_declarations():
+    """pycep keeps only the last of several resources nested in one body: the text still has both."""
+    text = """
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: 'st'
+  resource queues 'queueServices' = {
+    name: 'default'
+  }
+  resource tables 'tableServices' = {
+    name: 'default'
+  }
+}
+"""
+    in_tree = [name.rsplit("__", 1)[-1] for name in declared(parse(text), "resource")]
+    assert sorted(in_tree) != sorted(top_level_declarations(text)["resource"]) == ["account", "queues", "tables"]
+
+
+# what the module docstring says pycep 0.7.1 cannot parse: a newer pycep that can should update the docstring
+UNREADABLE = {
+    "multi-parameter lambda": "var total = reduce(xs, 0, (acc, x) => acc + x)\n",
+    "spread": "var merged = {\n  ...base\n  extra: 1\n}\n",
+    "decorated type member": "type t = {\n  @description('d')\n  a: string\n}\n",
+    "literal union parameter type": "param mode 'a' | 'b'\n",
+    "object parameter type": "param p {\n  a: string\n}\n",
+    "resource-typed parameter": "param sa resource 'Microsoft.Storage/storageAccounts@2023-01-01'\n",
+    "assert": "assert ok = true\n",
+    "expression over lines": "var v = (a\n  && b)\n",
+    "loop filter with a space": "var v = [for x in xs: if (x > 0) x]\n",
+    "comment on a last line without newline": "var v = 1\n// end",
+    "odd ''' count": "var v = 'x' // '''\n",
+}
+
+
+@pytest.mark.parametrize("source", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_what_pycep_cannot_read_is_as_documented(source):
     with pytest.raises(BicepSyntaxError):
-        mask("var a = 'unterminated\n")
+        parse(source)
 
 
-def test_object_keys_reads_quoted_keys():
-    assert object_keys("{\n  a: 1\n  'b-c': {\n    d: 2\n  }\n}") == ["a", "b-c"]
+def test_pycep_groups_operators_right_to_left_as_documented():
+    """No precedence: compare such values with expression() of the same text, never evaluate them."""
+    assert render(expression("!a && b")) == "!(a && b)"
+    assert render(expression("a * b + c")) == "(a * (b + c))"
+    assert render(expression("a.b == c")) == "a.(b == c)"
+    # the safe-dereference and non-null operators are read but dropped
+    assert expression("a.?b") == expression("a.b") and expression("a!") == expression("a")
+
+
+def test_syntax_errors_name_the_place():
+    with pytest.raises(BicepSyntaxError, match=r"x\.bicep:3:"):
+        parse("var a = {\n  b: [\n}\n", "x.bicep")
+
+
+def test_comments_are_stripped_but_not_inside_strings():
+    text = "var a = '} // not a comment ${b['{']}' // a comment {\nvar c = '''\n{ multi // still text\n'''\n"
+    stripped = strip_comments(text)
+    assert "not a comment" in stripped and "still text" in stripped
+    assert "a comment {" not in stripped
+    assert len(stripped) == len(text) and stripped.count("\n") == text.count("\n")
+    assert strip_comments("/* a\nb */var x = 1\n") == "    \n    var x = 1\n"
+    with pytest.raises(BicepSyntaxError):
+        strip_comments("var a = 'unterminated\n")
 
 
 def test_environment_reads_finds_direct_reads_and_helpers():

@@ -6,7 +6,7 @@ import re
 import sys
 
 import yaml
-from bicepcheck import INFRA, ROOT, params, strip_comments
+from bicepcheck import INFRA, ROOT, Ref, declared, expression, get, objects, params, parse_file, resources, variable
 
 MAIN = INFRA / "main.bicep"
 DOCKERFILE = ROOT / "hub" / "Dockerfile"
@@ -32,12 +32,15 @@ def test_azd_services_point_at_the_right_places():
 
 def test_azd_finds_the_apps_by_service_tag():
     project = azure_yaml()
-    hub = strip_comments((INFRA / "modules" / "hub.bicep").read_text())
-    functions = strip_comments((INFRA / "modules" / "functions.bicep").read_text())
     assert set(project["services"]) == {"hub", "functions"}
-    assert "'azd-service-name': 'hub'" in hub
-    assert "'azd-service-name': 'functions'" in functions
-    outputs = re.findall(r"^output (\w+) ", strip_comments(MAIN.read_text()), re.MULTILINE)
+    for service, module, app_type in (
+        ("hub", "hub", "Microsoft.App/containerApps"),
+        ("functions", "functions", "Microsoft.Web/sites"),
+    ):
+        (app,) = resources(parse_file(INFRA / "modules" / f"{module}.bicep"), app_type).values()
+        tagged = [o["azd-service-name"] for o in objects(app["tags"]) if "azd-service-name" in o]
+        assert tagged == [service], service
+    outputs = declared(parse_file(MAIN), "output")
     assert {"AZURE_CONTAINER_REGISTRY_ENDPOINT", "AZURE_RESOURCE_GROUP", "HUB_URL", "OAUTH_CALLBACK_URL"} <= set(
         outputs
     )
@@ -84,31 +87,31 @@ def test_the_same_hooks_run_on_both_platforms_and_the_hub_is_stopped_around_ever
 
 
 def test_parameters_file_matches_main_bicep():
-    declared = {p.name: p for p in params(MAIN.read_text())}
+    parameters = {p.name: p for p in params(MAIN.read_text())}
     mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
-    assert set(mapped) <= set(declared)
+    assert set(mapped) <= set(parameters)
     # azd must supply every parameter without a default (else it would prompt or fail)
-    assert {name for name, p in declared.items() if not p.has_default} <= set(mapped)
+    assert {name for name, p in parameters.items() if not p.has_default} <= set(mapped)
     # secrets come from the azd environment, which the preprovision hook fills
     hook = (INFRA / "hooks" / "ensure_secrets.py").read_text()
-    for name, p in declared.items():
+    for name, p in parameters.items():
         if p.secure and name != "oauthClientSecret":
-            variable = re.fullmatch(r"\$\{(\w+)\}", mapped[name]["value"]).group(1)
-            assert f'"{variable}"' in hook, name
+            env_name = re.fullmatch(r"\$\{(\w+)\}", mapped[name]["value"]).group(1)
+            assert f'"{env_name}"' in hook, name
 
 
 def test_generated_secrets_fit_their_parameters():
     namespace = {}
     exec(compile((INFRA / "hooks" / "ensure_secrets.py").read_text(), "ensure_secrets.py", "exec"), namespace)
-    declared = {p.name: p for p in params(MAIN.read_text())}
+    parameters = {p.name: p for p in params(MAIN.read_text())}
     mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     by_variable = {
         re.fullmatch(r"\$\{(\w+)\}", v["value"]).group(1): k for k, v in mapped.items() if "=" not in v["value"]
     }
-    for variable, make in namespace["GENERATED"].items():
+    for env_name, make in namespace["GENERATED"].items():
         value = make()
-        minimum = [d for d in declared[by_variable[variable]].decorators if d.startswith("@minLength(")]
-        assert minimum and len(value) >= int(re.search(r"\d+", minimum[0]).group()), variable
+        minimum = parameters[by_variable[env_name]].decorator("min_length")
+        assert minimum and len(value) >= minimum["argument"], env_name
     from cryptography.fernet import Fernet
 
     Fernet(namespace["fernet_key"]())  # a valid Fernet key
@@ -148,8 +151,12 @@ def test_ci_workflow_builds_bicep_and_runs_the_tests():
 
 def test_the_placeholder_revision_is_reached_on_the_port_it_listens_on():
     """A first provision runs containerapps-helloworld (port 80) until azd deploys the hub image (port 8000)."""
-    hub = strip_comments((INFRA / "modules" / "hub.bicep").read_text())
-    main = strip_comments((INFRA / "main.bicep").read_text())
-    assert "var placeholderImage = 'mcr.microsoft.com/azuredocs/containerapps-helloworld:latest'" in main
-    assert "var placeholderPort = 80" in hub and "var proxyPort = 8000" in hub
-    assert "targetPort: isPlaceholderImage ? placeholderPort : proxyPort" in hub
+    hub = parse_file(INFRA / "modules" / "hub.bicep")
+    main = parse_file(MAIN)
+    assert variable(main, "placeholderImage") == "mcr.microsoft.com/azuredocs/containerapps-helloworld:latest"
+    assert variable(hub, "placeholderPort") == 80 and variable(hub, "proxyPort") == 8000
+    (app,) = resources(hub, "Microsoft.App/containerApps").values()
+    assert get(app, "properties", "configuration", "ingress", "targetPort") == expression(
+        "isPlaceholderImage ? placeholderPort : proxyPort"
+    )
+    assert get(app, "properties", "template", "containers", 0, "image") == Ref("image")

@@ -1,9 +1,20 @@
 """hub/jupyterhub_config.py: the shipped routing settings, the culler service, and agreement with hub.bicep."""
 
-import re
-
 import pytest
-from bicepcheck import INFRA, ROOT, environment_reads, strip_comments
+from bicepcheck import (
+    INFRA,
+    ROOT,
+    Ref,
+    environment_reads,
+    expression,
+    get,
+    module_params,
+    output,
+    parse_file,
+    resources,
+    strip_comments,
+    variable,
+)
 from traitlets.config import Config
 
 CONFIG = ROOT / "hub" / "jupyterhub_config.py"
@@ -194,19 +205,23 @@ def test_bad_values_fail_clearly(environ):
 
 def test_ports_agree_with_the_hub_app():
     """The proxy and hub ports of the config are the hub app's ingress and internal port mapping."""
-    hub = strip_comments((INFRA / "modules" / "hub.bicep").read_text())
-    main = strip_comments((INFRA / "main.bicep").read_text())
+    hub = parse_file(INFRA / "modules" / "hub.bicep")
+    main = parse_file(INFRA / "main.bicep")
     config = CONFIG.read_text()
-    proxy_port = re.search(r"^var proxyPort = (\d+)$", hub, re.MULTILINE).group(1)
-    hub_port = re.search(r"^var hubPort = (\d+)$", hub, re.MULTILINE).group(1)
+    proxy_port, hub_port = variable(hub, "proxyPort"), variable(hub, "hubPort")
+    assert isinstance(proxy_port, int) and isinstance(hub_port, int)
     assert f'c.JupyterHub.bind_url = "http://0.0.0.0:{proxy_port}"' in config
     assert f'c.JupyterHub.hub_bind_url = "http://0.0.0.0:{hub_port}"' in config
+    (app,) = resources(hub, "Microsoft.App/containerApps").values()
+    ingress = get(app, "properties", "configuration", "ingress")
     # the hub image's ingress targets the proxy (a first provision's placeholder: its own port)
-    assert re.search(r"targetPort: isPlaceholderImage \? placeholderPort : proxyPort\n\s*transport: 'http'", hub)
-    mapping = re.search(r"additionalPortMappings: \[\s*\{([^}]*)\}\s*\]", hub).group(1)
-    assert "external: false" in mapping and "targetPort: hubPort" in mapping and "exposedPort: hubPort" in mapping
-    assert f"var hubConnectUrl = 'http://${{hubAppName}}:{hub_port}'" in main
-    assert re.search(r"minReplicas: 1\s*\n\s*maxReplicas: 1", hub)
+    assert ingress["targetPort"] == expression("isPlaceholderImage ? placeholderPort : proxyPort")
+    assert ingress["transport"] == "http"
+    assert ingress["additionalPortMappings"] == [
+        {"external": False, "targetPort": Ref("hubPort"), "exposedPort": Ref("hubPort")}
+    ]
+    assert variable(main, "hubConnectUrl") == f"http://${{hubAppName}}:{hub_port}"
+    assert get(app, "properties", "template", "scale") == {"minReplicas": 1, "maxReplicas": 1}
 
 
 def test_the_database_login_uses_the_hubs_entra_identity_when_asked(environ, monkeypatch):
@@ -229,22 +244,26 @@ def test_without_the_flag_the_database_url_is_used_as_given(environ, monkeypatch
 
 
 def test_hub_bicep_gives_a_passwordless_url_and_turns_entra_sign_in_on():
-    hub = strip_comments((INFRA / "modules" / "hub.bicep").read_text())
-    assert "{ name: 'JUPYTERHUB_DB_URL', value: dbUrl }" in hub
-    assert "{ name: 'JUPYTERHUB_DB_ENTRA_AUTH', value: 'true' }" in hub
-    assert "db-url" not in hub  # no database secret exists any more
-    main = strip_comments((INFRA / "main.bicep").read_text())
-    assert "dbUrl: postgres.outputs.entraDbUrl" in main
-    assert "postgresAdminPassword" not in main
+    hub = parse_file(INFRA / "modules" / "hub.bicep")
+    env = variable(hub, "containerEnv")
+    assert {"name": "JUPYTERHUB_DB_URL", "value": Ref("dbUrl")} in env
+    assert {"name": "JUPYTERHUB_DB_ENTRA_AUTH", "value": "true"} in env
+    assert "db-url" not in strip_comments((INFRA / "modules" / "hub.bicep").read_text())  # no database secret
+    assert module_params(parse_file(INFRA / "main.bicep"), "hub")["dbUrl"] == expression("postgres.outputs.entraDbUrl")
+    assert "postgresAdminPassword" not in strip_comments((INFRA / "main.bicep").read_text())
 
 
 def test_postgres_accepts_entra_logins_only_with_the_hub_as_administrator():
-    postgres = strip_comments((INFRA / "modules" / "postgres.bicep").read_text())
-    assert re.search(r"activeDirectoryAuth: 'Enabled'\s+passwordAuth: 'Disabled'", postgres)
-    assert "administratorLoginPassword" not in postgres
-    assert "Microsoft.DBforPostgreSQL/flexibleServers/administrators@" in postgres
-    assert re.search(r"name: adminPrincipalId\s+properties: \{\s+principalType: 'ServicePrincipal'\s+"
-                     r"principalName: adminPrincipalName", postgres)
+    postgres = parse_file(INFRA / "modules" / "postgres.bicep")
+    (server,) = resources(postgres, "Microsoft.DBforPostgreSQL/flexibleServers").values()
+    auth = get(server, "properties", "authConfig")
+    assert (auth["activeDirectoryAuth"], auth["passwordAuth"]) == ("Enabled", "Disabled")
+    assert "administratorLoginPassword" not in strip_comments((INFRA / "modules" / "postgres.bicep").read_text())
+    (admin,) = resources(postgres, "Microsoft.DBforPostgreSQL/flexibleServers/administrators").values()
+    assert admin["name"] == Ref("adminPrincipalId")
+    assert get(admin, "properties", "principalType") == "ServicePrincipal"
+    assert get(admin, "properties", "principalName") == Ref("adminPrincipalName")
     # the URL's user is the identity's name: the role Azure creates for an Entra administrator
-    assert "output entraDbUrl string = 'postgresql://${uriComponent(adminPrincipalName)}@" in postgres
-    assert "adminPrincipalName: identities.outputs.hubName" in strip_comments((INFRA / "main.bicep").read_text())
+    assert output(postgres, "entraDbUrl").startswith("postgresql://${uriComponent(adminPrincipalName)}@")
+    main = parse_file(INFRA / "main.bicep")
+    assert module_params(main, "postgres")["adminPrincipalName"] == expression("identities.outputs.hubName")

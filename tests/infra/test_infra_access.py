@@ -1,17 +1,32 @@
 """Secrets stay secret and every identity gets only the roles it needs."""
 
 import json
-import re
 
 import pytest
 from bicepcheck import (
     GUID,
     INFRA,
+    ROLE_DEFINITIONS,
+    Call,
+    Op,
+    Ref,
     check_params,
     check_role_ids,
-    declaration_block,
+    declared,
+    expression,
+    get,
+    module_params,
+    output,
+    params,
+    parse_file,
+    resource,
+    resources,
+    role_assignments,
     role_definition_sources,
+    roles_referenced,
     strip_comments,
+    walk,
+    walk_tree,
 )
 
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
@@ -59,33 +74,19 @@ def test_role_ids_match_the_roles_they_claim(path):
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=rel)
 def test_role_definitions_come_from_the_table_or_a_custom_role(path):
-    text = path.read_text()
-    assert role_definition_sources(text) == []
-    if "builtinRoles" in strip_comments(text):
-        loaded = re.search(r"^var builtinRoles = loadJsonContent\('([^']+)'\)$", text, re.MULTILINE)
-        assert loaded, f"{rel(path)} uses builtinRoles without loading infra/builtin-roles.json"
-        assert (path.parent / loaded.group(1)).resolve() == ROLE_TABLE.resolve()
-
-
-def roles_used(path) -> list[str]:
-    code = strip_comments(path.read_text())
-    return [a or b for a, b in re.findall(r"builtinRoles(?:\['([^']+)'\]|\.(\w+))", code)]
+    tree = parse_file(path)
+    assert role_definition_sources(path.read_text()) == []
+    if any(roles_referenced(value) for value in walk_tree(tree)):
+        table = declared(tree, "var").get("builtinRoles", {}).get("value")
+        assert isinstance(table, Call) and table.name == "load_json_content", (
+            f"{rel(path)} uses builtinRoles without loading infra/builtin-roles.json"
+        )
+        assert (path.parent / table.args["file_path"]).resolve() == ROLE_TABLE.resolve()
 
 
 def assignments(path) -> list[tuple[str, str, str]]:
     """(role, principal, scope) of each role assignment resource of a module."""
-    code = strip_comments(path.read_text())
-    found = []
-    variables = dict(re.findall(r"^var (\w+) = .*builtinRoles\['([^']+)'\]", code, re.MULTILINE))
-    for body in re.split(r"\nresource \w+ 'Microsoft\.Authorization/roleAssignments@", code)[1:]:
-        body = body.split("\nresource ", 1)[0]
-        definition = re.search(r"roleDefinitionId: (.+)", body).group(1)
-        named = re.search(r"builtinRoles(?:\['([^']+)'\]|\.(\w+))", definition)
-        role = (named.group(1) or named.group(2)) if named else variables.get(definition.strip(), definition.strip())
-        principal = re.search(r"principalId: (\w+)", body).group(1)
-        scope = re.search(r"^\s*scope: (\w+)", body, re.MULTILINE)
-        found.append((role, principal, scope.group(1) if scope else "resourceGroup"))
-    return found
+    return [(a.role, a.principal, a.scope) for a in role_assignments(path.read_text())]
 
 
 def test_hub_identity_may_only_send_requests_read_statuses_and_its_secrets():
@@ -147,10 +148,12 @@ def test_pull_identity_may_only_pull():
 
 
 def custom_role_actions(name: str) -> set[str]:
-    path = INFRA / "modules" / "custom-roles.bicep"
-    block = declaration_block(path.read_text(), "resource", name)
-    actions = re.search(r"\bactions: \[([^\]]*)\]", block).group(1)
-    return set(re.findall(r"'([^']+)'", actions))
+    role = resource(parse_file(INFRA / "modules" / "custom-roles.bicep"), name)
+    (permissions,) = get(role, "properties", "permissions")
+    assert permissions["notActions"] == [] and set(permissions) == {"actions", "notActions"}
+    actions = permissions["actions"]
+    assert all(isinstance(a, str) and not isinstance(a, Ref) for a in actions)
+    return set(actions)
 
 
 def test_custom_roles_are_narrow_and_assigned_where_meant():
@@ -167,42 +170,66 @@ def test_custom_roles_are_narrow_and_assigned_where_meant():
         "Microsoft.App/managedEnvironments/read",
         "Microsoft.App/managedEnvironments/join/action",
     }
-    roles = strip_comments((INFRA / "modules" / "custom-roles.bicep").read_text())
-    assert re.search(r"assignableScopes: \[\s*usersResourceGroupId\s*\]", roles)
-    assert re.search(r"assignableScopes: \[\s*hubResourceGroupId\s*\]", roles)
-    assert len(re.findall(r"'Microsoft\.Authorization/roleDefinitions@", roles)) == 2
+    roles = parse_file(INFRA / "modules" / "custom-roles.bicep")
+    assert get(resource(roles, "appsOperator"), "properties", "assignableScopes") == [Ref("usersResourceGroupId")]
+    assert get(resource(roles, "environmentJoiner"), "properties", "assignableScopes") == [Ref("hubResourceGroupId")]
+    assert set(resources(roles, ROLE_DEFINITIONS, existing=True)) == {"appsOperator", "environmentJoiner"}
     for path in BICEP_FILES:  # no other custom role anywhere
         if path.name != "custom-roles.bicep":
-            assert "'Microsoft.Authorization/roleDefinitions@" not in path.read_text(), rel(path)
-    main = strip_comments((INFRA / "main.bicep").read_text())
-    assert "hubResourceGroupId: hubGroup.id" in main and "usersResourceGroupId: usersGroup.id" in main
-    assert "appsOperatorRoleId: customRoles.outputs.appsOperatorId" in main
-    assert "environmentJoinerRoleId: customRoles.outputs.environmentJoinerId" in main
+            assert not resources(parse_file(path), ROLE_DEFINITIONS, existing=True), rel(path)
+    main = parse_file(INFRA / "main.bicep")
+    assert module_params(main, "customRoles") == {
+        "hubResourceGroupId": expression("hubGroup.id"),
+        "usersResourceGroupId": expression("usersGroup.id"),
+    }
+    assert module_params(main, "usersAccess")["appsOperatorRoleId"] == expression("customRoles.outputs.appsOperatorId")
+    assert module_params(main, "environmentAccess")["environmentJoinerRoleId"] == expression(
+        "customRoles.outputs.environmentJoinerId"
+    )
 
 
 def test_users_apps_live_apart_from_the_hub():
-    main = strip_comments((INFRA / "main.bicep").read_text())
-    assert re.search(r"module usersAccess 'modules/users-access.bicep' = \{[^}]*scope: usersGroup", main)
-    assert "usersResourceGroupName: usersGroup.name" in main
+    main = parse_file(INFRA / "main.bicep")
+    users_access = declared(main, "module")["usersAccess"]
+    assert users_access["detail"]["path"] == "modules/users-access.bicep"
+    assert users_access["config"]["scope"] == Ref("usersGroup")
+    assert module_params(main, "functions")["usersResourceGroupName"] == expression("usersGroup.name")
+
+
+def shared_key_access(name: str) -> list:
+    accounts = resources(parse_file(INFRA / "modules" / f"{name}.bicep"), "Microsoft.Storage/storageAccounts")
+    return [get(account, "properties", "allowSharedKeyAccess") for account in accounts.values()]
 
 
 def test_identity_only_storage_except_homes():
     for name in ("storage-lifecycle", "storage-functions"):
-        assert "allowSharedKeyAccess: false" in (INFRA / "modules" / f"{name}.bicep").read_text()
-    homes = (INFRA / "modules" / "storage-homes.bicep").read_text()
-    assert "allowSharedKeyAccess: true" in homes  # SMB mounts need the key: nothing else lives there
+        assert shared_key_access(name) == [False], name
+    assert shared_key_access("storage-homes") == [True]  # SMB mounts need the key: nothing else lives there
 
 
 def test_key_vault_is_rbac_only_and_secrets_are_referenced_by_identity():
-    vault = strip_comments((INFRA / "modules" / "keyvault.bicep").read_text())
-    assert "enableRbacAuthorization: true" in vault
-    assert "accessPolicies" not in vault
-    hub = strip_comments((INFRA / "modules" / "hub.bicep").read_text())
-    assert len(re.findall(r"keyVaultUrl: vaultUris\.\w+, identity: identityId", hub)) == 5
+    vault = parse_file(INFRA / "modules" / "keyvault.bicep")
+    (vault_resource,) = resources(vault, "Microsoft.KeyVault/vaults").values()
+    assert get(vault_resource, "properties", "enableRbacAuthorization") is True
+    assert "accessPolicies" not in strip_comments((INFRA / "modules" / "keyvault.bicep").read_text())
+    hub = parse_file(INFRA / "modules" / "hub.bicep")
+    secrets = [v for v in walk_tree(hub) if isinstance(v, dict) and "keyVaultUrl" in v]
+    assert len(secrets) == 5
+    for secret in secrets:
+        url = secret["keyVaultUrl"]
+        assert isinstance(url, Op) and url.type == "property_accessor" and url.operands["operand_1"] == Ref("vaultUris")
+        assert secret["identity"] == Ref("identityId")
 
 
-def test_no_secret_reaches_an_output():
-    for path in BICEP_FILES:
-        for line in strip_comments(path.read_text()).splitlines():
-            if line.startswith("output "):
-                assert not re.search(r"listKeys|Password|sealingKeys\b|cookieSecret\b|cullerApiToken\b", line), line
+@pytest.mark.parametrize("path", BICEP_FILES, ids=rel)
+def test_no_secret_reaches_an_output(path):
+    tree = parse_file(path)
+    secure = {p.name for p in params(path.read_text()) if p.secure}
+    for name in declared(tree, "output"):
+        for value in walk(output(tree, name)):
+            # a @secure() parameter of the file, or anything named a password
+            assert not (isinstance(value, Ref) and (value.name in secure or "password" in value.name.lower())), name
+            # listKeys(), listSecrets() ... whether called on a resource or as a function
+            called = value.operands.get("func_name") if isinstance(value, Op) else None
+            called = called or (value.args.get("func_name") if isinstance(value, Call) else None)
+            assert not (called and called.startswith("list")), name

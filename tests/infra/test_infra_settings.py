@@ -6,15 +6,25 @@ import pytest
 from bicepcheck import (
     INFRA,
     ROOT,
-    check_balanced,
+    Call,
+    Loop,
+    Ref,
     check_env,
     check_settings,
-    declaration_block,
+    container_env,
+    declared,
     environment_reads,
-    name_entries,
-    object_keys,
+    expression,
+    get,
+    module_params,
+    objects,
+    params,
+    parse_file,
+    resources,
     setting_literals,
     strip_comments,
+    top_level_declarations,
+    variable,
 )
 
 from acaspawner.storage_config import DEFAULT_QUEUE, DEFAULT_TABLE, poison_queue_name
@@ -82,16 +92,21 @@ def required_in_azure(names: set[str]) -> set[str]:
     return required
 
 
-def app_settings() -> dict[str, str]:
-    """Key → value text of ``var appSettings`` in functions.bicep."""
-    block = declaration_block(FUNCTIONS_BICEP.read_text(), "var", "appSettings")
-    values = {}
-    for line in strip_comments(block).splitlines():
-        found = re.match(r"\s*([A-Za-z_]\w*):\s*(.+?)\s*$", line)
-        if found:
-            values[found.group(1)] = found.group(2)
-    assert set(values) == set(object_keys(block))
-    return values
+def app_settings() -> dict:
+    """Key → value (pycep's, normalised) of ``var appSettings`` in functions.bicep."""
+    return variable(parse_file(FUNCTIONS_BICEP), "appSettings")
+
+
+def literal(value) -> str:
+    """A literal as the settings table writes it (``false``, ``10``, ``delete``)."""
+    assert isinstance(value, bool | int | str) and not isinstance(value, Ref), value
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def module_arguments(tree, name: str) -> list:
+    """What every module of ``tree`` passes to its parameter ``name``."""
+    arguments = (module_params(tree, module) for module in declared(tree, "module"))
+    return [given[name] for given in arguments if name in given]
 
 
 def test_settings_table_is_read():
@@ -102,8 +117,13 @@ def test_settings_table_is_read():
 
 
 @pytest.mark.parametrize("path", sorted(INFRA.rglob("*.bicep")), ids=lambda p: p.name)
-def test_bicep_files_are_balanced(path):
-    assert check_balanced(path.read_text()) == []
+def test_pycep_reads_every_bicep_file(path):
+    """pycep parses the file (a BicepSyntaxError names the line otherwise) and loses no declaration."""
+    tree = parse_file(path)
+    for kind, names in top_level_declarations(path.read_text()).items():
+        # pycep names a nested resource <parent>__<child>
+        in_tree = [name.rsplit("__", 1)[-1] for name in declared(tree, kind)]
+        assert sorted(in_tree) == sorted(names), (kind, "see bicepcheck's docstring: what pycep loses")
 
 
 def test_function_app_sets_every_documented_setting():
@@ -126,9 +146,12 @@ def test_function_app_sets_nothing_unknown():
 
 
 def test_function_app_settings_are_wired_to_the_site():
-    text = strip_comments(FUNCTIONS_BICEP.read_text())
-    assert re.search(r"appSettings:\s*\[\s*for\s+(\w+)\s+in\s+items\(appSettings\)", text)
-    assert "keyVaultReferenceIdentity: identityId" in text
+    (site,) = resources(parse_file(FUNCTIONS_BICEP), "Microsoft.Web/sites").values()
+    wired = get(site, "properties", "siteConfig", "appSettings")
+    assert isinstance(wired, Loop) and wired.source == Call("items", {"arg_1": Ref("appSettings")})
+    assert wired.condition is None
+    assert wired.body == expression(f"{{ name: {wired.item}.key, value: {wired.item}.value }}")
+    assert get(site, "properties", "keyVaultReferenceIdentity") == Ref("identityId")
 
 
 def test_function_app_settings_flex_consumption_accepts():
@@ -138,15 +161,16 @@ def test_function_app_settings_flex_consumption_accepts():
 def test_function_secrets_are_key_vault_references():
     values = app_settings()
     for name in ("ACA_SEALING_KEYS", "ACA_HUB_API_TOKEN"):
-        assert values[name].startswith("'@Microsoft.KeyVault(SecretUri=${"), name
+        assert isinstance(values[name], str) and not isinstance(values[name], Ref), name
+        assert re.fullmatch(r"@Microsoft\.KeyVault\(SecretUri=\$\{vaultUris\.\w+\}\)", values[name]), name
 
 
 def test_function_storage_is_identity_based():
     values = app_settings()
-    assert values["AcaStorage__credential"] == "'managedidentity'"
-    assert values["AzureWebJobsStorage__credential"] == "'managedidentity'"
-    assert values["AcaStorage__clientId"] == values["AZURE_CLIENT_ID"] == "identityClientId"
-    assert values["AzureWebJobsStorage__clientId"] == "identityClientId"
+    assert values["AcaStorage__credential"] == values["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert not isinstance(values["AcaStorage__credential"], Ref)
+    assert values["AcaStorage__clientId"] == values["AZURE_CLIENT_ID"] == Ref("identityClientId")
+    assert values["AzureWebJobsStorage__clientId"] == Ref("identityClientId")
 
 
 def hub_config_reads() -> set[str]:
@@ -164,41 +188,39 @@ def test_hub_app_sets_every_variable_the_config_reads():
 
 
 def test_hub_app_sets_nothing_the_config_does_not_read():
-    names = name_entries(declaration_block(HUB_BICEP.read_text(), "var", "containerEnv"))
-    assert names - hub_config_reads() == set()
+    assert container_env(HUB_BICEP.read_text()) - hub_config_reads() == set()
 
 
 def test_hub_env_is_wired_and_secret_refs_exist():
-    text = strip_comments(HUB_BICEP.read_text())
-    assert "env: containerEnv" in text
-    refs = set(re.findall(r"secretRef:\s*'([^']+)'", text))
-    secrets = set(re.findall(r"\{\s*name:\s*'([^']+)',\s*keyVaultUrl:", text))
+    hub = parse_file(HUB_BICEP)
+    (app,) = resources(hub, "Microsoft.App/containerApps").values()
+    assert get(app, "properties", "template", "containers", 0, "env") == Ref("containerEnv")
+    assert get(app, "properties", "configuration", "secrets") == Ref("vaultSecrets")
+    refs = {o["secretRef"] for o in objects(variable(hub, "containerEnv")) if "secretRef" in o}
+    secrets = {o["name"] for name in ("requiredVaultSecrets", "oauthVaultSecret") for o in objects(variable(hub, name))}
     assert refs and refs <= secrets
 
 
 def test_queue_and_table_names_agree_everywhere():
     main = strip_comments(MAIN_BICEP.read_text())
-
-    def var(name):
-        return re.search(rf"^var {name} = '([^']*)'$", main, re.MULTILINE).group(1)
-
-    assert var("lifecycleQueueName") == DEFAULT_QUEUE == "aca-lifecycle"
-    assert var("poisonQueueName") == poison_queue_name(DEFAULT_QUEUE)
-    assert var("statusTableName") == DEFAULT_TABLE == "acaservers"
+    tree = parse_file(MAIN_BICEP)
+    assert variable(tree, "lifecycleQueueName") == DEFAULT_QUEUE == "aca-lifecycle"
+    assert variable(tree, "poisonQueueName") == poison_queue_name(DEFAULT_QUEUE)
+    assert variable(tree, "statusTableName") == DEFAULT_TABLE == "acaservers"
     table = settings_table()
     assert table["ACA_LIFECYCLE_QUEUE"] == DEFAULT_QUEUE
     assert table["ACA_STATUS_TABLE"] == DEFAULT_TABLE
     # the literals appear once; everything else uses the variables
     assert main.count(f"'{DEFAULT_QUEUE}'") == 1 and main.count(f"'{DEFAULT_TABLE}'") == 1
-    assert len(re.findall(r"queueName: lifecycleQueueName", main)) == 3  # storage, hub, functions
-    assert len(re.findall(r"tableName: statusTableName", main)) == 3
-    assert app_settings()["ACA_LIFECYCLE_QUEUE"] == "queueName"
-    assert app_settings()["ACA_STATUS_TABLE"] == "tableName"
+    assert module_arguments(tree, "queueName") == [Ref("lifecycleQueueName")] * 3  # storage, hub, functions
+    assert module_arguments(tree, "tableName") == [Ref("statusTableName")] * 3
+    assert app_settings()["ACA_LIFECYCLE_QUEUE"] == Ref("queueName")
+    assert app_settings()["ACA_STATUS_TABLE"] == Ref("tableName")
 
 
 def test_documented_defaults_are_what_azure_gets():
     """Tunables set explicitly in main.bicep carry the documented default values."""
-    main = strip_comments(MAIN_BICEP.read_text())
+    main = parse_file(MAIN_BICEP)
     table = settings_table()
     explicit = {
         "ACA_SEAL_MAX_AGE": "sealMaxAge",
@@ -214,8 +236,8 @@ def test_documented_defaults_are_what_azure_gets():
         "ACA_CULL_DRY_RUN": "cullDryRun",
     }
     for setting, argument in explicit.items():
-        value = re.search(rf"^\s*{argument}: (\S+)$", main, re.MULTILINE).group(1)
-        assert value == table[setting], setting
+        (value,) = module_arguments(main, argument)
+        assert literal(value) == table[setting], setting
     parameters = {
         "ACA_CULL_SCHEDULE": "cullSchedule",
         "ACA_CULL_TIMEOUT": "cullTimeout",
@@ -228,15 +250,15 @@ def test_documented_defaults_are_what_azure_gets():
         "ACA_MAX_MEMORY": "maxMemory",
         "ACA_HOME_DELETE_ON_DELETE": "homeDeleteOnDelete",
     }
+    defaults = {p.name: p.default for p in params(MAIN_BICEP.read_text())}
     for setting, parameter in parameters.items():
-        default = re.search(rf"^param {parameter} \w+ = '?([^'\n]*)'?$", main, re.MULTILINE).group(1)
-        assert default == table[setting], setting
+        assert literal(defaults[parameter]) == table[setting], setting
 
 
 def test_spawn_deadline_is_below_the_hub_start_timeout():
     """A start Azure has not finished fails in the functions before the spawner gives up on it."""
-    main = strip_comments(MAIN_BICEP.read_text())
-    deadline = int(re.search(r"^\s*spawnDeadline: (\d+)$", main, re.MULTILINE).group(1))
-    start_timeout = int(re.search(r"^param startTimeout int = (\d+)$", main, re.MULTILINE).group(1))
-    assert deadline < start_timeout
+    (deadline,) = module_arguments(parse_file(MAIN_BICEP), "spawnDeadline")
+    start_timeout = {p.name: p for p in params(MAIN_BICEP.read_text())}["startTimeout"]
+    assert start_timeout.type == "int" and isinstance(deadline, int)
+    assert deadline < start_timeout.default
     assert deadline < AcaSpawnerConfig.class_traits()["start_timeout"].default_value  # 600, as docs/settings.md says
