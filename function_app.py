@@ -11,13 +11,13 @@ import os
 
 import azure.functions as func
 
-from functions import culler, lifecycle, reconciler, runtime
+from functions import culler, lifecycle, reconciler, runtime, settings
 
 app = func.FunctionApp()
 
 
 @app.function_name("lifecycle")
-@app.queue_trigger(arg_name="msg", queue_name="%ACA_LIFECYCLE_QUEUE%", connection="AcaStorage")
+@app.queue_trigger(arg_name="msg", queue_name="%ACA_LIFECYCLE_QUEUE%", connection=settings.CONNECTION)
 def lifecycle_handler(msg: func.QueueMessage) -> None:
     """Start, stop or delete one user's container app (a sealed request from the hub)."""
     lifecycle.handle_message(msg.get_body(), runtime.get_deps(), dequeue_count=msg.dequeue_count or 1)

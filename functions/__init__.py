@@ -2,9 +2,15 @@
 
 Modules, one job each:
 
-- ``settings``: app settings (docs/settings.md) and host.json limits, validated lazily
+- ``appsettings``: the parsers of one app setting (text, numbers, flags, memory, TimeSpans), naming it in errors
+- ``settings``: app settings (docs/settings.md), one reader per group, and host.json limits, validated lazily
 - ``policy``: what a request may ask for (images, cpu, memory, volumes, its hub and key)
 - ``spec``: the pure builder of a user's container app (ARM body)
+- ``environments``: the pool of environments servers are placed in, with their budgets (``ACA_ENVIRONMENTS``)
+- ``footprint``: the cores and memory a server occupies, and an app's environment
+- ``placement``: which environment has room (pure), and the message when none has
+- ``capacity``: what each environment holds, kept in the status table (ETag-conditional transactions)
+- ``capacity_repair``: the reconciler's step that repairs and reports the capacity ledger
 - ``arm``: the ARM client, its retry policy, and the gateway the handlers use (writes sent, never awaited)
 - ``followup``: the sealed follow-up messages that come back to an ARM operation later
 - ``listing``: one listing of the resource group's apps, shared by every follow-up of an instance

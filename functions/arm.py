@@ -36,6 +36,8 @@ from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
+from acaspawner.identity import azure_credential
+
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -117,9 +119,7 @@ class StaticTokenCredential:
 def make_credential(settings: Settings) -> Any:
     if settings.arm_token:
         return StaticTokenCredential(settings.arm_token)
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential(managed_identity_client_id=settings.client_id or None)
+    return azure_credential(settings.client_id)
 
 
 def make_client(

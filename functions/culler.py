@@ -28,14 +28,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from .hubapi import HubApi, HubApiError, HubUnavailable
+from acaspawner.culler_service import SERVICE_NAME, culler_scopes
+
+from .appsettings import count, flag, number
+from .hubapi import HubApi, HubApiError, HubApiSettings, HubUnavailable
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAME = "aca-idle-culler"
-REQUIRED_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
-# deleting idle users: read their `created` (read:users) and delete them, nothing more (not admin:users)
-USER_CULLING_SCOPES = ("read:users", "delete:users")
 
 
 class CullerError(RuntimeError):
@@ -44,35 +42,10 @@ class CullerError(RuntimeError):
 
 # --- settings -------------------------------------------------------------------------------------
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
-
-def parse_bool(settings: Mapping[str, str], name: str, default: bool) -> bool:
-    """A boolean app setting (``true``/``false``, ``1``/``0``, ``yes``/``no``); unset means ``default``."""
-    raw = settings.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{name} must be true or false, not {raw!r}")
-
-
-def parse_number(settings: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
-    """A number of seconds (or a count) ``>= minimum``; unset or empty means ``default``."""
-    raw = settings.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum:g}, not {raw!r}")
-    return value
+def read_page_size(settings: Mapping[str, str]) -> int:
+    """``ACA_CULL_PAGE_SIZE``: users per ``GET /users`` page (the reconciler's listing uses it too)."""
+    return count(settings, "ACA_CULL_PAGE_SIZE", 200)
 
 
 @dataclass(frozen=True)
@@ -94,32 +67,31 @@ class CullOptions:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> CullOptions:
+        """The ``ACA_CULL_*`` settings; raises :class:`~functions.appsettings.InvalidSetting` naming a bad one."""
         return cls(
-            timeout=parse_number(settings, "ACA_CULL_TIMEOUT", 3600, minimum=1),
-            max_age=parse_number(settings, "ACA_CULL_MAX_AGE", 0),
-            cull_users=parse_bool(settings, "ACA_CULL_USERS", False),
-            cull_admin_users=parse_bool(settings, "ACA_CULL_ADMIN_USERS", True),
-            cull_default_servers=parse_bool(settings, "ACA_CULL_DEFAULT_SERVERS", True),
-            cull_named_servers=parse_bool(settings, "ACA_CULL_NAMED_SERVERS", True),
-            remove_named_servers=parse_bool(settings, "ACA_REMOVE_NAMED_SERVERS", False),
-            concurrency=int(parse_number(settings, "ACA_CULL_CONCURRENCY", 10, minimum=1)),
-            page_size=int(parse_number(settings, "ACA_CULL_PAGE_SIZE", 200, minimum=1)),
-            dry_run=parse_bool(settings, "ACA_CULL_DRY_RUN", False),
-            stop_wait=parse_number(settings, "ACA_CULL_STOP_WAIT", 60),
+            timeout=number(settings, "ACA_CULL_TIMEOUT", 3600, minimum=1),
+            max_age=number(settings, "ACA_CULL_MAX_AGE", 0),
+            cull_users=flag(settings, "ACA_CULL_USERS", False),
+            cull_admin_users=flag(settings, "ACA_CULL_ADMIN_USERS", True),
+            cull_default_servers=flag(settings, "ACA_CULL_DEFAULT_SERVERS", True),
+            cull_named_servers=flag(settings, "ACA_CULL_NAMED_SERVERS", True),
+            remove_named_servers=flag(settings, "ACA_REMOVE_NAMED_SERVERS", False),
+            concurrency=count(settings, "ACA_CULL_CONCURRENCY", 10),
+            page_size=read_page_size(settings),
+            dry_run=flag(settings, "ACA_CULL_DRY_RUN", False),
+            stop_wait=number(settings, "ACA_CULL_STOP_WAIT", 60),
         )
 
 
 def hub_api_from_settings(settings: Mapping[str, str], *, pool_size: int = 10) -> HubApi:
     """The hub API client of ``ACA_HUB_API_URL`` / ``ACA_HUB_API_TOKEN`` (``ACA_HUB_API_TIMEOUT`` per request)."""
-    url = (settings.get("ACA_HUB_API_URL") or "").strip()
-    token = (settings.get("ACA_HUB_API_TOKEN") or "").strip()
-    if not url:
+    hub = HubApiSettings.from_settings(settings)
+    if not hub.url:
         raise CullerError("ACA_HUB_API_URL is not set: the culler needs the hub's REST API, e.g. https://hub/hub/api")
-    if not token:
+    if not hub.token:
         raise CullerError(f"ACA_HUB_API_TOKEN is not set: the culler needs the token of the {SERVICE_NAME} hub service")
-    timeout = parse_number(settings, "ACA_HUB_API_TIMEOUT", 30, minimum=1)
     try:
-        return HubApi(url, token, timeout=timeout, pool_size=pool_size)
+        return hub.client(pool_size=pool_size)
     except ValueError as e:
         raise CullerError(f"invalid hub API settings: {e}") from None
 
@@ -354,8 +326,8 @@ def cull_idle(api: HubApi, options: CullOptions, *, now: datetime | None = None)
         _finish(summary, api, calls_before, started)
         hint = ""
         if e.status in (401, 403):
-            scopes = REQUIRED_SCOPES + (USER_CULLING_SCOPES if options.cull_users else ())
-            hint = f" (the {SERVICE_NAME} service's token must be valid and have the scopes {', '.join(scopes)})"
+            scopes = ", ".join(culler_scopes(options.cull_users))
+            hint = f" (the {SERVICE_NAME} service's token must be valid and have the scopes {scopes})"
         raise CullerError(f"culler run failed, nothing was culled: {e}{hint}") from e
     summary.users_listed = len(users)
 

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from acaspawner.identity import azure_credential
+
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,5 @@ def make_homes(settings: Settings) -> HomeFolders | None:
     """The home folders of this deployment, or None when no home share is configured."""
     if not settings.home_folders_configured:
         return None
-    from azure.identity import DefaultAzureCredential
-
-    credential = DefaultAzureCredential(managed_identity_client_id=settings.client_id or None)
+    credential = azure_credential(settings.client_id)
     return AzureFilesHomes(settings.home_files_account_url, settings.home_share_name, credential)

@@ -1,7 +1,7 @@
 """A small, synchronous client for the JupyterHub REST API, used by the culler and the reconciler.
 
 The functions talk to the hub only through its public REST API with the token
-of the ``aca-idle-culler`` hub service, so the hub stays the source of truth:
+of the culler's hub service (:mod:`acaspawner.culler_service`), so the hub stays the source of truth:
 a server the culler stops is stopped by the hub, which then runs the
 spawner's own stop path (a queued ``stop`` request) to remove the app.
 
@@ -16,12 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from .appsettings import number, text
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,32 @@ class HubApiError(RuntimeError):
 
 class HubUnavailable(HubApiError):
     """The hub API could not be reached (connection refused, DNS, timeout)."""
+
+
+@dataclass(frozen=True)
+class HubApiSettings:
+    """Where the hub's REST API is and the service token to call it with (``ACA_HUB_API_*``)."""
+
+    url: str = ""
+    token: str = field(default="", repr=False)
+    timeout: float = DEFAULT_TIMEOUT  # seconds per request
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str]) -> HubApiSettings:
+        """Read the settings (URL and token may be empty); raises ValueError for a bad ``ACA_HUB_API_TIMEOUT``."""
+        return cls(
+            url=text(settings, "ACA_HUB_API_URL"),
+            token=text(settings, "ACA_HUB_API_TOKEN"),
+            timeout=number(settings, "ACA_HUB_API_TIMEOUT", DEFAULT_TIMEOUT, minimum=1),
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url and self.token)
+
+    def client(self, *, pool_size: int = 10) -> HubApi:
+        """A :class:`HubApi` for these settings; raises ValueError for a URL that is not http(s)."""
+        return HubApi(self.url, self.token, timeout=self.timeout, pool_size=pool_size)
 
 
 def quote_name(name: str) -> str:

@@ -29,6 +29,14 @@ belongs to. The rules, applied on every (re)read of the entity:
   lost, on its follow-up, or on a redelivery), so a stop racing a start ends
   stopped with no app left.
 
+Where a start goes: it holds its cores and memory in an environment of the
+pool with room (:mod:`functions.capacity`, :mod:`functions.placement`) before
+it sends the PUT, whose ``environmentId`` follows; an app the server already
+has keeps its environment. When no environment has room the start ends
+``failed`` (``NoCapacity``) without an ARM call. A start that ends failed
+gives back what it held; a stop or delete gives it back once the app is gone
+(or parked), and fences out older starts of the server.
+
 Untrusted or unreadable messages go to the poison queue (their original
 base64 body, like the host's own poison) and never reach ARM. Policy
 violations end as a ``failed`` status without an ARM call. ARM's terminal
@@ -42,17 +50,16 @@ follow-ups log as their ``repr`` (op, key, generation, correlation id).
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from dataclasses import dataclass
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-
+from acaspawner import wire
 from acaspawner.contract import ContractError, Op, Request, ServerSpec
 from acaspawner.sealing import ExpiredMessage, Sealer, SealError
 
 from .arm import ArmApps, for_users
+from .capacity import CapacityLedger
 from .followup import FollowUp, FollowUps, read_payload
 from .homes import HomeFolders
 from .listing import AppListing
@@ -79,11 +86,13 @@ class Deps:
     listing: AppListing
     homes: HomeFolders | None = None
     max_dequeue_count: int = 5
+    # where servers are placed and what they hold there; None: everything in ACA_ENVIRONMENT_ID, uncounted
+    capacity: CapacityLedger | None = None
 
 
 def _poison(body: bytes, deps: Deps) -> None:
     # the body as it sat on the queue (the host decoded base64), so it looks like the host's own poison
-    deps.storage.send_to_poison(base64.b64encode(body).decode("ascii"))
+    deps.storage.send_to_poison(wire.encode(body))
 
 
 def _unusable_request_target(body: bytes, deps: Deps) -> Request | None:
@@ -93,10 +102,8 @@ def _unusable_request_target(body: bytes, deps: Deps) -> Request | None:
     schema is unknown or invalid; if it still names a server of this hub,
     that server should fail visibly instead of waiting out its timeout.
     """
-    token = body.partition(b".")[2]
     try:
-        plaintext = MultiFernet([Fernet(k.encode("ascii")) for k in deps.settings.sealing_keys]).decrypt(token)
-        data = json.loads(plaintext)
+        data = json.loads(deps.sealer.open_bytes_of_any_age(body))
         op = data.get("op") if data.get("op") in ("start", "stop", "delete") else "start"
         target = Request(
             op=Op(op),
@@ -108,7 +115,7 @@ def _unusable_request_target(body: bytes, deps: Deps) -> Request | None:
             # only to name the server: the real spec could not be read
             spec=ServerSpec(image="(unreadable)") if op == "start" else None,
         )
-    except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
+    except (SealError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if target.hub_id != deps.settings.hub_id or not key_belongs_to(target):
         return None

@@ -24,7 +24,11 @@ calls:
    the entity then says so (``stopped``, ``NotInHub``);
 5. reports (logs, summary; does not act on) servers the hub or the table
    believes running whose app is gone;
-6. drains the lifecycle's poison queue (``<queue>-poison``): logs every
+6. repairs the capacity ledger (:mod:`functions.capacity_repair`): adopts apps
+   that hold cores without a reservation, releases reservations no app or
+   active server holds, recounts each environment, and reports per
+   environment servers, cores in use and cores left (in the summary line);
+7. drains the lifecycle's poison queue (``<queue>-poison``): logs every
    message's id, insertion time, dequeue count and why it was poisoned (never
    its body: it holds a JupyterHub API token), and deletes those older than
    the sealing maximum age (``ACA_SEAL_MAX_AGE``), which nothing can replay,
@@ -61,19 +65,30 @@ from acaspawner.contract import ContractError, Phase, Status
 from acaspawner.naming import server_key
 from acaspawner.sealing import DEFAULT_MAX_AGE, ExpiredMessage, Sealer, TamperedMessage, UnknownKey
 
-from .culler import parse_number
+from .appsettings import SettingsReader, count, number
+from .arm import app_generation, make_client
+from .capacity import CapacityLedger
+from .capacity_repair import CapacityReport, repair_capacity
+from .culler import read_page_size
 from .followup import FollowUp, read_payload
-from .hubapi import HubApi, HubApiError
+from .hubapi import HubApi, HubApiError, HubApiSettings
 from .policy import key_belongs_to
-from .settings import DEFAULT_MAX_DEQUEUE_COUNT, read_host_limits
-from .storage import StatusConflict
+from .settings import (
+    DEFAULT_MAX_DEQUEUE_COUNT,
+    Settings,
+    SettingsError,
+    read_host_limits,
+    read_hub_id,
+    read_resource_group,
+    read_seal_max_age,
+    read_stop_mode,
+)
+from .spec import TAG_HUB
+from .storage import FunctionStorage, StatusConflict
 
 log = logging.getLogger(__name__)
 
 NAME = "aca-reconciler"
-# the app tags the lifecycle writes (functions/spec.py)
-TAG_HUB = "aca-hub"
-TAG_GENERATION = "aca-generation"
 STUCK_PHASES = (Phase.QUEUED, Phase.PROVISIONING)
 STUCK_ERROR_CODE = "StuckTimeout"
 NOT_IN_HUB = "the hub no longer counts its server as active"
@@ -116,20 +131,20 @@ class ReconcileOptions:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> ReconcileOptions:
-        hub_id = (settings.get("ACA_HUB_ID") or "").strip()
-        group = (settings.get("ACA_RESOURCE_GROUP") or "").strip()
-        missing = [n for n, v in (("ACA_HUB_ID", hub_id), ("ACA_RESOURCE_GROUP", group)) if not v]
-        if missing:
-            raise ValueError(f"missing app settings {', '.join(missing)}")
+        """Read the settings; raises ValueError naming the missing ones, or the first bad one."""
+        reader = SettingsReader(settings)
+        hub_id, group = reader.read(read_hub_id, ""), reader.read(read_resource_group, "")
+        if reader.missing:
+            raise ValueError(f"missing app settings {', '.join(reader.missing)}")
         return cls(
             hub_id=hub_id,
             resource_group=group,
-            stuck_after=parse_number(settings, "ACA_STUCK_AFTER", 1200, minimum=1),
-            max_arm_calls=int(parse_number(settings, "ACA_RECONCILE_MAX_ARM_CALLS", 100, minimum=1)),
-            grace=parse_number(settings, "ACA_RECONCILE_GRACE", 300),
-            stop_mode=(settings.get("ACA_STOP_MODE") or "delete").strip().lower(),
-            hub_page_size=int(parse_number(settings, "ACA_CULL_PAGE_SIZE", 200, minimum=1)),
-            seal_max_age=parse_number(settings, "ACA_SEAL_MAX_AGE", DEFAULT_MAX_AGE, minimum=1),
+            stuck_after=number(settings, "ACA_STUCK_AFTER", 1200, minimum=1),
+            max_arm_calls=count(settings, "ACA_RECONCILE_MAX_ARM_CALLS", 100),
+            grace=number(settings, "ACA_RECONCILE_GRACE", 300),
+            stop_mode=read_stop_mode(settings),
+            hub_page_size=read_page_size(settings),
+            seal_max_age=read_seal_max_age(settings),
             max_dequeue_count=read_host_limits().max_dequeue_count,
         )
 
@@ -152,6 +167,7 @@ class ReconcileSummary:
     poison_seen: int = 0  # poison messages looked at (and logged) this run
     poison_deleted: int = 0  # of those, deleted (older than the sealing maximum age)
     seconds: float = 0.0
+    capacity: CapacityReport | None = None  # per environment: servers, cores in use, cores left
 
     def line(self) -> str:
         text = (
@@ -161,6 +177,8 @@ class ReconcileSummary:
             f"poison_seen={self.poison_seen} poison_deleted={self.poison_deleted} "
             f"seconds={self.seconds:.1f}"
         )
+        if self.capacity is not None:
+            text += " " + self.capacity.text()
         if self.notes:
             text += " notes: " + "; ".join(self.notes)
         return text
@@ -243,13 +261,6 @@ def _app_created(app: dict[str, Any]) -> float | None:
     return parsed.timestamp() if parsed.tzinfo else None
 
 
-def _generation(app: dict[str, Any]) -> int | None:
-    try:
-        return int((app.get("tags") or {}).get(TAG_GENERATION, ""))
-    except ValueError:
-        return None
-
-
 def _age(seconds: float) -> str:
     minutes = int(seconds // 60)
     return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
@@ -314,7 +325,7 @@ class _Run:
             if created is not None and self.now - created < self.options.grace:
                 return None
             return "it has no status entity (orphan)"
-        generation = _generation(app)
+        generation = app_generation(app)
         if generation is not None and generation > status.generation:
             return None  # a newer request made it; its status has not caught up yet
         if status.phase.is_active:
@@ -401,7 +412,7 @@ def hub_active_servers(api: HubApi, page_size: int = 200) -> list[tuple[str, str
     return servers
 
 
-# -- 6. the poison queue ----------------------------------------------------------------------------
+# -- 7. the poison queue ----------------------------------------------------------------------------
 
 
 class PoisonQueue(Protocol):
@@ -583,7 +594,7 @@ def _age_s(seconds: float) -> str:
 
 def drain_poison(queue: PoisonQueue, sealer: Sealer | None, options: ReconcileOptions, summary: ReconcileSummary,
                  now: float) -> None:
-    """Step 6 on its own: storage errors end up in ``summary`` (errors and a note), never raised."""
+    """Step 7 on its own: storage errors end up in ``summary`` (errors and a note), never raised."""
     try:
         _PoisonDrain(queue, sealer, options, now, summary).run()
     except AzureError as e:
@@ -600,6 +611,7 @@ def reconcile(
     now: float | None = None,
     poison: PoisonQueue | None = None,
     sealer: Sealer | None = None,
+    capacity: CapacityLedger | None = None,
 ) -> ReconcileSummary:
     """One reconciler run against explicit dependencies.
 
@@ -608,8 +620,9 @@ def reconcile(
     ``hub_servers`` lists the servers the hub counts active as (user, server, ready) (optional: without
     it, apps of servers the hub forgot are not removed, and missing apps are reported from the table only);
     ``poison`` is the poison queue's client (:attr:`FunctionStorage.poison`;
-    None skips step 6) and ``sealer`` opens its messages to tell why they were
-    poisoned (None: they are logged as not classified, and still deleted when old).
+    None skips step 7) and ``sealer`` opens its messages to tell why they were
+    poisoned (None: they are logged as not classified, and still deleted when old);
+    ``capacity`` is the lifecycle's capacity ledger (None skips step 6).
     Raises :class:`ReconcilerError` when ARM or the table cannot be read at
     all; a spent budget or throttling ends the run early with a note instead.
     """
@@ -654,6 +667,11 @@ def reconcile(
             run.report_missing(apps, statuses, ready)
         else:
             summary.notes.append("app listing incomplete: missing apps not checked")
+        if capacity is not None:
+            summary.capacity = repair_capacity(capacity, summary.errors, summary.notes,
+                                               apps if summary.listing_complete else None, statuses,
+                                               lambda key: storage.get_status(options.hub_id, key),
+                                               grace=options.grace, now=now)
     except AzureError as e:
         summary.errors.append(f"{type(e).__name__}: {getattr(e, 'message', e)}")
         if _is_throttling(e):
@@ -676,22 +694,16 @@ def run_reconciler(settings: Mapping[str, str], *, now: float | None = None) -> 
     when ``ACA_HUB_API_URL`` and ``ACA_HUB_API_TOKEN`` are set. ``ACA_SEALING_KEYS``
     is optional here: it only tells why poison messages were poisoned.
     """
-    from .arm import make_client
-    from .settings import Settings, SettingsError
-    from .storage import FunctionStorage
-
     try:
         options = ReconcileOptions.from_settings(settings)
         config = Settings.from_environ(settings, sealing=False)
-        sealer = Sealer(config.sealing_keys, max_age=options.seal_max_age) if config.sealing_keys else None
+        hub_settings = HubApiSettings.from_settings(settings)
     except (ValueError, SettingsError) as e:
         raise ReconcilerError(f"invalid reconciler settings: {e}") from None
+    sealer = config.sealer() if config.sealing_keys else None
     storage = FunctionStorage(config.storage)
     client = make_client(config)
-    hub: HubApi | None = None
-    if settings.get("ACA_HUB_API_URL") and settings.get("ACA_HUB_API_TOKEN"):
-        hub = HubApi(settings["ACA_HUB_API_URL"], settings["ACA_HUB_API_TOKEN"],
-                     timeout=parse_number(settings, "ACA_HUB_API_TIMEOUT", 30, minimum=1))
+    hub: HubApi | None = hub_settings.client() if hub_settings.configured else None
     try:
         return reconcile(
             options,
@@ -701,6 +713,7 @@ def run_reconciler(settings: Mapping[str, str], *, now: float | None = None) -> 
             now=now,
             poison=storage.poison,
             sealer=sealer,
+            capacity=CapacityLedger(storage.table, config.hub_id, config.environments),
         )
     finally:
         client.close()

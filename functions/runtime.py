@@ -11,21 +11,20 @@ import os
 import threading
 from collections.abc import Mapping
 
-from acaspawner.sealing import Sealer
-
 from .arm import ArmApps, make_client
+from .capacity import CapacityLedger
 from .followup import FollowUps
 from .homes import make_homes
 from .lifecycle import Deps
 from .listing import AppListing
-from .settings import Settings, read_host_limits
+from .settings import CONNECTION, Settings, read_host_limits
 from .storage import FunctionStorage
 
 # how long azure-core may keep retrying one throttled or failing ARM request inside an invocation
 # (honouring Retry-After); beyond it the message is redelivered
 ARM_RETRY_BUDGET = 60.0
 
-_PREFIXES = ("ACA_", "AcaStorage", "AZURE_")
+_PREFIXES = ("ACA_", CONNECTION, "AZURE_")
 _lock = threading.Lock()
 _cached: tuple[tuple[tuple[str, str], ...], Deps] | None = None
 
@@ -35,12 +34,13 @@ def _fingerprint(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 def build_deps(settings: Settings) -> Deps:
-    """Clients for ``settings``: status table, lifecycle and poison queues, ARM, the shared listing, home share."""
+    """Clients for ``settings``: status table (and its capacity ledger), lifecycle and poison queues, ARM, the
+    shared listing, home share."""
     limits = read_host_limits()
     apps = ArmApps(make_client(settings, retry_timeout=min(ARM_RETRY_BUDGET, limits.function_timeout / 2)),
                    settings.resource_group)
     storage = FunctionStorage(settings.storage)
-    sealer = Sealer(settings.sealing_keys, max_age=settings.seal_max_age)
+    sealer = settings.sealer()
     return Deps(
         settings=settings,
         storage=storage,
@@ -50,6 +50,7 @@ def build_deps(settings: Settings) -> Deps:
         listing=AppListing(apps),
         homes=make_homes(settings),
         max_dequeue_count=limits.max_dequeue_count,
+        capacity=CapacityLedger(storage.table, settings.hub_id, settings.environments),
     )
 
 

@@ -20,7 +20,10 @@ from .arm import (
     classify,
     for_users,
 )
+from .capacity import CapacityBusy, NoCapacity, Superseded
 from .followup import FollowUp, Step
+from .footprint import app_environment, of_spec
+from .placement import NO_CAPACITY
 from .rules import MAX_RACES, Outcome, RetryLater, Verdict, decide, settled
 from .spec import build_container_app, owner_tags
 from .storage import StatusConflict
@@ -54,6 +57,13 @@ def _arm_busy(follow_up: FollowUp, app: dict[str, Any] | None) -> bool:
     if follow_up.step is Step.STOP:
         return state not in _SETTLED_STATES or props.get("runningStatus") != "Stopped"
     return state not in _SETTLED_STATES and state != "Deleting"
+
+
+def _staying(app: dict[str, Any] | None) -> str:
+    """The environment an existing app keeps (it cannot move); ``""`` for none, or one on its way out."""
+    if app is None or (app.get("properties") or {}).get("provisioningState") == "Deleting":
+        return ""
+    return app_environment(app)
 
 
 class ServerRun:
@@ -126,6 +136,7 @@ class ServerRun:
                         raise RetryLater(str(e)) from e
                     except TerminalArmError as e:
                         log.warning("%r: could not make sure the app is gone: %s", self.request, e.code)
+                    self._release()  # in case the first delivery stopped between recording and releasing
                     return Outcome.DUPLICATE
                 if current.phase is Phase.FAILED or self._app_exists():
                     return Outcome.DUPLICATE
@@ -175,18 +186,24 @@ class ServerRun:
             try:
                 self.storage.write_status(self._next(current, Phase.FAILED, message, url="", error_code=code,
                                                      step=""))
-                return Outcome.REJECTED
             except StatusConflict:
                 continue
+            self._release_failed_start()
+            return Outcome.REJECTED
         raise RetryLater(f"status of {self.key} kept changing")
 
-    def _failed(self, mine: Status, error: ArmFailure, prefix: str = "") -> Outcome:
+    def _failed(self, mine: Status, error: ArmFailure, prefix: str = "", *, release: bool = True) -> Outcome:
+        """Record ``error`` as the outcome; a start then gives back what it held (``release``: it may hold some)."""
         log.warning("%r failed: %s: %s", self.request, error.code, error.message)
         written = self._finish(mine, Phase.FAILED, prefix + for_users(error.message), url="", error_code=error.code,
                                step="")
         if written is None:
             return Outcome.IGNORED
-        return Outcome.FAILED if written.phase is Phase.FAILED else Outcome.DUPLICATE
+        if written.phase is not Phase.FAILED:
+            return Outcome.DUPLICATE
+        if release:
+            self._release_failed_start()
+        return Outcome.FAILED
 
     def _transient(self, mine: Status, error: TransientArmError) -> Outcome:
         n, most = self.dequeue_count, self.deps.max_dequeue_count
@@ -229,6 +246,51 @@ class ServerRun:
                 self._remove_own_app()  # the stop may have looked before this create made the app
             return Outcome.IGNORED
         return Outcome.ACCEPTED if written.phase is mine.phase else Outcome.DUPLICATE
+
+    # -- capacity (functions.capacity) -----------------------------------
+
+    def _place(self, existing: dict[str, Any] | None) -> str:
+        """Hold this start's footprint in an environment with room and return its id.
+
+        An app the server already has keeps its environment; in stop mode the
+        environment it held last is kept too (its parked app lives there).
+        Raises NoCapacity or Superseded.
+        """
+        ledger = self.deps.capacity
+        if ledger is None:
+            return self.settings.environment_id
+        assert self.request.spec is not None
+        need, parks = of_spec(self.request.spec), self.settings.stop_mode == "stop"
+        try:
+            try:
+                return ledger.reserve(self.key, self.request.generation, need, pinned=_staying(existing),
+                                      pin_previous=parks)
+            except NoCapacity:
+                if not (_staying(existing) or parks):
+                    raise
+                # the listing may be older than the app's delete: ask the app itself before refusing
+                return ledger.reserve(self.key, self.request.generation, need,
+                                      pinned=_staying(self.deps.apps.get(self.key)))
+        except CapacityBusy as e:
+            raise RetryLater(str(e)) from e
+
+    def _release(self) -> None:
+        """A stop or delete is done: give back what the server holds, and fence out older starts."""
+        if self.deps.capacity is None:
+            return
+        try:
+            self.deps.capacity.release(self.key, self.request.generation, fence=True)
+        except CapacityBusy as e:
+            raise RetryLater(str(e)) from e
+
+    def _release_failed_start(self) -> None:
+        """A start ended failed: give back what it took (best effort: the reconciler repairs a miss)."""
+        if self.deps.capacity is None or self.request.op is not Op.START:
+            return
+        try:
+            self.deps.capacity.release(self.key, self.request.generation, exact=True)
+        except CapacityBusy as e:
+            log.warning("%r: could not release its reservation now (%s); the reconciler will", self.request, e)
 
     # -- ARM helpers ----------------------------------------------------
 
@@ -295,12 +357,20 @@ class ServerRun:
         if isinstance(claimed, Outcome):
             return claimed
         mine = claimed
-        body = build_container_app(self.request, self.settings)
         try:
             # any listing will do: an app made since it was taken has a status row, checked above
-            if self._foreign_app(self.deps.listing.find(self.key, since=0.0)):
+            existing = self.deps.listing.find(self.key, since=0.0)
+            if self._foreign_app(existing):
                 return self._failed(mine, TerminalArmError(
                     "ServerNameTaken", f"the container app name {self.key} is taken by another server"))
+            try:
+                environment = self._place(existing)
+            except NoCapacity as e:  # it holds nothing: what a twin delivery of it may hold is not its to give
+                return self._failed(mine, TerminalArmError(NO_CAPACITY, str(e)), release=False)
+            except Superseded as e:
+                log.info("%r ignored: %s", self.request, e)
+                return Outcome.IGNORED
+            body = build_container_app(self.request, self.settings, environment_id=environment)
             self._homes("ensure")
             accepted = self.deps.apps.send_create_or_update(self.key, body)
         except TerminalArmError as e:
@@ -331,6 +401,7 @@ class ServerRun:
         deleting = self.request.op is Op.DELETE
         if deleting and self.settings.home_delete_on_delete:
             self._homes("delete")
+        self._release()  # before the outcome: a redelivery after a crash here finds the stop not yet done
         written = self._finish(mine, Phase.STOPPED, "server deleted" if deleting else "server stopped",
                                url="", error_code="", step="")
         return Outcome.APPLIED if written is not None else Outcome.IGNORED

@@ -4,19 +4,56 @@ Settings are read lazily, at the first invocation, never at import: the
 Functions worker indexes ``function_app.py`` before app settings exist, and a
 missing setting must not break indexing. A missing or malformed setting
 raises :class:`SettingsError` naming every offending setting at once.
+
+Each group of settings (storage, sealing, the ARM target, ARM access, policy,
+home folders, timing) has one reader below; :meth:`Settings.from_environ`
+composes them. Settings the timers read too (the hub id, the resource group,
+the stop mode, the sealing maximum age) have a reader of their own here, so
+every setting is parsed in one place (:mod:`functions.appsettings` holds the
+parsers of numbers, flags, memory sizes and durations).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from acaspawner.sealing import DEFAULT_MAX_AGE, Sealer
+from acaspawner.sealing import DEFAULT_MAX_AGE, Sealer, parse_keys
 from acaspawner.storage_config import DEFAULT_QUEUE, DEFAULT_TABLE, StorageConfig
+
+from .appsettings import (
+    InvalidSetting,
+    MissingSetting,
+    SettingsReader,
+    items,
+    number,
+    parse_memory_gi,
+    required,
+    text,
+    timespan_seconds,
+)
+from .environments import EnvironmentBudget, read_environments
+
+# parse_memory_gi (functions.appsettings) stays importable from here, where policy and footprint import it
+__all__ = [
+    "CONNECTION",
+    "DEFAULT_FUNCTION_TIMEOUT",
+    "DEFAULT_MAX_DEQUEUE_COUNT",
+    "STOP_MODES",
+    "HostLimits",
+    "Settings",
+    "SettingsError",
+    "parse_memory_gi",
+    "read_hub_id",
+    "read_host_limits",
+    "read_resource_group",
+    "read_seal_max_age",
+    "read_stop_mode",
+]
 
 #: the connection name of the queue trigger (``connection="AcaStorage"``)
 CONNECTION = "AcaStorage"
@@ -26,22 +63,9 @@ HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 DEFAULT_MAX_DEQUEUE_COUNT = 5
 DEFAULT_FUNCTION_TIMEOUT = 300.0  # the host's own default on Consumption
 
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Gi|Mi)\s*$")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
 
 class SettingsError(ValueError):
     """A required app setting is missing or a setting has an invalid value."""
-
-
-def parse_memory_gi(value: str) -> float:
-    """``"8Gi"`` → 8.0, ``"512Mi"`` → 0.5; raises ValueError for anything else."""
-    match = _MEMORY.match(str(value))
-    if not match:
-        raise ValueError(f"memory must look like '2Gi' or '512Mi', not {value!r}")
-    amount = float(match.group(1))
-    return amount / 1024 if match.group(2) == "Mi" else amount
 
 
 @dataclass(frozen=True)
@@ -50,16 +74,6 @@ class HostLimits:
 
     max_dequeue_count: int = DEFAULT_MAX_DEQUEUE_COUNT
     function_timeout: float = DEFAULT_FUNCTION_TIMEOUT
-
-
-def _timespan_seconds(text: str) -> float:
-    """``"00:10:00"`` (or ``"1.00:00:00"``) → seconds."""
-    days = 0
-    if "." in text.split(":")[0]:
-        day_part, text = text.split(".", 1)
-        days = int(day_part)
-    hours, minutes, seconds = text.split(":")
-    return days * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def read_host_limits(path: Path = HOST_JSON) -> HostLimits:
@@ -72,8 +86,146 @@ def read_host_limits(path: Path = HOST_JSON) -> HostLimits:
     timeout = host.get("functionTimeout")
     return HostLimits(
         max_dequeue_count=int(queues.get("maxDequeueCount", DEFAULT_MAX_DEQUEUE_COUNT)),
-        function_timeout=_timespan_seconds(timeout) if timeout and timeout != "-1" else DEFAULT_FUNCTION_TIMEOUT,
+        function_timeout=timespan_seconds(timeout) if timeout and timeout != "-1" else DEFAULT_FUNCTION_TIMEOUT,
     )
+
+
+# --- settings the timers read too --------------------------------------------------------------
+
+
+def read_hub_id(settings: Mapping[str, str]) -> str:
+    """``ACA_HUB_ID``: the hub these functions serve (table partition, app tag)."""
+    return required(settings, "ACA_HUB_ID", "the hub these functions serve")
+
+
+def read_resource_group(settings: Mapping[str, str]) -> str:
+    """``ACA_RESOURCE_GROUP``: where the user apps are."""
+    return required(settings, "ACA_RESOURCE_GROUP", "resource group of the user apps")
+
+
+def read_stop_mode(settings: Mapping[str, str]) -> str:
+    """``ACA_STOP_MODE``: ``delete`` (the default) or ``stop``."""
+    mode = text(settings, "ACA_STOP_MODE", "delete").lower()
+    if mode not in STOP_MODES:
+        raise InvalidSetting(f"ACA_STOP_MODE must be one of {', '.join(STOP_MODES)}, not {mode!r}")
+    return mode
+
+
+def read_seal_max_age(settings: Mapping[str, str]) -> float:
+    """``ACA_SEAL_MAX_AGE``: seconds a sealed message stays valid."""
+    return number(settings, "ACA_SEAL_MAX_AGE", DEFAULT_MAX_AGE, positive=True)
+
+
+# --- the groups of Settings: each reads its settings and returns its fields ----------------------
+
+
+def _storage(reader: SettingsReader) -> dict[str, Any]:
+    """The lifecycle queue and status table, and how to reach them (the ``AcaStorage`` connection)."""
+    queue, table = reader.text("ACA_LIFECYCLE_QUEUE", DEFAULT_QUEUE), reader.text("ACA_STATUS_TABLE", DEFAULT_TABLE)
+    return {"storage": reader.read(lambda s: StorageConfig.from_app_settings(s, CONNECTION, queue, table), None)}
+
+
+def _sealing(reader: SettingsReader, *, keys_needed: bool) -> dict[str, Any]:
+    """The keys shared with the hub (the first one seals) and how long a sealed message stays valid."""
+
+    def keys(settings: Mapping[str, str]) -> tuple[str, ...]:
+        raw = text(settings, "ACA_SEALING_KEYS")
+        if not raw:
+            if keys_needed:
+                raise MissingSetting("ACA_SEALING_KEYS", "Fernet keys shared with the hub")
+            return ()
+        parsed = tuple(parse_keys(raw))
+        try:
+            Sealer(parsed)
+        except ValueError as e:
+            raise InvalidSetting(f"ACA_SEALING_KEYS: {e}") from None
+        return parsed
+
+    return {"sealing_keys": reader.read(keys, ()), "seal_max_age": reader.read(read_seal_max_age, DEFAULT_MAX_AGE)}
+
+
+def _arm_target(reader: SettingsReader) -> dict[str, Any]:
+    """Where user apps go: subscription, resource group, environments, region, workload profile, registry."""
+    subscription_id = reader.required("ACA_SUBSCRIPTION_ID", "subscription of the user apps")
+    resource_group = reader.read(read_resource_group, "")
+    environment_id = reader.required("ACA_ENVIRONMENT_ID", "resource id of the Container Apps environment")
+    location = reader.required("ACA_LOCATION", "Azure region of the user apps")
+    registry_server, registry_identity = reader.text("ACA_REGISTRY_SERVER"), reader.text("ACA_REGISTRY_IDENTITY")
+    if bool(registry_server) != bool(registry_identity):
+        reader.problem("app settings ACA_REGISTRY_SERVER and ACA_REGISTRY_IDENTITY must be set together")
+    return {
+        "subscription_id": subscription_id,
+        "resource_group": resource_group,
+        "environment_id": environment_id,
+        "environments": read_environments(reader.text("ACA_ENVIRONMENTS"), environment_id, reader.problems),
+        "location": location,
+        "workload_profile": reader.text("ACA_WORKLOAD_PROFILE"),
+        "registry_server": registry_server,
+        "registry_identity": registry_identity,
+    }
+
+
+def _arm_access(reader: SettingsReader) -> dict[str, Any]:
+    """How ARM is reached: the functions' identity, or another endpoint (the emulator) with its CA and token."""
+    endpoint = reader.text("ACA_ARM_ENDPOINT").rstrip("/")
+    if endpoint and not endpoint.startswith("https://"):
+        reader.problem("app setting ACA_ARM_ENDPOINT must be an https:// URL (bearer tokens need TLS)")
+    token = reader.text("ACA_ARM_TOKEN")
+    if token and not endpoint:
+        reader.problem("app setting ACA_ARM_TOKEN is for the emulator only: it needs ACA_ARM_ENDPOINT")
+    ca_bundle = reader.text("ACA_ARM_CA_BUNDLE")
+    if ca_bundle and not Path(ca_bundle).is_file():
+        reader.problem(f"app setting ACA_ARM_CA_BUNDLE names a file that does not exist: {ca_bundle}")
+    return {"client_id": reader.text("AZURE_CLIENT_ID"), "arm_endpoint": endpoint, "arm_ca_bundle": ca_bundle,
+            "arm_token": token}
+
+
+def _policy(reader: SettingsReader) -> dict[str, Any]:
+    """What a request may ask for: allowed images, most cpu and memory."""
+
+    def allowed_images(settings: Mapping[str, str]) -> tuple[str, ...]:
+        images = items(settings, "ACA_ALLOWED_IMAGES")
+        if not images:
+            raise MissingSetting("ACA_ALLOWED_IMAGES", "glob patterns of allowed images")
+        return images
+
+    def max_memory_gi(settings: Mapping[str, str]) -> float:
+        raw = text(settings, "ACA_MAX_MEMORY")
+        try:
+            return parse_memory_gi(raw) if raw else 8.0
+        except ValueError as e:
+            raise InvalidSetting(f"ACA_MAX_MEMORY: {e}") from None
+
+    return {
+        "allowed_images": reader.read(allowed_images, ()),
+        "max_cpu": reader.number("ACA_MAX_CPU", 4.0, positive=True),
+        "max_memory_gi": reader.read(max_memory_gi, 8.0),
+    }
+
+
+def _homes(reader: SettingsReader) -> dict[str, Any]:
+    """Users' home folders: the environment storage, the Azure Files share behind it, and deleting them."""
+    storage_name = reader.text("ACA_HOME_STORAGE_NAME")
+    url, share = reader.text("ACA_HOME_FILES_ACCOUNT_URL"), reader.text("ACA_HOME_SHARE_NAME")
+    if bool(url) != bool(share):
+        reader.problem("app settings ACA_HOME_FILES_ACCOUNT_URL and ACA_HOME_SHARE_NAME must be set together")
+    if url and not storage_name:
+        reader.problem("app setting ACA_HOME_STORAGE_NAME is required when ACA_HOME_FILES_ACCOUNT_URL is set")
+    return {
+        "home_storage_name": storage_name,
+        "home_files_account_url": url,
+        "home_share_name": share,
+        "home_delete_on_delete": reader.flag("ACA_HOME_DELETE_ON_DELETE", False),
+    }
+
+
+def _timing(reader: SettingsReader) -> dict[str, Any]:
+    """What a stop does to the app, how often a pending ARM operation is looked at, and when waiting ends."""
+    return {
+        "stop_mode": reader.read(read_stop_mode, "delete"),
+        "arm_poll_interval": reader.number("ACA_ARM_POLL_INTERVAL", 1.0, positive=True),
+        "spawn_deadline": reader.number("ACA_SPAWN_DEADLINE", 480.0, positive=True),
+    }
 
 
 @dataclass(frozen=True)
@@ -106,6 +258,8 @@ class Settings:
     arm_poll_interval: float = 1.0
     # a start or stop that ARM has not finished this long after the hub asked fails (below start_timeout)
     spawn_deadline: float = 480.0
+    # where servers are placed, with the budget of each (ACA_ENVIRONMENTS; default: ACA_ENVIRONMENT_ID alone)
+    environments: tuple[EnvironmentBudget, ...] = ()
 
     @property
     def queue_name(self) -> str:
@@ -119,6 +273,10 @@ class Settings:
     def home_folders_configured(self) -> bool:
         return bool(self.home_storage_name and self.home_files_account_url and self.home_share_name)
 
+    def sealer(self) -> Sealer:
+        """The :class:`Sealer` of the sealing keys and maximum age (ValueError without keys, which the timers allow)."""
+        return Sealer(self.sealing_keys, max_age=self.seal_max_age)
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, *, sealing: bool = True) -> Settings:
         """Read and validate the app settings; raises :class:`SettingsError` naming what is wrong.
@@ -126,130 +284,17 @@ class Settings:
         ``sealing=False`` is for the timers, which open no request: the sealing keys may then be
         missing (``sealing_keys`` is empty), though keys that are given must be valid.
         """
-        env = os.environ if environ is None else environ
-        problems: list[str] = []
-
-        def get(name: str, default: str = "") -> str:
-            return env.get(name, "").strip() or default
-
-        def required(name: str, meaning: str) -> str:
-            value = get(name)
-            if not value:
-                problems.append(f"missing app setting {name} ({meaning})")
-            return value
-
-        def number(name: str, default: float, positive: bool = True) -> float:
-            raw = get(name)
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                problems.append(f"app setting {name} must be a number, not {raw!r}")
-                return default
-            if positive and value <= 0:
-                problems.append(f"app setting {name} must be positive, not {raw!r}")
-                return default
-            return value
-
-        def flag(name: str, default: bool) -> bool:
-            raw = get(name).lower()
-            if not raw:
-                return default
-            if raw in _TRUE:
-                return True
-            if raw in _FALSE:
-                return False
-            problems.append(f"app setting {name} must be true or false, not {raw!r}")
-            return default
-
-        storage = None
-        try:
-            storage = StorageConfig.from_app_settings(
-                env, CONNECTION, get("ACA_LIFECYCLE_QUEUE", DEFAULT_QUEUE), get("ACA_STATUS_TABLE", DEFAULT_TABLE)
-            )
-        except ValueError as e:
-            problems.append(str(e))
-
-        hub_id = required("ACA_HUB_ID", "the hub these functions serve")
-        keys = tuple(k for k in get("ACA_SEALING_KEYS").replace(",", " ").split() if k)
-        if not keys:
-            if sealing:
-                problems.append("missing app setting ACA_SEALING_KEYS (Fernet keys shared with the hub)")
-        else:
-            try:
-                Sealer(keys)
-            except ValueError as e:
-                problems.append(f"app setting ACA_SEALING_KEYS: {e}")
-        subscription_id = required("ACA_SUBSCRIPTION_ID", "subscription of the user apps")
-        resource_group = required("ACA_RESOURCE_GROUP", "resource group of the user apps")
-        environment_id = required("ACA_ENVIRONMENT_ID", "resource id of the Container Apps environment")
-        location = required("ACA_LOCATION", "Azure region of the user apps")
-        images = tuple(p.strip() for p in get("ACA_ALLOWED_IMAGES").split(",") if p.strip())
-        if not images:
-            problems.append("missing app setting ACA_ALLOWED_IMAGES (glob patterns of allowed images)")
-
-        max_memory_gi = 8.0
-        raw_memory = get("ACA_MAX_MEMORY")
-        if raw_memory:
-            try:
-                max_memory_gi = parse_memory_gi(raw_memory)
-            except ValueError as e:
-                problems.append(f"app setting ACA_MAX_MEMORY: {e}")
-
-        stop_mode = get("ACA_STOP_MODE", "delete").lower()
-        if stop_mode not in STOP_MODES:
-            problems.append(f"app setting ACA_STOP_MODE must be one of {', '.join(STOP_MODES)}, not {stop_mode!r}")
-
-        registry_server, registry_identity = get("ACA_REGISTRY_SERVER"), get("ACA_REGISTRY_IDENTITY")
-        if bool(registry_server) != bool(registry_identity):
-            problems.append("app settings ACA_REGISTRY_SERVER and ACA_REGISTRY_IDENTITY must be set together")
-
-        home_url, home_share = get("ACA_HOME_FILES_ACCOUNT_URL"), get("ACA_HOME_SHARE_NAME")
-        if bool(home_url) != bool(home_share):
-            problems.append("app settings ACA_HOME_FILES_ACCOUNT_URL and ACA_HOME_SHARE_NAME must be set together")
-        if home_url and not get("ACA_HOME_STORAGE_NAME"):
-            problems.append("app setting ACA_HOME_STORAGE_NAME is required when ACA_HOME_FILES_ACCOUNT_URL is set")
-
-        arm_endpoint = get("ACA_ARM_ENDPOINT").rstrip("/")
-        if arm_endpoint and not arm_endpoint.startswith("https://"):
-            problems.append("app setting ACA_ARM_ENDPOINT must be an https:// URL (bearer tokens need TLS)")
-        if get("ACA_ARM_TOKEN") and not arm_endpoint:
-            problems.append("app setting ACA_ARM_TOKEN is for the emulator only: it needs ACA_ARM_ENDPOINT")
-        ca_bundle = get("ACA_ARM_CA_BUNDLE")
-        if ca_bundle and not Path(ca_bundle).is_file():
-            problems.append(f"app setting ACA_ARM_CA_BUNDLE names a file that does not exist: {ca_bundle}")
-
-        values = dict(
-            seal_max_age=number("ACA_SEAL_MAX_AGE", DEFAULT_MAX_AGE),
-            max_cpu=number("ACA_MAX_CPU", 4.0),
-            arm_poll_interval=number("ACA_ARM_POLL_INTERVAL", 1.0),
-            spawn_deadline=number("ACA_SPAWN_DEADLINE", 480.0),
-            home_delete_on_delete=flag("ACA_HOME_DELETE_ON_DELETE", False),
-        )
-        if problems:
-            raise SettingsError("the functions are not configured: " + "; ".join(problems))
-        assert storage is not None
-        return cls(
-            storage=storage,
-            hub_id=hub_id,
-            sealing_keys=keys,
-            subscription_id=subscription_id,
-            resource_group=resource_group,
-            environment_id=environment_id,
-            location=location,
-            allowed_images=images,
-            max_memory_gi=max_memory_gi,
-            stop_mode=stop_mode,
-            workload_profile=get("ACA_WORKLOAD_PROFILE"),
-            registry_server=registry_server,
-            registry_identity=registry_identity,
-            home_storage_name=get("ACA_HOME_STORAGE_NAME"),
-            home_files_account_url=home_url,
-            home_share_name=home_share,
-            client_id=get("AZURE_CLIENT_ID"),
-            arm_endpoint=arm_endpoint,
-            arm_ca_bundle=ca_bundle,
-            arm_token=get("ACA_ARM_TOKEN"),
-            **values,
-        )
+        reader = SettingsReader(os.environ if environ is None else environ)
+        fields = {
+            **_storage(reader),
+            "hub_id": reader.read(read_hub_id, ""),
+            **_sealing(reader, keys_needed=sealing),
+            **_arm_target(reader),
+            **_arm_access(reader),
+            **_policy(reader),
+            **_homes(reader),
+            **_timing(reader),
+        }
+        if reader.problems:
+            raise SettingsError("the functions are not configured: " + "; ".join(reader.problems))
+        return cls(**fields)

@@ -87,8 +87,11 @@ def app_tags(request: Request) -> dict[str, str]:
     return {**owner_tags(request), TAG_GENERATION: str(request.generation)}
 
 
-def build_container_app(request: Request, settings: Settings) -> dict[str, Any]:
-    """The ARM body that creates or updates the user's container app for a start ``request``."""
+def build_container_app(request: Request, settings: Settings, environment_id: str = "") -> dict[str, Any]:
+    """The ARM body that creates or updates the user's container app for a start ``request``.
+
+    ``environment_id``: where it was placed (:mod:`functions.placement`); default ``ACA_ENVIRONMENT_ID``.
+    """
     spec = request.spec
     if spec is None:
         raise ValueError("only a start request describes a container app")
@@ -136,7 +139,7 @@ def build_container_app(request: Request, settings: Settings) -> dict[str, Any]:
         "location": settings.location,
         "tags": app_tags(request),
         "properties": {
-            "environmentId": settings.environment_id,
+            "environmentId": environment_id or settings.environment_id,
             "configuration": configuration,
             "template": {
                 "containers": [container],

@@ -20,6 +20,7 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 
 from acaspawner.contract import Status
+from acaspawner.identity import azure_credential
 from acaspawner.storage_config import StorageConfig, poison_queue_name
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,6 @@ log = logging.getLogger(__name__)
 
 class StatusConflict(Exception):
     """Someone else wrote this server's status since it was read."""
-
-
-def _credential(config: StorageConfig):
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential(managed_identity_client_id=config.client_id or None)
 
 
 class FunctionStorage:
@@ -47,7 +42,7 @@ class FunctionStorage:
             self.poison = QueueClient.from_connection_string(config.connection_string, poison)
             self.lifecycle = QueueClient.from_connection_string(config.connection_string, config.queue_name)
         else:
-            credential = _credential(config)
+            credential = azure_credential(config.client_id)
             self.table = TableClient(config.table_account_url, config.table_name, credential=credential)
             self.poison = QueueClient(config.queue_account_url, poison, credential=credential)
             self.lifecycle = QueueClient(config.queue_account_url, config.queue_name, credential=credential)

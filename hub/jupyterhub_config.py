@@ -10,13 +10,10 @@ import json
 import os
 import sys
 
+from acaspawner.culler_service import culler_role, culler_service
 from acaspawner.storage_config import DEFAULT_QUEUE, DEFAULT_TABLE
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
-
-# The culler service's role: what jupyterhub-idle-culler needs, nothing more.
-CULLER_SERVICE = "aca-idle-culler"
-CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
 DEFAULT_MOUNT_OPTIONS = "uid=1000,gid=100,dir_mode=0755,file_mode=0644,mfsymlinks,nobrl"
 AUTHENTICATORS = {
@@ -136,11 +133,9 @@ except json.JSONDecodeError as e:
 
 culler_token = _env("ACA_CULLER_API_TOKEN")
 if culler_token:
-    culler_scopes = list(CULLER_SCOPES)
-    if _flag("ACA_CULL_USERS"):  # deleting idle users: read their `created`, and delete them
-        culler_scopes += ["read:users", "delete:users"]
-    c.JupyterHub.services = [{"name": CULLER_SERVICE, "api_token": culler_token}]
-    c.JupyterHub.load_roles = [{"name": CULLER_SERVICE, "scopes": culler_scopes, "services": [CULLER_SERVICE]}]
+    # the service's role: what jupyterhub-idle-culler needs, nothing more (deleting idle users adds two scopes)
+    c.JupyterHub.services = [culler_service(culler_token)]
+    c.JupyterHub.load_roles = [culler_role(cull_users=_flag("ACA_CULL_USERS"))]
 else:
     _warn("ACA_CULLER_API_TOKEN is not set: idle servers are not culled")
 

@@ -112,6 +112,15 @@ param maxCpu string = '4'
 @description('Upper bound of memory a server may request.')
 param maxMemory string = '8Gi'
 
+@minValue(1)
+@description('Cores the functions may fill in each Container Apps environment (keep it at or below its core quota, 100 by default on Consumption); a start beyond it fails at once with NoCapacity.')
+param environmentCoreBudget int = 100
+
+@minValue(1)
+@maxValue(15)
+@description('Container Apps environments servers are placed in. 1: the hub\'s environment only. More: environments 2..N are internal environments in subnets of the same network, each with its own core quota (docs/deploy.md "More than one environment").')
+param environmentCount int = 1
+
 @allowed([
   'delete'
   'stop'
@@ -197,6 +206,9 @@ param appsSubnetPrefix string = '10.42.0.0/23'
 @description('Subnet delegated to PostgreSQL.')
 param postgresSubnetPrefix string = '10.42.4.0/24'
 
+@description('Block of the virtual network that the subnets of environments 2..N are cut from, a /23 each in order (environmentCount > 1); must not overlap the other subnets.')
+param extraAppsSubnetsPrefix string = '10.42.64.0/18'
+
 // --- secrets (azd generates them once: infra/hooks/ensure_secrets.py) ----------
 
 @secure()
@@ -230,6 +242,9 @@ var resolvedHubId = empty(hubId) ? environmentName : hubId
 var resolvedTenantId = empty(aadTenantId) ? tenant().tenantId : aadTenantId
 var registryResourceGroupName = empty(existingRegistryResourceGroup) ? hubGroup.name : existingRegistryResourceGroup
 var useExistingRegistry = !createRegistry && !empty(existingRegistryName)
+
+// Environments 2..N of the pool (environment k = index i + 2); none with environmentCount = 1.
+var extraEnvironmentIndexes = range(0, environmentCount - 1)
 
 resource hubGroup 'Microsoft.Resources/resourceGroups@2022-09-01' = {
   name: 'rg-${environmentName}'
@@ -279,6 +294,7 @@ module network 'modules/network.bicep' = {
     addressPrefix: vnetAddressPrefix
     appsSubnetPrefix: appsSubnetPrefix
     postgresSubnetPrefix: postgresSubnetPrefix
+    extraAppsSubnetPrefixes: [for i in extraEnvironmentIndexes: cidrSubnet(extraAppsSubnetsPrefix, 23, i)]
   }
 }
 
@@ -386,8 +402,9 @@ module vault 'modules/keyvault.bicep' = {
   }
 }
 
-// --- Container Apps environment and who may use it --------------------------------------
+// --- Container Apps environments and who may use them --------------------------------------
 
+// The hub's environment, the pool's first (ACA_ENVIRONMENT_ID): external, the hub's ingress is public.
 module appsEnvironment 'modules/environment.bicep' = {
   name: 'environment'
   scope: hubGroup
@@ -397,12 +414,45 @@ module appsEnvironment 'modules/environment.bicep' = {
     name: 'cae-${token}'
     logAnalyticsName: monitoring.outputs.logAnalyticsName
     infrastructureSubnetId: network.outputs.appsSubnetId
+    internal: false
     dedicatedWorkloadProfiles: dedicatedWorkloadProfiles
     homesAccountName: homesStorage.outputs.accountName
     homeStorageName: homeStorageName
     homeShareName: homesStorage.outputs.shareName
   }
 }
+
+// Environments 2..N: internal (no public endpoint), each in its own subnet, with the same
+// homes storage and workload profiles as the first, so that any server fits in any of them.
+module extraEnvironments 'modules/environment.bicep' = [for i in extraEnvironmentIndexes: {
+  name: 'environment-${i + 2}'
+  scope: hubGroup
+  params: {
+    location: location
+    tags: allTags
+    name: 'cae-${token}-${i + 2}'
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
+    infrastructureSubnetId: network.outputs.extraAppsSubnetIds[i]
+    internal: true
+    dedicatedWorkloadProfiles: dedicatedWorkloadProfiles
+    homesAccountName: homesStorage.outputs.accountName
+    homeStorageName: homeStorageName
+    homeShareName: homesStorage.outputs.shareName
+  }
+}]
+
+// The hub's proxy (in the first environment, in the same network) resolves <app>.<default domain>
+// of an internal environment through a private DNS zone linked to the network.
+module extraEnvironmentDns 'modules/environment-dns.bicep' = [for i in extraEnvironmentIndexes: {
+  name: 'environment-dns-${i + 2}'
+  scope: hubGroup
+  params: {
+    tags: allTags
+    defaultDomain: extraEnvironments[i].outputs.defaultDomain
+    staticIp: extraEnvironments[i].outputs.staticIp
+    vnetId: network.outputs.vnetId
+  }
+}]
 
 module customRoles 'modules/custom-roles.bicep' = {
   name: 'custom-roles-${token}' // subscription-level deployment names must not collide across environments
@@ -423,6 +473,20 @@ module environmentAccess 'modules/environment-access.bicep' = {
     allowPullIdentityAssignment: userImagesFromRegistry && !empty(registryServer)
   }
 }
+
+// The same join right in environments 2..N. The pull identity's assignment is a role on the
+// identity, not on an environment: environmentAccess grants it once for all of them.
+module extraEnvironmentAccess 'modules/environment-access.bicep' = [for i in extraEnvironmentIndexes: {
+  name: 'environment-access-${i + 2}'
+  scope: hubGroup
+  params: {
+    environmentName: extraEnvironments[i].outputs.name
+    functionsPrincipalId: identities.outputs.functionsPrincipalId
+    environmentJoinerRoleId: customRoles.outputs.environmentJoinerId
+    pullIdentityName: identities.outputs.pullName
+    allowPullIdentityAssignment: false
+  }
+}]
 
 module usersAccess 'modules/users-access.bicep' = {
   name: 'users-access'
@@ -515,6 +579,7 @@ module functions 'modules/functions.bicep' = {
     vault
     lifecycleStorage
     environmentAccess
+    extraEnvironmentAccess
     usersAccess
   ]
   params: {
@@ -543,6 +608,8 @@ module functions 'modules/functions.bicep' = {
     registryIdentityId: userImagesFromRegistry && !empty(registryServer) ? identities.outputs.pullId : ''
     allowedImages: allowedImages
     maxCpu: maxCpu
+    environmentCoreBudget: environmentCoreBudget
+    extraEnvironmentIds: [for i in extraEnvironmentIndexes: extraEnvironments[i].outputs.id]
     maxMemory: maxMemory
     stopMode: stopMode
     homeStorageName: appsEnvironment.outputs.homeStorageName

@@ -123,6 +123,8 @@ def function_settings(azurite, emulator) -> dict[str, str]:
         "ACA_SUBSCRIPTION_ID": emulator.subscription_id,
         "ACA_RESOURCE_GROUP": emulator.resource_group,
         "ACA_ENVIRONMENT_ID": emulator.environment_id,
+        # a burst of 500 half-core servers needs 250 cores: budget ACA's largest quota, the emulator enforces none
+        "ACA_ENVIRONMENTS": json.dumps([{"id": emulator.environment_id, "cores": 5000}]),
         "ACA_LOCATION": emulator.location,
         "ACA_ALLOWED_IMAGES": "bench/*",
         "ACA_ARM_ENDPOINT": emulator.arm_endpoint,

@@ -26,9 +26,8 @@ from typing import Any, TypeVar
 
 from acaspawner.contract import Op, Phase, Request, ServerSpec
 from acaspawner.naming import server_key
-from acaspawner.sealing import Sealer, generate_key
+from acaspawner.sealing import generate_key
 from acaspawner.storage import HubStorage
-from acaspawner.storage_config import StorageConfig
 
 from .azurite import Azurite
 from .procs import REPO
@@ -94,10 +93,8 @@ async def run(values: dict[str, str], step_seconds: float) -> None:
 
     settings = Settings.from_environ(values)
     apps = ArmApps(make_client(settings), settings.resource_group)
-    storage = HubStorage(StorageConfig.from_app_settings(
-        values, "AcaStorage", values.get("ACA_LIFECYCLE_QUEUE", "aca-lifecycle"),
-        values.get("ACA_STATUS_TABLE", "acaservers")))
-    sealer = Sealer(values["ACA_SEALING_KEYS"])
+    storage = HubStorage(settings.storage)
+    sealer = settings.sealer()
     generation = int(time.time() * 1000)
     start = lifecycle_request(values, Op.START, generation)
     key, hub = start.server_key, start.hub_id

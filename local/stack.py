@@ -198,6 +198,8 @@ class Stack:
             "ACA_HUB_API_TOKEN": self.culler_token,
             "ACA_DEMO_TEST_ADMIN_TOKEN": self.options.test_admin_token,
             "ACA_DEMO_START_TIMEOUT": str(self.options.start_timeout),
+            # the culler's role follows the functions' setting: deleting users needs two more scopes
+            "ACA_CULL_USERS": self.options.function_settings.get("ACA_CULL_USERS", "false"),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         proc = self._spawn("hub", [str(BIN / "jupyterhub"), "-f", str(DEMO_CONFIG)], env=env, cwd=state)

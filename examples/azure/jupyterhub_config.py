@@ -8,6 +8,8 @@ needed for browsers to reach users' servers; the comments say why.
 
 import os
 
+from acaspawner.culler_service import culler_role, culler_service
+
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
 # The hub's public address, as users type it into their browser.
@@ -102,14 +104,9 @@ c.JupyterHub.allow_named_servers = True
 
 # The culler runs in Azure Functions (a timer) and stops idle servers through the
 # hub's REST API, so the hub stays the source of truth. It authenticates as this
-# service; its token is the functions' ACA_HUB_API_TOKEN (from Key Vault). These
-# are exactly the scopes it needs (add "read:users" and "delete:users" only with
-# ACA_CULL_USERS=true).
-c.JupyterHub.services = [{"name": "aca-idle-culler", "api_token": os.environ["ACA_CULLER_API_TOKEN"]}]
-c.JupyterHub.load_roles = [
-    {
-        "name": "aca-idle-culler",
-        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-        "services": ["aca-idle-culler"],
-    }
-]
+# service ("aca-idle-culler"); its token is the functions' ACA_HUB_API_TOKEN (from
+# Key Vault). Its role has exactly the scopes it needs: list:users,
+# read:users:activity, read:servers, delete:servers; culler_role(cull_users=True)
+# adds read:users and delete:users, for ACA_CULL_USERS=true.
+c.JupyterHub.services = [culler_service(os.environ["ACA_CULLER_API_TOKEN"])]
+c.JupyterHub.load_roles = [culler_role()]

@@ -1,11 +1,16 @@
-// The Container Apps environment (Consumption profile plus optional dedicated
+// A Container Apps environment (Consumption profile plus optional dedicated
 // profiles) in its own subnet, and the environment storage for users' homes.
+// The hub's environment is external (the hub's ingress is public); environments
+// 2..N of the pool are internal: no public endpoint, only the static IP of an
+// internal load balancer in their subnet (docs/deploy.md "More than one environment").
 
 param location string
 param tags object
 param name string
 param logAnalyticsName string
 param infrastructureSubnetId string
+@description('Internal environment: no public endpoint; apps with external ingress are reachable from the virtual network only, at its staticIp.')
+param internal bool
 @description('Extra (dedicated) workload profiles: objects with name, workloadProfileType (e.g. D4), minimumCount, maximumCount.')
 param dedicatedWorkloadProfiles array
 param homesAccountName string
@@ -41,7 +46,7 @@ resource managedEnvironment 'Microsoft.App/managedEnvironments@2024-03-01' = {
     }
     vnetConfiguration: {
       infrastructureSubnetId: infrastructureSubnetId
-      internal: false
+      internal: internal
     }
     workloadProfiles: concat(consumptionProfile, dedicatedWorkloadProfiles)
     zoneRedundant: false
@@ -65,4 +70,6 @@ resource homes 'Microsoft.App/managedEnvironments/storages@2024-03-01' = {
 output id string = managedEnvironment.id
 output name string = managedEnvironment.name
 output defaultDomain string = managedEnvironment.properties.defaultDomain
+@description('Inbound IP: public for an external environment, the internal load balancer\'s private IP for an internal one.')
+output staticIp string = managedEnvironment.properties.staticIp
 output homeStorageName string = homes.name

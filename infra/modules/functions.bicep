@@ -35,6 +35,10 @@ param registryServer string
 param registryIdentityId string
 param allowedImages string
 param maxCpu string
+@description('Cores the functions may fill in each environment (ACA_ENVIRONMENTS).')
+param environmentCoreBudget int
+@description('Resource ids of the pool\'s environments after environmentId (ACA_ENVIRONMENTS); empty: environmentId alone.')
+param extraEnvironmentIds array
 param maxMemory string
 @allowed([
   'delete'
@@ -66,6 +70,19 @@ param stuckAfter int
 param reconcileMaxArmCalls int
 param reconcileGrace int
 
+// ACA_ENVIRONMENTS: the hub's environment first, then the others, each with the same budget
+var firstEnvironmentBudget = [
+  {
+    id: environmentId
+    cores: environmentCoreBudget
+  }
+]
+var extraEnvironmentBudgets = [for id in extraEnvironmentIds: {
+  id: id
+  cores: environmentCoreBudget
+}]
+var environmentBudgets = concat(firstEnvironmentBudget, extraEnvironmentBudgets)
+
 var appSettings = {
   // --- the Functions host: its own storage and telemetry, by identity ---
   AzureWebJobsStorage__accountName: hostStorageAccountName
@@ -92,6 +109,7 @@ var appSettings = {
   ACA_SUBSCRIPTION_ID: subscription().subscriptionId
   ACA_RESOURCE_GROUP: usersResourceGroupName
   ACA_ENVIRONMENT_ID: environmentId
+  ACA_ENVIRONMENTS: string(environmentBudgets)
   ACA_LOCATION: location
   ACA_WORKLOAD_PROFILE: workloadProfile
   ACA_REGISTRY_SERVER: registryServer

@@ -7,6 +7,8 @@ Azure deployment uses (see ``examples/azure/jupyterhub_config.py``).
 
 import os
 
+from acaspawner.culler_service import culler_role, culler_service
+
 c = get_config()  # noqa: F821 - provided by JupyterHub
 
 env = os.environ
@@ -60,14 +62,8 @@ if env.get("ACA_DEMO_ALLOW_ORIGIN", "1") != "1":
     c.JupyterHub.spawner_class = SpawnerWithoutOriginFix
 
 # --- the idle culler (an Azure Function) calls the hub API as this service ----------------
-c.JupyterHub.services = [{"name": "aca-idle-culler", "api_token": env["ACA_HUB_API_TOKEN"]}]
-c.JupyterHub.load_roles = [
-    {
-        "name": "aca-idle-culler",
-        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-        "services": ["aca-idle-culler"],
-    }
-]
+c.JupyterHub.services = [culler_service(env["ACA_HUB_API_TOKEN"])]
+c.JupyterHub.load_roles = [culler_role(cull_users=env.get("ACA_CULL_USERS", "").lower() == "true")]
 
 if env.get("ACA_DEMO_TEST_ADMIN_TOKEN"):
     # the end-to-end tests inspect the hub through this service; the demo itself never sets it

@@ -41,6 +41,7 @@ FAULT_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--startup-timeout", "startup_timeout", float, "seconds an app may take to listen on its port (default 60)"),
     ("--header-limit", "header_limit", int, "ingress request header limit in bytes (default 61440, envoy's)"),
     ("--page-size", "list_page_size", int, "container apps per list page (default 100)"),
+    ("--core-quota", "core_quota", float, "cores per managed environment (default: not enforced)"),
 ]
 
 
@@ -57,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--subscription", default=DEFAULT_SUBSCRIPTION)
     parser.add_argument("--resource-group", default=DEFAULT_RESOURCE_GROUP)
     parser.add_argument("--environment", default=DEFAULT_ENVIRONMENT, help="managed environment name")
+    parser.add_argument("--more-environment", action="append", default=[], metavar="NAME",
+                        help="another managed environment, same region (repeatable)")
     parser.add_argument("--location", default=DEFAULT_LOCATION)
     parser.add_argument("--port", type=int, default=0, help="ARM port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--hub-host", type=_pair, action="append", default=[], metavar="HOST=UPSTREAM",
@@ -93,6 +96,7 @@ def emulator_from_args(args: argparse.Namespace) -> Emulator:
         subscription_id=args.subscription,
         resource_group=args.resource_group,
         environment=args.environment,
+        more_environments=args.more_environment,
         location=args.location,
         arm_port=args.port,
         hubs=dict(args.hub_host),

@@ -14,7 +14,8 @@ Served (the ``api-version`` values of :mod:`.apiversions`, paths case-insensitiv
 
 Every ARM request passes, in order: bearer-token check (401), ``api-version`` check,
 throttling (429 + ``Retry-After``), injected 5xx, subscription/resource-group check.
-Not ARM: ``GET /_emulator/stats``, ``GET /_emulator/apps``, ``POST /_emulator/faults`` and
+Not ARM: ``GET /_emulator/stats``, ``GET /_emulator/apps``, ``GET /_emulator/environments`` (cores per
+environment), ``POST /_emulator/faults`` and
 ``POST /_emulator/hubs`` (no auth, no throttling) for scripts and benchmarks.
 """
 
@@ -73,6 +74,7 @@ class ArmApi:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_get("/_emulator/stats", self.emulator_stats)
         app.router.add_get("/_emulator/apps", self.emulator_apps)
+        app.router.add_get("/_emulator/environments", self.emulator_environments)
         app.router.add_post("/_emulator/faults", self.emulator_faults)
         app.router.add_post("/_emulator/hubs", self.emulator_hubs)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
@@ -187,15 +189,16 @@ class ArmApi:
         return body
 
     def _resource(self, name: str) -> dict[str, Any]:
-        return self.emu._lifecycle.get(name).resource(self.emu.subscription_id, self.emu.environment_id)
+        return self.emu._lifecycle.get(name).resource(self.emu.subscription_id)
 
     # ---- ARM handlers ---------------------------------------------------------------------------
 
     async def get_environment(self, request: web.Request, params: dict[str, str]) -> web.Response:
         emu = self.emu
-        if params["env"].lower() != emu.environment_name.lower():
+        environment = next((e for e in emu.environments if e.name.lower() == params["env"].lower()), None)
+        if environment is None:
             raise not_found("Microsoft.App/managedEnvironments", params["env"], emu.resource_group)
-        return _json(emu.environment_resource())
+        return _json(environment.resource())
 
     async def list_apps(self, request: web.Request, params: dict[str, str]) -> web.Response:
         emu = self.emu
@@ -206,7 +209,7 @@ class ArmApi:
             raise bad_request("InvalidSkipToken", "The $skiptoken is invalid.") from None
         size = max(1, emu.faults.list_page_size)
         page = apps[offset : offset + size]
-        body: dict[str, Any] = {"value": [a.resource(emu.subscription_id, emu.environment_id) for a in page]}
+        body: dict[str, Any] = {"value": [a.resource(emu.subscription_id) for a in page]}
         if offset + size < len(apps):
             version = request.query.get("api-version", "")
             body["nextLink"] = f"{self._base(request)}{request.path}?api-version={version}&$skiptoken={offset + size}"
@@ -219,7 +222,7 @@ class ArmApi:
         body = await self._body(request)
         app, created, op = await self.emu._lifecycle.put(params["name"], body)
         headers = {"Azure-AsyncOperation": self._op_url(request, op, "Statuses"), **self._retry_after()}
-        return _json(app.resource(self.emu.subscription_id, self.emu.environment_id), 201 if created else 200, headers)
+        return _json(app.resource(self.emu.subscription_id), 201 if created else 200, headers)
 
     async def patch_app(self, request: web.Request, params: dict[str, str]) -> web.Response:
         body = await self._body(request)
@@ -266,6 +269,9 @@ class ArmApi:
     async def emulator_apps(self, request: web.Request) -> web.Response:
         apps = {name: dataclasses.asdict(info) for name, info in self.emu.apps.items()}
         return web.Response(text=json.dumps(apps, default=str), content_type="application/json")
+
+    async def emulator_environments(self, request: web.Request) -> web.Response:
+        return _json(self.emu.environment_usage)
 
     async def emulator_faults(self, request: web.Request) -> web.Response:
         try:

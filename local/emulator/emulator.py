@@ -27,10 +27,11 @@ from .apiversions import SUPPORTED_API_VERSIONS
 from .apps import ImageRule, image_rules
 from .arm import ArmApi
 from .certs import server_ssl_context
+from .environments import CoreAccounting, ManagedEnvironment
 from .faults import ErrorInjector, Faults, Stats, Throttle
 from .ingress import Ingress
 from .lifecycle import Lifecycle
-from .model import AppInfo, environment_id
+from .model import AppInfo
 
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 DEFAULT_RESOURCE_GROUP = "rg-aca-emulator"
@@ -47,13 +48,16 @@ def _kill_at_exit(ref: weakref.ReferenceType[Emulator]) -> None:
 
 
 class Emulator:
-    """An ACA managed environment and the ARM endpoint that manages it, on 127.0.0.1.
+    """ACA managed environments and the ARM endpoint that manages them, on 127.0.0.1.
 
     Fault and pacing settings (see :class:`~local.emulator.faults.Faults`) are given as ``faults``
     and/or as keyword arguments, and changed later with :meth:`set_faults`. ``workload_profiles``
     lists the environment's profiles besides Consumption (``{"name", "workloadProfileType"}``, e.g.
     ``{"name": "gpu", "workloadProfileType": "NC24-A100"}``); ``api_versions`` replaces the
     accepted ``api-version`` values (:data:`~local.emulator.apiversions.SUPPORTED_API_VERSIONS`).
+    ``environment`` names the default environment; ``more_environments`` adds others (each its own
+    id and default domain, same region and profiles); ``core_quota`` (a fault setting) caps the
+    cores of each (see :mod:`.environments`).
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class Emulator:
         image_map: Mapping[str, str | Sequence[str]] | Iterable[ImageRule] | None = None,
         hubs: Mapping[str, str] | None = None,
         workload_profiles: Iterable[Mapping[str, Any]] = (),
+        more_environments: Iterable[str] = (),
         api_versions: Iterable[str] = SUPPORTED_API_VERSIONS,
         faults: Faults | None = None,
         **fault_settings: Any,
@@ -79,13 +84,17 @@ class Emulator:
         self.environment_name = environment
         self.location = location
         self.host = host
-        self.default_domain = f"{environment}.{location.lower().replace(' ', '')}.localhost"
         self._arm_port = arm_port
         self._faults = (faults or Faults()).updated(**fault_settings)
         self._rules = image_rules(image_map)
         self._hubs = dict(hubs or {})
         extra = [dict(p) for p in workload_profiles if str(p.get("name", "")).lower() != "consumption"]
         self.workload_profiles: list[dict[str, Any]] = [dict(CONSUMPTION_PROFILE), *extra]
+        names = [environment, *(n for n in more_environments if n.lower() != environment.lower())]
+        self.environments = [ManagedEnvironment(n, subscription_id, resource_group, location,
+                                                self.workload_profiles, host) for n in dict.fromkeys(names)]
+        self.default_domain = self.environments[0].default_domain
+        self._accounting = CoreAccounting(self.environments, lambda: self._faults.core_quota)
         self.api_versions: tuple[str, ...] = tuple(api_versions)
         self._stats = Stats()
         self._throttle = Throttle(self._faults)
@@ -115,7 +124,7 @@ class Emulator:
         self._lifecycle = Lifecycle(
             subscription_id=self.subscription_id,
             resource_group=self.resource_group,
-            environment_id=self.environment_id,
+            accounting=self._accounting,
             location=self.location,
             state_dir=self.state_dir,
             ingress=self._ingress,
@@ -162,7 +171,19 @@ class Emulator:
 
     @property
     def environment_id(self) -> str:
-        return environment_id(self.subscription_id, self.resource_group, self.environment_name)
+        """The default environment's resource id."""
+        return self.environments[0].id
+
+    @property
+    def environment_ids(self) -> list[str]:
+        """Every environment's resource id, the default first."""
+        return [e.id for e in self.environments]
+
+    @property
+    def environment_usage(self) -> dict[str, dict[str, Any]]:
+        """Per environment name: id, default domain, core quota, cores in use (and the most ever), apps holding
+        cores, quota refusals: the emulator's own accounting."""
+        return self._accounting.report()
 
     def info(self) -> dict[str, Any]:
         """What a script needs to talk to the emulator (printed as a JSON line by the command)."""
@@ -176,28 +197,16 @@ class Emulator:
             "location": self.location,
             "default_domain": self.default_domain,
             "workload_profiles": [p["name"] for p in self.workload_profiles],
+            "environments": [{"name": e.name, "id": e.id, "default_domain": e.default_domain}
+                             for e in self.environments],
             "state_dir": str(self.state_dir),
             "stats_url": f"{self.arm_endpoint}/_emulator/stats",
             "hubs": dict(self._hubs),
         }
 
     def environment_resource(self) -> dict[str, Any]:
-        """The managed environment as ARM returns it."""
-        return {
-            "id": self.environment_id,
-            "name": self.environment_name,
-            "type": "Microsoft.App/managedEnvironments",
-            "location": self.location,
-            "tags": {},
-            "properties": {
-                "provisioningState": "Succeeded",
-                "defaultDomain": self.default_domain,
-                "staticIp": self.host,
-                "zoneRedundant": False,
-                "workloadProfiles": [dict(p) for p in self.workload_profiles],
-                "customDomainConfiguration": {"customDomainVerificationId": "0" * 64},
-            },
-        }
+        """The default managed environment as ARM returns it."""
+        return self.environments[0].resource()
 
     # ---- state and knobs ------------------------------------------------------------------------
 

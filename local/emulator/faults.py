@@ -7,6 +7,7 @@
 * ``fail_images``/``fail_creates`` make a create end ``Failed`` with an ARM error, the way a
   bad image does.
 * ``provisioning_delay`` and ``retry_after`` pace long-running operations.
+* ``core_quota`` caps the cores of each managed environment, as ACA's environment quota does.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Faults:
     header_limit: int = ENVOY_HEADER_LIMIT  # ingress: request headers above this many bytes → 431
     list_page_size: int = 100  # container apps per page of a list (nextLink beyond)
     reject_concurrent_operations: bool = True  # 409 when an app already has an operation in flight
+    core_quota: float | None = None  # cores per managed environment; None: not enforced (ACA's default is 100)
 
     def updated(self, **changes: Any) -> Faults:
         known = {f.name for f in fields(self)}
@@ -148,6 +150,7 @@ class Stats:
     stops: int = 0
     operations_succeeded: int = 0
     operations_failed: int = 0
+    quota_refusals: int = 0  # provisionings refused: the environment's core quota was full
     processes_started: int = 0
     processes_exited: int = 0
     ingress_requests: int = 0

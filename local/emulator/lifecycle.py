@@ -5,6 +5,8 @@ Writes are validated synchronously (errors come back as the HTTP answer), then r
 containers start as processes, the operation waits until the app listens on its port (or
 fails), and ``provisioningState``/``runningStatus`` follow. A delete cancels whatever
 operation the app had in flight; any other write while one is in flight is answered 409.
+An app lives in one of the emulator's managed environments and, once provisioned, holds
+its cores there against the environment's quota (:mod:`.environments`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..procs import free_port
 from . import identity as identities
 from . import validation
 from .apps import AppProcess, ImageRule, build_launch, wait_listening
+from .environments import CoreAccounting, ManagedEnvironment, container_cores
 from .errors import ArmError, bad_request, not_found
 from .faults import Faults, Stats
 from .ingress import Ingress
@@ -42,14 +45,14 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
 
 
 class Lifecycle:
-    """The container apps of one managed environment."""
+    """The container apps of one resource group, in the emulator's managed environments."""
 
     def __init__(
         self,
         *,
         subscription_id: str,
         resource_group: str,
-        environment_id: str,
+        accounting: CoreAccounting,
         location: str,
         state_dir: Path,
         ingress: Ingress,
@@ -60,7 +63,7 @@ class Lifecycle:
     ) -> None:
         self.subscription_id = subscription_id
         self.resource_group = resource_group
-        self.environment_id = environment_id
+        self.accounting = accounting
         self.location = location
         self.state_dir = state_dir
         self.ingress = ingress
@@ -93,14 +96,14 @@ class Lifecycle:
         app = self.apps.get(name)
         secrets = self._secret_values(props, app)
         identity = identities.normalise(body.get("identity"))
-        self._validate(props, secrets, identity)
+        environment = self._validate(props, secrets, identity, app)
         if app is not None:
             self._check_idle(app)
         created = app is None
         if app is None:
             app_dir = self.state_dir / "apps" / name
             app = AppState(name=name, resource_group=self.resource_group, location=body["location"],
-                           home=app_dir / "home", log_path=app_dir / "console.log")
+                           home=app_dir / "home", log_path=app_dir / "console.log", environment_id=environment.id)
             self.stats.creates += 1
         else:
             self.stats.updates += 1
@@ -121,7 +124,7 @@ class Lifecycle:
         props = {k: v for k, v in (merged.get("properties") or {}).items() if k not in READ_ONLY_PROPERTIES}
         secrets = self._secret_values(props, app)
         identity = identities.normalise(body["identity"]) if "identity" in body else app.identity
-        self._validate(props, secrets, identity)
+        self._validate(props, secrets, identity, app)
         self._check_idle(app)
         self.stats.updates += 1
         app.tags = dict(merged.get("tags") or {})
@@ -172,12 +175,21 @@ class Lifecycle:
 
     # ---- validation -----------------------------------------------------------------------------
 
-    def _validate(self, props: dict[str, Any], secrets: dict[str, str | None], identity: dict[str, Any] | None) -> None:
+    def _validate(self, props: dict[str, Any], secrets: dict[str, str | None], identity: dict[str, Any] | None,
+                  app: AppState | None) -> ManagedEnvironment:
+        """Raise the ArmError a write deserves; otherwise the environment it names."""
         env_id = props.get("managedEnvironmentId") or props.get("environmentId")
         if not env_id:
             raise bad_request("InvalidRequestContent", "The 'managedEnvironmentId' property is required.")
-        if str(env_id).rstrip("/").lower() != self.environment_id.lower():
+        environment = self.accounting.find(str(env_id))
+        if environment is None:
             raise ArmError(404, "ManagedEnvironmentNotFound", f"Managed Environment '{env_id}' was not found.")
+        if app is not None and environment.id.lower() != app.environment_id.lower():
+            raise bad_request(
+                "InvalidParameterValue",
+                f"The environment of container app '{app.name}' cannot be changed from '{app.environment_id}' to "
+                f"'{env_id}'. Create the app again in the new environment.",
+            )
         profile = props.get("workloadProfileName")
         validation.validate_workload_profile(profile, self.workload_profiles)
         identities.check_assigned(identity, props.get("configuration") or {})
@@ -185,6 +197,7 @@ class Lifecycle:
         validation.validate_template(template, set(secrets))
         validation.validate_resources(template.get("containers") or [],
                                       validation.profile_type(profile, self.workload_profiles))
+        return environment
 
     @staticmethod
     def _secret_values(props: dict[str, Any], app: AppState | None) -> dict[str, str | None]:
@@ -292,6 +305,7 @@ class Lifecycle:
         return op.task
 
     def _fail(self, app: AppState, code: str, message: str) -> ArmError:
+        self.accounting.release(app.name)  # a failed revision runs no replica
         app.provisioning_state = "Failed"
         # "Failed" is no ContainerAppRunningStatus; ARM's listing shows a failed app without one
         app.running_status = None
@@ -309,10 +323,18 @@ class Lifecycle:
             )
             return self._fail(app, faults.fail_code, message)
         if app.stopped:
+            self.accounting.release(app.name)
             await self._stop_processes(app)
             app.provisioning_state, app.running_status = "Succeeded", "Stopped"
             return None
         if restart or not any(p.running for p in app.processes):
+            # the replica needs its cores first (no await in between: one check per app at a time)
+            refused = self.accounting.admit(app.name, app.environment_id,
+                                            container_cores(app.spec.get("template") or {}))
+            if refused is not None:
+                self.stats.quota_refusals += 1
+                await self._stop_processes(app)
+                return self._fail(app, refused.code, refused.message)
             try:
                 await self._start_processes(app, op, faults.startup_timeout)
             except Exception as exc:
@@ -357,12 +379,14 @@ class Lifecycle:
         await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
 
     async def _stop(self, app: AppState) -> ArmError | None:
+        self.accounting.release(app.name)
         await self._stop_processes(app)
         app.running_status = "Stopped"
         return None
 
     async def _delete(self, app: AppState) -> ArmError | None:
         await self._stop_processes(app)
+        self.accounting.release(app.name)  # its replica is gone
         await self._close_ingress(app)
         with contextlib.suppress(KeyError):
             del self.apps[app.name]

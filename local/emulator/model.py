@@ -54,6 +54,12 @@ class AppInfo:
     exit_code: int | None
     argv: tuple[str, ...]
     log_path: Path
+    environment_id: str = ""
+
+    @property
+    def environment(self) -> str:
+        """The name of the managed environment the app lives in."""
+        return self.environment_id.rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -108,6 +114,7 @@ class AppState:
     location: str
     home: Path
     log_path: Path
+    environment_id: str = ""  # the managed environment it was created in (it cannot move)
     tags: dict[str, str] = field(default_factory=dict)
     spec: dict[str, Any] = field(default_factory=dict)  # properties as written, without secret values
     secrets: dict[str, str | None] = field(default_factory=dict)
@@ -157,10 +164,12 @@ class AppState:
             exit_code=proc.exit_code if proc else None,
             argv=tuple(proc.launch.argv) if proc else (),
             log_path=self.log_path,
+            environment_id=self.environment_id,
         )
 
-    def resource(self, subscription_id: str, environment_id: str) -> dict[str, Any]:
+    def resource(self, subscription_id: str) -> dict[str, Any]:
         """The app as ARM returns it: read-only fields computed, secret values never included."""
+        environment_id = self.environment_id
         props = copy.deepcopy(self.spec)
         config = props.setdefault("configuration", {})
         config.setdefault("activeRevisionsMode", "Single")

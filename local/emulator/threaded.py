@@ -104,6 +104,10 @@ class EmulatorThread:
         return self._emu.environment_id
 
     @property
+    def environment_ids(self) -> list[str]:
+        return self._emu.environment_ids
+
+    @property
     def subscription_id(self) -> str:
         return self._emu.subscription_id
 
@@ -130,6 +134,10 @@ class EmulatorThread:
     @property
     def apps(self) -> dict[str, AppInfo]:
         return self.call(lambda e: e.apps)
+
+    @property
+    def environment_usage(self) -> dict[str, dict[str, Any]]:
+        return self.call(lambda e: e.environment_usage)
 
     @property
     def faults(self) -> Faults:

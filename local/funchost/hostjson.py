@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions.appsettings import timespan_seconds
+
 log = logging.getLogger("local.funchost")
-
-_TIMESPAN = re.compile(r"^(-)?(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$")
-
 
 class HostConfigError(ValueError):
     """host.json holds a value the Functions host would reject."""
@@ -31,15 +29,10 @@ def parse_timespan(value: Any, *, numbers_are_ms: bool = False) -> float:
         if not numbers_are_ms:
             raise HostConfigError(f"expected a timespan string like '00:00:30', got {value!r}")
         return value / 1000.0
-    match = _TIMESPAN.match(str(value).strip())
-    if not match:
-        raise HostConfigError(f"not a timespan: {value!r}")
-    sign, days, hours, minutes, seconds, fraction = match.groups()
-    if int(hours) > 23 or int(minutes) > 59 or int(seconds or 0) > 59:
-        raise HostConfigError(f"timespan out of range: {value!r}")
-    total = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds or 0)
-    total += float(f"0.{fraction}") if fraction else 0.0
-    return -total if sign else total
+    try:
+        return timespan_seconds(str(value))
+    except ValueError as e:
+        raise HostConfigError(str(e)) from None
 
 
 @dataclass(frozen=True)

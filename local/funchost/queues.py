@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import logging
 import math
@@ -27,6 +25,8 @@ from typing import Any, TypeVar
 from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 from azure.storage.queue import QueueMessage as StoredMessage
+
+from acaspawner import wire
 
 from .hostjson import QueueOptions
 from .invoke import FunctionStats, Invoker
@@ -51,15 +51,14 @@ def decode_body(content: str | None, encoding: str) -> bytes:
         return content.encode("utf-8")
     # .NET's base64 decoder skips whitespace but rejects anything else outside the alphabet.
     try:
-        return base64.b64decode("".join(content.split()), validate=True)
-    except (binascii.Error, ValueError):
+        return wire.decode("".join(content.split()), encoding)
+    except wire.WireError:
         raise MessageDecodeError("message body is not valid base64") from None
 
 
 def encode_body(data: bytes | str, encoding: str) -> str:
     """The stored text for ``data`` that the host decodes back to the same bytes."""
-    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    return base64.b64encode(raw).decode("ascii") if encoding == "base64" else raw.decode("utf-8")
+    return wire.encode(data.encode("utf-8") if isinstance(data, str) else bytes(data), encoding)
 
 
 class QueueListener:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from . import sizes
@@ -64,22 +64,22 @@ def normalise(raw: Mapping[str, Any], where: str, *, strict: bool) -> tuple[dict
     return layer, ignored
 
 
-def _aca_cpu(value: Any, where: str) -> Any:
+def _aca_value(validate: Callable[[Any], Any], value: Any, where: str) -> Any:
+    """``value`` checked by ``validate`` (a callable or a ``{value}`` template is checked once it is known)."""
     if callable(value) or _has_placeholder(value):
         return value
     try:
-        return validate_cpu(value)
+        return validate(value)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
+
+
+def _aca_cpu(value: Any, where: str) -> Any:
+    return _aca_value(validate_cpu, value, where)
 
 
 def _aca_memory(value: Any, where: str) -> Any:
-    if callable(value) or _has_placeholder(value):
-        return value
-    try:
-        return validate_memory(value)
-    except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
+    return _aca_value(validate_memory, value, where)
 
 
 def _has_placeholder(value: Any) -> bool:

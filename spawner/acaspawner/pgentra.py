@@ -24,6 +24,8 @@ import os
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
+from .identity import azure_credential
+
 SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 
 
@@ -50,15 +52,6 @@ def password_supplier(credential: TokenCredential) -> ConnectHook:
     return supply
 
 
-def default_credential(client_id: str = "") -> TokenCredential:
-    """The hub's managed identity (``client_id`` picks a user-assigned one), else azure-identity's default chain."""
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    if client_id:
-        return ManagedIdentityCredential(client_id=client_id)
-    return DefaultAzureCredential()
-
-
 def sign_in_with_entra(
     credential: TokenCredential | None = None,
     *,
@@ -72,7 +65,7 @@ def sign_in_with_entra(
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    credential = credential or default_credential(client_id)
+    credential = credential or azure_credential(client_id)
     hook = _installed.get(id(credential))
     if hook is None:
         hook = _installed[id(credential)] = password_supplier(credential)

@@ -95,6 +95,25 @@ class Sealer:
 
     def open_bytes(self, sealed: bytes | str, now: float | None = None) -> bytes:
         """The payload inside ``sealed``; raises a :class:`SealError` subclass if it cannot be trusted."""
+        token = self._token(sealed)
+        now = int(time.time() if now is None else now)
+        try:
+            plaintext = self._multi.decrypt_at_time(token, ttl=int(self.max_age), current_time=now)
+        except InvalidToken:
+            self._decrypt_any_age(token)  # altered (raises TamperedMessage) or just old?
+            raise ExpiredMessage(f"message is older than the maximum age of {int(self.max_age)} s") from None
+        return plaintext
+
+    def open_bytes_of_any_age(self, sealed: bytes | str) -> bytes:
+        """The payload inside ``sealed`` however old it is; raises :class:`TamperedMessage` or :class:`UnknownKey`.
+
+        Only to name the server of a message that expired or cannot be read, so that
+        server can be failed visibly: never to act on what the message asks for.
+        """
+        return self._decrypt_any_age(self._token(sealed))
+
+    def _token(self, sealed: bytes | str) -> bytes:
+        """The Fernet token of ``sealed``, once its key id names a configured key."""
         if isinstance(sealed, str):
             sealed = sealed.encode("utf-8", "replace")
         kid, dot, token = sealed.partition(b".")
@@ -102,16 +121,13 @@ class Sealer:
             raise TamperedMessage("message is not a sealed request (no key id)")
         if kid.decode("ascii", "replace") not in self._known:
             raise UnknownKey("message was sealed with a key that is not configured here")
-        now = int(time.time() if now is None else now)
+        return token
+
+    def _decrypt_any_age(self, token: bytes) -> bytes:
         try:
-            plaintext = self._multi.decrypt_at_time(token, ttl=int(self.max_age), current_time=now)
+            return self._multi.decrypt(token)
         except InvalidToken:
-            try:
-                self._multi.decrypt(token)  # without a TTL: altered or just old?
-            except InvalidToken:
-                raise TamperedMessage("message was altered or is not a sealed request") from None
-            raise ExpiredMessage(f"message is older than the maximum age of {int(self.max_age)} s") from None
-        return plaintext
+            raise TamperedMessage("message was altered or is not a sealed request") from None
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from azure.storage.queue.aio import QueueClient
 
 from . import wire
 from .contract import ContractError, Status
+from .identity import async_azure_credential
 from .logs import describe
 from .storage_config import StorageConfig
 
@@ -27,12 +28,6 @@ log = logging.getLogger(__name__)
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[StorageConfig, HubStorage]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-def _async_credential(config: StorageConfig):
-    from azure.identity.aio import DefaultAzureCredential
-
-    return DefaultAzureCredential(managed_identity_client_id=config.client_id or None)
 
 
 class HubStorage:
@@ -49,7 +44,7 @@ class HubStorage:
             )
             self.table = TableClient.from_connection_string(config.connection_string, config.table_name)
         else:
-            self._credential = _async_credential(config)
+            self._credential = async_azure_credential(config.client_id)
             self.queue = QueueClient(
                 config.queue_account_url,
                 config.queue_name,

@@ -15,7 +15,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,8 +22,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
+from waiting import wait_until
 
-from functions.culler import REQUIRED_SCOPES, SERVICE_NAME
+from acaspawner.culler_service import REQUIRED_SCOPES, SERVICE_NAME
 from local.procs import NODE_BIN, ensure_node_tools, free_port, stop_process_group, wait_for_port
 
 HERE = Path(__file__).resolve().parent
@@ -76,21 +76,12 @@ class RunningHub:
         return model.get("servers", {}).get(server)
 
     def wait_ready(self, user: str, server: str = "", timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            model = self.server(user, server)
-            if model and model.get("ready"):
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"{user}/{server} not ready after {timeout} s")
+        wait_until(lambda: (self.server(user, server) or {}).get("ready"), timeout=timeout, interval=0.1,
+                   what=f"{user}/{server} to be ready")
 
     def wait_stopped(self, user: str, server: str = "", timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.server(user, server) is None:
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"{user}/{server} still active after {timeout} s")
+        wait_until(lambda: self.server(user, server) is None, timeout=timeout, interval=0.1,
+                   what=f"{user}/{server} to stop")
 
     def set_activity(self, user: str, when: datetime, servers: tuple[str, ...] = ("",)) -> None:
         """Record activity (the hub only ever moves it forward)."""
@@ -183,22 +174,22 @@ def start_hub(workdir: Path, *, culler_scopes: tuple[str, ...] = REQUIRED_SCOPES
         log.close()
     try:
         wait_for_port(proxy_port, timeout=START_TIMEOUT, proc=chp)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited with {proc.returncode}:\n{hub.log_tail()}")
-            try:
-                if requests.get(hub.api_url + "/", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the hub did not answer within {START_TIMEOUT} s:\n{hub.log_tail()}")
-            time.sleep(0.2)
+        wait_until(lambda: _answers(hub, proc), timeout=START_TIMEOUT, interval=0.2, what="the hub to answer",
+                   describe=lambda: "\n" + hub.log_tail())
     except BaseException:
         hub.stop()
         raise
     return hub
+
+
+def _answers(hub: RunningHub, proc: subprocess.Popen) -> bool:
+    """True once the hub's API answers through the proxy; raises if the hub has exited."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"jupyterhub exited with {proc.returncode}:\n{hub.log_tail()}")
+    try:
+        return requests.get(hub.api_url + "/", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def dump(obj) -> str:

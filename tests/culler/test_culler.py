@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hubprocess import RunningHub
 
-from functions.culler import REQUIRED_SCOPES, USER_CULLING_SCOPES, CullerError, CullOptions, cull_idle, run_culler
+from acaspawner.culler_service import REQUIRED_SCOPES, SERVICE_NAME, USER_CULLING_SCOPES
+from functions.culler import CullerError, CullOptions, cull_idle, run_culler
 from functions.hubapi import HubApi
 from local.procs import free_port
 
@@ -60,7 +61,7 @@ def test_idle_servers_are_stopped_through_the_hub_and_active_ones_kept(hub, capl
     assert hub.server(idle) is None and hub.server(weird) is None
     assert hub.server(active)["ready"]
     assert summary.api_calls == 1 + 2  # one page of users, one DELETE per idle server
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("aca-idle-culler:")]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"{SERVICE_NAME}:")]
     assert len(lines) == 1 and "culled=2 kept=1" in lines[0] and "errors=0" in lines[0]
     assert hub.culler_token not in caplog.text
 
@@ -238,7 +239,7 @@ def test_refused_token_fails_loudly_naming_the_scopes(hub):
     settings = {"ACA_HUB_API_URL": hub.api_url, "ACA_HUB_API_TOKEN": "not-a-valid-token"}
     (user,) = hub.create_users(["victim"])
     hub.start(user)
-    with pytest.raises(CullerError, match="list:users, read:users:activity, read:servers, delete:servers"):
+    with pytest.raises(CullerError, match=", ".join(REQUIRED_SCOPES)):
         run_culler({**settings, "ACA_CULL_TIMEOUT": "1"})
     assert hub.server(user)["ready"]
 

@@ -16,6 +16,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 from hubprocess import RunningHub
 from reconciler_support import HUB, reconciler_settings
+from waiting import wait_until
 
 from acaspawner.contract import Phase, Status
 from acaspawner.naming import server_key
@@ -77,10 +78,8 @@ def app_names(emulator) -> set[str]:
 
 
 def wait_gone(emulator, names: set[str], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while app_names(emulator) & names:
-        assert time.monotonic() < deadline, f"still there after {timeout} s: {app_names(emulator) & names}"
-        time.sleep(0.1)
+    wait_until(lambda: not app_names(emulator) & names, timeout=timeout, interval=0.1, what=f"{sorted(names)} to go",
+               describe=lambda: f"still there: {app_names(emulator) & names}")
 
 
 def requests_made(emulator) -> dict[str, int]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 import urllib.parse
 import urllib.request
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from waiting import wait_until
 
 from local.procs import free_port
 from local.stack import Stack, StackOptions
@@ -97,14 +97,14 @@ def hub_api(stack: Stack, path: str, method: str = "GET", body: dict | None = No
 
 def wait_until_ready(stack: Stack, user: str, timeout: float = 180) -> dict:
     """The hub's view of ``user`` once its default server is ready."""
-    deadline = time.monotonic() + timeout
-    while True:
-        model = hub_api(stack, f"/users/{urllib.parse.quote(user, safe='')}")
-        server = model.get("servers", {}).get("")
-        if server and server.get("ready"):
-            return model
-        assert time.monotonic() < deadline, f"server of {user} not ready: {model}"
-        time.sleep(0.5)
+    seen: list[dict] = [{}]
+
+    def ready() -> dict | None:
+        seen[0] = model = hub_api(stack, f"/users/{urllib.parse.quote(user, safe='')}")
+        return model if (model.get("servers", {}).get("") or {}).get("ready") else None
+
+    return wait_until(ready, timeout=timeout, interval=0.5, what=f"the server of {user} to be ready",
+                      describe=lambda: f"the hub says {seen[0]}")
 
 
 def test_user_reaches_jupyterlab_runs_a_cell_and_stops(stack, browser_page):
@@ -144,10 +144,8 @@ def test_user_reaches_jupyterlab_runs_a_cell_and_stops(stack, browser_page):
     page.goto(f"{stack.public_url}/hub/home")
     page.click("#stop")
     page.wait_for_selector("#start", state="visible", timeout=120_000)
-    deadline = time.monotonic() + 60
-    while emulator_apps(stack) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert emulator_apps(stack) == []
+    wait_until(lambda: emulator_apps(stack) == [], timeout=60, interval=0.5, what="the container app to be gone",
+               describe=lambda: f"apps: {emulator_apps(stack)}")
 
 
 def test_without_change_origin_the_proxy_loops_into_431(tmp_path_factory, browser_page):

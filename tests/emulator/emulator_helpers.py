@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 from azure.mgmt.appcontainers import models
+from waiting import wait_until  # noqa: F401 - the tests import it from here
 
 ECHO_APP = Path(__file__).with_name("echo_app.py")
 SECRET = "s3cret-value"
@@ -55,18 +54,6 @@ def sleeper_container_app(environment_id: str) -> models.ContainerApp:
     return models.ContainerApp(
         location="westeurope", managed_environment_id=environment_id, template=models.Template(containers=[container])
     )
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def pid_alive(pid: int) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,15 +51,3 @@ def raw_queue(storage_connection_string: str) -> Callable[[str], QueueClient]:
         client.close()
 
 
-@pytest.fixture
-def wait_until() -> Callable[..., None]:
-    """Poll a predicate until it holds; fail the test after ``timeout`` seconds."""
-
-    def wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout}s")
-            time.sleep(interval)
-
-    return wait

@@ -6,8 +6,9 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,12 +72,13 @@ def test_cli_runs_until_interrupted(make_app, tmp_path, storage_connection_strin
         "--set",
         f"TICKS_FILE={ticks}",
     )
+
+    def ticked() -> bool:
+        assert proc.poll() is None, proc.stdout.read()
+        return ticks.exists() and ticks.read_text().count("tick") >= 1
+
     try:
-        deadline = time.monotonic() + 15
-        while not (ticks.exists() and ticks.read_text().count("tick") >= 1):
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "the timer did not fire"
-            time.sleep(0.05)
+        wait_until(ticked, timeout=15, what="the timer to fire")
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=15)
     finally:

@@ -11,6 +11,7 @@ import time
 import azure.functions as func
 import pytest
 from funchost_support import FAST_HOST_JSON
+from waiting import wait_until
 
 from local.funchost import FunctionsHost
 
@@ -201,7 +202,7 @@ def test_function_timeout_cancels_coroutines(make_app, storage_connection_string
 
 
 def test_stop_is_prompt_and_releases_unfinished_messages(
-    make_app, storage_connection_string, unique_name, raw_queue, wait_until
+    make_app, storage_connection_string, unique_name, raw_queue
 ):
     queue = unique_name("q")
     app = make_app(

@@ -6,6 +6,7 @@ import time
 
 import azure.functions as func
 import pytest
+from waiting import wait_until
 
 from local.funchost import FunctionsHost
 
@@ -32,7 +33,7 @@ def failing(timer: func.TimerRequest) -> None:
 """
 
 
-def test_six_field_schedule_fires(make_app, wait_until):
+def test_six_field_schedule_fires(make_app):
     with FunctionsHost(make_app(TIMER_APP), {"EVERY_SECOND": "*/1 * * * * *"}) as host:
         assert host.functions["ticker"].schedule == "*/1 * * * * *"  # resolved from the setting
         module = host.module
@@ -43,7 +44,7 @@ def test_six_field_schedule_fires(make_app, wait_until):
     assert host.stats["ticker"].failed == 0
 
 
-def test_run_on_startup_fires_once(make_app, wait_until):
+def test_run_on_startup_fires_once(make_app):
     with FunctionsHost(make_app(TIMER_APP), {"EVERY_SECOND": "0 0 0 1 1 *"}) as host:
         module = host.module
         wait_until(lambda: "startup" in module.FIRED, timeout=20)

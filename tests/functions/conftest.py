@@ -6,6 +6,7 @@ import pytest
 from fn_support import FakeApps, RecordingHomes, RecordingQueue, base_env
 
 from acaspawner.sealing import Sealer
+from functions.capacity import CapacityLedger
 from functions.followup import FollowUps
 from functions.lifecycle import Deps
 from functions.listing import AppListing
@@ -37,9 +38,11 @@ def make_deps(storage_connection_string, unique_name):
                        ACA_STATUS_TABLE=unique_name("t"), **overrides)
         settings = Settings.from_environ(env)
         apps, sealer = FakeApps(), Sealer(settings.sealing_keys, settings.seal_max_age)
-        return Deps(settings=settings, storage=FunctionStorage(settings.storage), apps=apps, sealer=sealer,
+        storage = FunctionStorage(settings.storage)
+        return Deps(settings=settings, storage=storage, apps=apps, sealer=sealer,
                     follow_ups=FollowUps(sealer, RecordingQueue()), listing=AppListing(apps),
-                    homes=RecordingHomes(), max_dequeue_count=5)
+                    homes=RecordingHomes(), max_dequeue_count=5,
+                    capacity=CapacityLedger(storage.table, settings.hub_id, settings.environments))
 
     return make
 

@@ -50,9 +50,12 @@ infra/, and ``test_pycep_reads_every_bicep_file`` fails as soon as one is):
   with those of the text, so a lost one fails there.
 - read wrongly: operators have no precedence and group to the right
   (``!a && b`` reads as ``!(a && b)``, ``a * b + c`` as ``a * (b + c)``,
-  ``a.b == c`` as ``a.(b == c)``). No check here evaluates an expression:
-  compare such values with ``expression()`` of the same text (grouped the same
-  way) or look at the identifiers in them (``walk``), which are all there.
+  ``a.b == c`` as ``a.(b == c)``). Compare such values with ``expression()``
+  of the same text (grouped the same way) or look at the identifiers in them
+  (``walk``), which are all there. ``evaluate`` (what a parameter value makes
+  of loops, ``range``, ``cidrSubnet``, interpolations ...) computes an operator
+  only when none of its operands is an operator, so a misread grouping is left
+  alone, never computed.
 - ambiguous in pycep's output, read as pycep's marker: an object literal whose
   only key is ``operator`` or ``function`` or whose keys are exactly
   ``loop_type``, ``condition``, ``config``, and a resource or module body
@@ -407,6 +410,193 @@ def render(value: Any) -> str:
     if isinstance(value, Loop):
         return f"[for {value.item} in {render(value.source)}: {render(value.body)}]"
     return str(value)
+
+
+# --- deploy-time values -----------------------------------------------------------------------
+
+_ARITHMETIC = {
+    "add": lambda a, b: a + b,
+    "substract": lambda a, b: a - b,
+    "multiply": lambda a, b: a * b,
+}
+_COMPARISONS = {
+    "equals": lambda a, b: a == b,
+    "not_equals": lambda a, b: a != b,
+    "greater_than": lambda a, b: a > b,
+    "greater_than_or_equals": lambda a, b: a >= b,
+    "less_than": lambda a, b: a < b,
+    "less_than_or_equals": lambda a, b: a <= b,
+}
+# operators pycep groups to the right without precedence: nested in one another they are ambiguous
+_GROUPED = set(_BINARY) | {"not", "minus", "conditional"}
+
+
+def known(value: Any) -> bool:
+    """``value`` holds no reference, operator, call or loop, and no interpolation in its strings."""
+    return not any(
+        isinstance(v, Ref | Op | Call | Loop | If) or (isinstance(v, str) and "${" in v) for v in walk(value)
+    )
+
+
+def _cidr_subnet(network: str, prefix: int, index: int) -> str:
+    """Bicep's ``cidrSubnet(network, newCIDR, subnetIndex)``."""
+    import ipaddress
+
+    whole = ipaddress.ip_network(network, strict=False)
+    if prefix < whole.prefixlen or not 0 <= index < 2 ** (prefix - whole.prefixlen):
+        raise ValueError(f"cidrSubnet({network!r}, {prefix}, {index}): no such subnet")
+    return str(ipaddress.ip_network((int(whole.network_address) + index * 2 ** (whole.max_prefixlen - prefix), prefix)))
+
+
+def _call(name: str, args: list[Any]) -> Any:
+    """A function of the few evaluated here (``_UNKNOWN`` for any other, or arguments it cannot take)."""
+    import json
+
+    if name == "range" and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+        start, count = args
+        if count < 0:
+            raise ValueError(f"range({start}, {count}): a negative count fails the deployment")
+        return list(range(start, start + count))
+    if name == "concat" and args and all(isinstance(a, list) for a in args):
+        return [item for a in args for item in a]
+    if name == "concat" and args and all(isinstance(a, str) and known(a) for a in args):
+        return "".join(args)
+    if name == "length" and len(args) == 1 and isinstance(args[0], list | dict | str) and known(args[0]):
+        return len(args[0])
+    if name == "string" and len(args) == 1 and known(args[0]):
+        return args[0] if isinstance(args[0], str) else json.dumps(args[0], separators=(",", ":"))
+    if name in ("cidrSubnet", "cidr_subnet") and len(args) == 3 and known(args):
+        return _cidr_subnet(*args)
+    return _UNKNOWN
+
+
+_UNKNOWN = object()
+
+
+def _interpolate(tree: Tree, text: str, bindings: dict[str, Any]) -> str:
+    """``text`` with each ``${...}`` whose value is known replaced by it (the others kept as written)."""
+    out, i = [], 0
+    while (start := text.find("${", i)) >= 0:
+        end = _skip_interpolation(text, start + 2)
+        code = text[start + 2 : end - 1]
+        value = evaluate(tree, expression(code), bindings)
+        known_scalar = isinstance(value, int | str) and not isinstance(value, bool) and known(value)
+        out += [text[i:start], str(value) if known_scalar else text[start:end]]
+        i = end
+    return "".join(out) + text[i:]
+
+
+def evaluate(tree: Tree, value: Any, bindings: dict[str, Any] | None = None) -> Any:
+    """``value`` with what is known before the deployment computed, the rest left as it is.
+
+    ``bindings`` gives parameters (and names such as a module's loop variable) their
+    values; a parameter without one takes its default, a variable its (evaluated)
+    value if that is a literal, an object or an array. Computed: loops over a known
+    array (``[for ...]`` becomes the list of its bodies), ``range``, ``concat``,
+    ``length``, ``string``, ``cidrSubnet``, ``${...}`` interpolations, one arithmetic
+    or comparison operator between known operands, ``cond ? a : b`` with a known
+    condition, ``[...]`` and ``.name`` on known arrays and objects. Left: references
+    to resources, modules and their outputs, other functions, and every operator
+    nested directly in another (pycep's grouping may not be the compiler's, see the
+    module's docstring) — with the known parts inside computed, so that a loop's
+    body per item reads like the text of that item (``network.outputs.ids[i]`` at
+    ``i = 1`` is ``expression("network.outputs.ids[1]")``). ``known`` tells whether
+    anything is left.
+    """
+    bindings = bindings or {}
+    if isinstance(value, Ref):
+        if value.name in bindings:
+            return bindings[value.name]
+        variables = declared(tree, "var")
+        if value.name in variables:
+            result = evaluate(tree, variables[value.name]["value"], bindings)
+            return value if isinstance(result, Ref | Op | Call | Loop) else result
+        parameter = declared(tree, "param").get(value.name)
+        if parameter is not None and parameter.get("default") is not None:  # pycep: None for no default
+            return evaluate(tree, parameter["default"], bindings)
+        return value
+    if isinstance(value, str):
+        return _interpolate(tree, value, bindings) if "${" in value else value
+    if isinstance(value, list):
+        return [evaluate(tree, item, bindings) for item in value]
+    if isinstance(value, dict):
+        return {key: evaluate(tree, item, bindings) for key, item in value.items()}
+    if isinstance(value, Call):
+        args = {key: evaluate(tree, arg, bindings) for key, arg in value.args.items()}
+        result = _call(value.name, [arg for arg in args.values() if arg is not None])
+        return Call(value.name, args) if result is _UNKNOWN else result
+    if isinstance(value, Loop):
+        source = evaluate(tree, value.source, bindings)
+        if not isinstance(source, list):
+            return Loop(value.item, value.index, source, value.condition, value.body)
+        items = []
+        for index, item in enumerate(source):
+            scope = {**bindings, value.item: item, **({value.index: index} if value.index else {})}
+            if value.condition is not None:
+                condition = evaluate(tree, value.condition, scope)
+                if not isinstance(condition, bool):
+                    raise LookupError(f"cannot tell the loop condition {render(value.condition)} of item {index}")
+                if not condition:
+                    continue
+            items.append(evaluate(tree, value.body, scope))
+        return items
+    if isinstance(value, Op):
+        return _operator(tree, value, bindings)
+    return value
+
+
+def _operator(tree: Tree, value: Op, bindings: dict[str, Any]) -> Any:
+    operands = {key: evaluate(tree, operand, bindings) for key, operand in value.operands.items()}
+    residual = Op(value.type, operands)
+    nested = any(isinstance(o, Op) and o.type in _GROUPED for o in value.operands.values())
+    if value.type == "property_accessor":
+        owner, key = operands["operand_1"], value.operands["operand_2"]
+        if isinstance(owner, dict) and isinstance(key, Ref) and key.name in owner:
+            return owner[key.name]
+        return residual
+    if value.type == "index_accessor":
+        owner, key = operands["operand_1"], operands["operand_2"]
+        if (
+            isinstance(owner, list)
+            and isinstance(key, int)
+            and not isinstance(key, bool)
+            and -len(owner) <= key < len(owner)
+        ):
+            return owner[key]
+        if isinstance(owner, dict) and isinstance(key, str) and key in owner:
+            return owner[key]
+        return residual
+    if nested or not known(list(operands.values())):
+        return residual
+    if value.type in _ARITHMETIC:
+        a, b = operands["operand_1"], operands["operand_2"]
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in (a, b)):
+            return _ARITHMETIC[value.type](a, b)
+        return residual
+    if value.type in _COMPARISONS:
+        return _COMPARISONS[value.type](operands["operand_1"], operands["operand_2"])
+    if value.type == "conditional" and isinstance(operands["condition"], bool):
+        return operands["true_value"] if operands["condition"] else operands["false_value"]
+    return residual
+
+
+def instances(tree: Tree, kind: str, name: str, bindings: dict[str, Any] | None = None) -> list[Any]:
+    """The evaluated bodies a ``resource`` or ``module`` declaration deploys: one per loop item, none if its condition is false.
+
+    LookupError when the loop's array or the condition is not known before the deployment.
+    """
+    config = _declaration(tree, kind, name)["config"]
+    if isinstance(config, Loop):
+        bodies = evaluate(tree, config, bindings)
+        if not isinstance(bodies, list):
+            raise LookupError(f"cannot tell how many of {kind} {name}: {render(config.source)}")
+        return bodies
+    if isinstance(config, If):
+        condition = evaluate(tree, config.condition, bindings)
+        if not isinstance(condition, bool):
+            raise LookupError(f"cannot tell whether {kind} {name} is deployed: {render(config.condition)}")
+        return [evaluate(tree, config.body, bindings)] if condition else []
+    return [evaluate(tree, config, bindings)]
 
 
 # --- parameters -------------------------------------------------------------------------------

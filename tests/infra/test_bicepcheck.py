@@ -14,7 +14,10 @@ from bicepcheck import (
     check_settings,
     declared,
     environment_reads,
+    evaluate,
     expression,
+    instances,
+    known,
     module_params,
     params,
     parse,
@@ -388,3 +391,77 @@ def test_setting_literals_finds_binding_expressions():
         'SCHEDULE = "%ACA_CULL_SCHEDULE%"\nX = "ACA_HUB_ID"\nY = "AcaStorage"\nZ = "aca_lower"\nW = "ACA_ and more"\n'
     )
     assert setting_literals(source) == {"ACA_CULL_SCHEDULE", "ACA_HUB_ID", "AcaStorage"}
+
+
+EVALUATED_SNIPPET = """
+param count int = 3
+param prefix string = '10.42.64.0/18'
+var token = toLower(uniqueString('x'))
+var indexes = range(0, count - 1)
+var names = [for i in indexes: 'env-${i + 2}']
+var prefixes = [for i in indexes: cidrSubnet(prefix, 23, i)]
+var ambiguous = count - 1 + 2
+var pool = string(concat([
+  'first'
+], names))
+module extra 'x.bicep' = [for i in indexes: {
+  name: 'extra-${i + 2}'
+  params: {
+    id: other.outputs.ids[i]
+    label: '${token}-${i + 2}'
+    internal: i >= 0
+  }
+}]
+module maybe 'y.bicep' = if (count > 1) {
+  name: 'maybe'
+}
+module unsure 'z.bicep' = if (!useIt && count > 1) {
+  name: 'unsure'
+}
+module odd 'w.bicep' = [for i in indexes: if(i > 0) {
+  name: 'odd-${i}'
+}]
+"""
+
+
+def test_evaluate_computes_what_the_parameters_decide():
+    tree = parse(EVALUATED_SNIPPET)
+    assert evaluate(tree, Ref("names")) == ["env-2", "env-3"]  # the default, 3
+    assert evaluate(tree, Ref("names"), {"count": 1}) == []
+    assert evaluate(tree, Ref("names"), {"count": 5}) == ["env-2", "env-3", "env-4", "env-5"]
+    assert evaluate(tree, Ref("prefixes")) == ["10.42.64.0/23", "10.42.66.0/23"]
+    assert evaluate(tree, Ref("pool")) == '["first","env-2","env-3"]'
+    with pytest.raises(ValueError, match="negative"):
+        evaluate(tree, Ref("names"), {"count": 0})
+
+
+def test_evaluate_leaves_nested_operators_and_unknowns_alone():
+    tree = parse(EVALUATED_SNIPPET)
+    # pycep reads `count - 1 + 2` as count - (1 + 2): computing it would give the wrong number
+    assert not known(evaluate(tree, Ref("ambiguous")))
+    assert evaluate(tree, Ref("token")) == Ref("token")
+    assert evaluate(tree, expression("other.outputs.ids[1]")) == expression("other.outputs.ids[1]")
+    assert evaluate(tree, Ref("unbound")) == Ref("unbound")
+
+
+def test_instances_are_the_bodies_per_item_with_the_item_filled_in():
+    tree = parse(EVALUATED_SNIPPET)
+    extra = instances(tree, "module", "extra")
+    assert [body["name"] for body in extra] == ["extra-2", "extra-3"]
+    assert extra[1]["params"]["id"] == expression("other.outputs.ids[1]")
+    assert extra[1]["params"]["label"] == "${token}-3"  # unknown part kept as written
+    assert extra[0]["params"]["internal"] is True
+    assert instances(tree, "module", "extra", {"count": 1}) == []
+    assert instances(tree, "module", "maybe") == [{"name": "maybe"}]
+    assert instances(tree, "module", "maybe", {"count": 1}) == []
+    assert [body["name"] for body in instances(tree, "module", "odd", {"count": 4})] == ["odd-1", "odd-2"]
+    with pytest.raises(LookupError, match="unsure"):
+        instances(tree, "module", "unsure")
+
+
+def test_cidr_subnet_is_bicep_s():
+    # the example of Bicep's documentation (bicep-functions-cidr)
+    docs = parse("var v4subnets = [for i in range(0, 5): cidrSubnet('10.144.0.0/20', 24, i)]\n")
+    assert evaluate(docs, Ref("v4subnets")) == [f"10.144.{i}.0/24" for i in range(5)]
+    with pytest.raises(ValueError, match="no such subnet"):
+        evaluate(docs, expression("cidrSubnet('10.144.0.0/20', 24, 16)"))

@@ -1,4 +1,4 @@
-"""Helpers for the integration tests: spawners built as JupyterHub builds them, the stack, bounded waits.
+"""Helpers for the integration tests: the stack, and a hub that crashes (spawners: ``hub_support``, waits: ``waiting``).
 
 The stack is real everywhere but the cloud: Azurite for the queue and the
 table, the function app (``function_app.py``) run by the functions dev host
@@ -17,17 +17,11 @@ import concurrent.futures
 import json
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlparse
-
-from jupyterhub import orm
-from jupyterhub.objects import Hub
-from jupyterhub.user import User
 
 from acaspawner.spawner import AcaSpawner
 from acaspawner.storage import close_shared
@@ -47,9 +41,6 @@ IMAGE = "example.org/notebook:1"  # any image: the emulator runs the template's 
 BAD_IMAGE = "bad/notebook:1"  # allowed by the functions' policy; the emulator can be told to fail it
 ALLOWED_IMAGES = "example.org/*, bad/*"
 
-PUBLIC_URL = "https://hub.example.org/"
-HUB_CONNECT_URL = "http://hub-app/hub/"
-API_TOKEN = "integration-token-0123456789abcdef"
 
 #: how long any single wait in these tests may take before it counts as a failure (not a benchmark)
 WAIT = 120.0
@@ -102,47 +93,7 @@ class IntegrationStack:
             await self.host.adrain()
 
 
-# --- spawners -----------------------------------------------------------------------------------
-
-
-def make_hub() -> Hub:
-    """The hub as JupyterHub configures it with public_url and hub_connect_url set."""
-    hub = Hub(base_url="/hub/", bind_url="http://127.0.0.1:8081/hub/", public_host="https://hub.example.org")
-    hub.connect_url = HUB_CONNECT_URL
-    return hub
-
-
-def make_spawner(db, user_name: str, server_name: str = "", **kwargs: Any) -> AcaSpawner:
-    """An AcaSpawner built through ``User._new_spawner`` (it loads the state saved in ``db``), as JupyterHub does."""
-    orm_user = db.query(orm.User).filter_by(name=user_name).one_or_none()
-    if orm_user is None:
-        orm_user = orm.User(name=user_name)
-        db.add(orm_user)
-        db.commit()
-    settings = {"public_url": urlparse(PUBLIC_URL), "hub": make_hub(), "allow_named_servers": True}
-    user = User(orm_user, settings)
-    if server_name and server_name not in user.orm_spawners:
-        user._new_orm_spawner(server_name, server_name)
-    kwargs.setdefault("api_token", API_TOKEN)
-    kwargs.setdefault("oauth_client_id", f"jupyterhub-user-{user_name}")
-    return user._new_spawner(server_name, spawner_class=AcaSpawner, **kwargs)
-
-
-# --- waiting and HTTP ---------------------------------------------------------------------------
-
-
-async def wait_until(check: Callable[[], Any], *, what: str, within: float = WAIT, interval: float = 0.05) -> Any:
-    """Call ``check`` (sync or async) until it returns something truthy, which is returned; fail after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
-        await asyncio.sleep(interval)
+# --- HTTP ----------------------------------------------------------------------------------------
 
 
 def _get_json(url: str) -> tuple[int, dict]:

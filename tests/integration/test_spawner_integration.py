@@ -14,7 +14,9 @@ import asyncio
 import time
 
 import pytest
-from integration_support import BAD_IMAGE, WAIT, CrashingHub, http_get_json, make_spawner, wait_until
+from hub_support import make_spawner
+from integration_support import BAD_IMAGE, WAIT, CrashingHub, http_get_json
+from waiting import wait_until_async
 
 from acaspawner import naming
 from acaspawner.contract import Phase
@@ -47,7 +49,7 @@ async def test_default_and_named_servers_start_answer_and_stop(stack, db, aca_cl
     try:
         # starting: the table says provisioning, start() has not returned, poll() says "not dead"
         for spawner, start in zip(spawners, starts, strict=True):
-            await wait_until(lambda s=spawner: phase_of(s), what="a status of the new generation")
+            await wait_until_async(lambda s=spawner: phase_of(s), within=WAIT, what="a status of the new generation")
             assert await spawner.poll() is None
             assert not start.done(), "the server should still be starting (provisioning takes 3 s)"
         async with asyncio.timeout(WAIT):
@@ -139,7 +141,7 @@ async def test_hub_restart_mid_spawn_finds_the_url(stack, db):
         first.clear_state()
         start = old_hub.submit(first.start())
         # the spawner saves its state itself as soon as the request is sent (JupyterHub would only after start())
-        await wait_until(lambda: first.generation, what="the start request to be sent")
+        await wait_until_async(lambda: first.generation, within=WAIT, what="the start request to be sent")
         old_hub.crash()  # the hub process dies mid-spawn: its start() never resumes, sends no stop
         assert not start.done()
         generation, key = first.generation, first.server_key
@@ -174,9 +176,9 @@ async def test_cancelled_start_sends_a_stop_and_leaves_no_app(stack, db):
     start = asyncio.create_task(spawner.start())
     try:
         # the functions have claimed the server and the app's create is in flight in the emulator
-        await wait_until(lambda: phase_of(spawner), what="the start to be picked up")
-        await wait_until(lambda: asyncio.to_thread(lambda: stack.emulator.stats["creates"] >= 1),
-                         what="the create to reach ARM")
+        await wait_until_async(lambda: phase_of(spawner), within=WAIT, what="the start to be picked up")
+        await wait_until_async(lambda: asyncio.to_thread(lambda: stack.emulator.stats["creates"] >= 1),
+                               within=WAIT, what="the create to reach ARM")
         started = spawner.generation
         start.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -192,7 +194,7 @@ async def test_cancelled_start_sends_a_stop_and_leaves_no_app(stack, db):
     async def no_app() -> bool:
         return await stack.apps() == {}
 
-    await wait_until(no_app, what="no app left", interval=0.2)
+    await wait_until_async(no_app, within=WAIT, what="no app left", interval=0.2)
     assert await spawner.poll() == 0
     status = await HubStorage.shared(spawner.storage_config).get_status(stack.hub_id, spawner.server_key)
     assert status.phase is Phase.STOPPED and status.generation == spawner.generation

@@ -9,22 +9,19 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from acaspawner.culler_service import SERVICE_NAME
 from local.stack import Stack
-
-T = TypeVar("T")
 
 # one line per culler run (functions/culler.py, CullSummary.line)
 SUMMARY_RE = re.compile(
-    r"aca-idle-culler: culled=(?P<culled>\d+) kept=(?P<kept>\d+) users_deleted=(?P<users_deleted>\d+) "
+    rf"{re.escape(SERVICE_NAME)}: culled=(?P<culled>\d+) kept=(?P<kept>\d+) users_deleted=(?P<users_deleted>\d+) "
     r"errors=(?P<errors>\d+) still_stopping=(?P<still_stopping>\d+) users_listed=(?P<users_listed>\d+) "
     r"servers_seen=(?P<servers_seen>\d+)"
 )
@@ -124,25 +121,6 @@ class ActivityKeeper:
 
     def describe(self) -> str:
         return f"activity for {self.user}: {self.posted} posted, failures {self.failures[-3:]}"
-
-
-def wait_until(
-    check: Callable[[], T | None],
-    *,
-    timeout: float,
-    interval: float = 1.0,
-    what: str,
-    describe: Callable[[], str] = lambda: "",
-) -> T:
-    """Call ``check`` until it returns something truthy (returned), failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; {describe()}")
-        time.sleep(interval)
 
 
 # --- the stack's logs ----------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import threading
 import urllib.request
 
 import pytest
-from culler_stack_support import HubAdmin, quote, read_log, tail, wait_until
+from culler_stack_support import HubAdmin, quote, read_log, tail
+from waiting import wait_until
 
 from acaspawner.naming import server_key
 from local.procs import free_port

@@ -24,9 +24,10 @@ from culler_stack_support import (
     read_log,
     stack_log_files,
     tail,
-    wait_until,
 )
+from waiting import wait_until
 
+from acaspawner.culler_service import SERVICE_NAME
 from acaspawner.naming import server_key
 from acaspawner.sealing import parse_keys
 from local.procs import free_port
@@ -39,7 +40,7 @@ SPAWN_WAIT = 240  # both servers ready and both apps present (the demo's start_t
 CULL_WAIT = 120  # from both ready to the idle server stopped and its app gone
 IDLE = "idle-ida"
 ACTIVE = "busy-bo"
-SUMMARY_OK_RE = re.compile(r"INFO functions\.culler: aca-idle-culler: culled=\d+ .* errors=0 ")
+SUMMARY_OK_RE = re.compile(rf"INFO functions\.culler: {re.escape(SERVICE_NAME)}: culled=\d+ .* errors=0 ")
 
 
 @pytest.fixture
@@ -166,7 +167,7 @@ def test_idle_server_is_culled_through_the_hub_and_its_app_removed_active_one_ke
     # the culler's stop went the hub's and the spawner's way: the culler service's DELETE on the hub,
     # then a stop request applied by the lifecycle function, for the idle server only
     hub_log = read_log(stack, "hub")
-    assert re.search(rf" (202|204) DELETE /hub/api/users/{IDLE}/server \(aca-idle-culler@", hub_log), tail(hub_log)
+    assert re.search(rf" (202|204) DELETE /hub/api/users/{IDLE}/server \({re.escape(SERVICE_NAME)}@", hub_log), tail(hub_log)
     assert f"DELETE /hub/api/users/{ACTIVE}/" not in hub_log
     # a stop is applied by its request (no app) or by the follow-up that saw its app gone
     stops = re.findall(r"functions\.lifecycle: (?:Request|FollowUp)\(op=stop, (?:step=\w+, )?server_key=([a-z0-9-]+),.*\): "

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import copy
 import sys
-import time
 
 import pytest
 from armspec import example, operations, violations
+from waiting import wait_until
 
 PROFILE = {"name": "My-GP-01", "workloadProfileType": "D4"}  # the examples' workload profile
 IDENTITY = ("/subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourcegroups/rg/providers/"
@@ -61,13 +61,17 @@ def _sleeper(emu) -> dict:
                                                      "template": {"containers": [container]}}}
 
 
-def _poll(session, url: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        response = session.get(url)
-        if response.status_code != 202 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.05)
+def _poll(session, url: str, *, until=lambda answer: answer.status_code != 202, timeout: float = 30.0):
+    """GET ``url`` until its answer is final (by default: no longer 202 Accepted); that answer."""
+    answers = []
+
+    def final() -> bool:
+        answers.append(session.get(url))
+        return until(answers[-1])
+
+    wait_until(final, timeout=timeout, what=f"a final answer from {url}",
+               describe=lambda: f"last answer {answers[-1].status_code}")
+    return answers[-1]
 
 
 def test_create_replays_the_published_example(arm):
@@ -135,10 +139,8 @@ def test_stop_start_and_delete_answer_as_published(arm):
 def test_a_failed_operation_reports_as_published(arm):
     emu, session = arm(fail_images=("busybox:*",))
     created = session.put(_url(emu, "broken"), json=_sleeper(emu))
-    status = _poll(session, created.headers["Azure-AsyncOperation"])
-    while status.json()["status"] == "InProgress":
-        time.sleep(0.05)
-        status = session.get(created.headers["Azure-AsyncOperation"])
+    status = _poll(session, created.headers["Azure-AsyncOperation"],
+                   until=lambda answer: answer.status_code != 202 and answer.json()["status"] != "InProgress")
     body = status.json()
     assert body["status"] == "Failed" and body["error"]["code"] and body["error"]["message"]
     assert violations(body, "OperationStatusResult", "response") == []

@@ -13,57 +13,22 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue.aio import QueueClient
-from jupyterhub import orm
-from jupyterhub.objects import Hub
-from jupyterhub.user import User
+from hub_support import API_TOKEN, HUB_CONNECT_URL, PUBLIC_URL, make_hub, make_spawner  # noqa: F401 - re-exported
+from waiting import wait_until_async
 
 from acaspawner import wire
 from acaspawner.contract import Op, Phase, Request, Status
 from acaspawner.sealing import Sealer
-from acaspawner.spawner import AcaSpawner
 from acaspawner.storage_config import StorageConfig
 from functions.storage import FunctionStorage, StatusConflict
-
-PUBLIC_URL = "https://hub.example.org/"
-HUB_CONNECT_URL = "http://hub-app/hub/"
-API_TOKEN = "secret-token-0123456789abcdef"
 
 
 async def wait_until(predicate) -> None:
     """Check ``predicate()`` every 50 ms for at most 10 s."""
-    for _ in range(200):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met within 10 s")
-
-
-def make_hub() -> Hub:
-    """The hub as JupyterHub configures it with public_url and hub_connect_url set."""
-    hub = Hub(base_url="/hub/", bind_url="http://127.0.0.1:8081/hub/", public_host="https://hub.example.org")
-    hub.connect_url = HUB_CONNECT_URL
-    return hub
-
-
-def make_spawner(db, user_name: str = "user", server_name: str = "", **kwargs) -> AcaSpawner:
-    """An AcaSpawner built through ``User._new_spawner``, as JupyterHub's own spawner tests do."""
-    orm_user = db.query(orm.User).filter_by(name=user_name).one_or_none()
-    if orm_user is None:
-        orm_user = orm.User(name=user_name)
-        db.add(orm_user)
-        db.commit()
-    hub = kwargs.pop("hub", None) or make_hub()
-    settings = {"public_url": urlparse(PUBLIC_URL), "hub": hub, "allow_named_servers": True}
-    user = User(orm_user, settings)
-    if server_name and server_name not in user.orm_spawners:
-        user._new_orm_spawner(server_name, server_name)
-    kwargs.setdefault("api_token", API_TOKEN)
-    kwargs.setdefault("oauth_client_id", f"jupyterhub-user-{user_name}")
-    return user._new_spawner(server_name, spawner_class=AcaSpawner, **kwargs)
+    await wait_until_async(predicate, within=10)
 
 
 @dataclass

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from spawner_support import make_spawner
+from waiting import wait_until_async
 
 from acaspawner.contract import Phase, Status
 from acaspawner.storage_config import StorageConfig
@@ -32,10 +33,7 @@ class ScriptedTable:
 
 async def wait_for(predicate, within: float) -> None:
     """Check ``predicate()`` every 10 ms; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {within} s"
-        await asyncio.sleep(0.01)
+    await wait_until_async(predicate, within=within, interval=0.01)
 
 
 def running(key: str, generation: int = 1) -> Status:

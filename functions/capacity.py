@@ -1,0 +1,394 @@
+"""The functions' record of what they hold in each environment, kept in the status table.
+
+Where it lives: the status table, in a partition of its own per hub
+(``<hub id>~capacity``, so the hub's and the functions' status queries never
+see it), with two kinds of rows:
+
+- one *count* per environment (``environment-<digest of its id>``): cores,
+  memory and servers held there;
+- one *reservation* per server key (``server-<key>``): the environment, the
+  footprint, whether it is held, and the generation of the request that last
+  changed it.
+
+How it stays consistent: every change is one entity group transaction of
+that partition, conditional on the ETags that were read: the reservation
+(created only if absent, else replaced only if unchanged) together with the
+count of every environment it changes. The counts are therefore always the
+sum of the held reservations, and two starts racing for the last cores of an
+environment cannot both commit: the loser re-reads and places again. A
+duplicate delivery finds its reservation already held at its generation and
+changes nothing (the counts are read before the reservation, and once more
+before "no room" is answered, so a twin delivery's fresh hold is never taken
+for a full pool). The generation is a fence: a reservation changed by a newer
+request (a stop releasing it) refuses an older start, as the status rows do.
+
+What a crash leaves: a reservation held although its start or stop never
+got to record an outcome. The reconciler (:mod:`functions.capacity_repair`)
+releases reservations of servers that are neither active nor have an app,
+adopts apps that hold cores without a reservation, and recounts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from .environments import EnvironmentBudget
+from .footprint import Footprint, rounded
+from .placement import Usage, budget_of, choose, fits, full_message, usage_of
+
+log = logging.getLogger(__name__)
+
+COUNT_PREFIX = "environment-"
+RESERVATION_PREFIX = "server-"
+#: how often one call re-reads and tries again after losing a race
+MAX_RACES = 64
+_CONFLICTS = {"UpdateConditionNotSatisfied", "EntityAlreadyExists", "ResourceNotFound", "EntityNotFound"}
+
+
+class NoCapacity(Exception):
+    """No environment has room; the message is for the user and the admin."""
+
+
+class Superseded(Exception):
+    """A newer request (a stop, or a newer start) changed this server's reservation: this one must not act."""
+
+
+class CapacityBusy(Exception):
+    """Lost the race for the counts too often in a row; try again later."""
+
+
+class _Raced(Exception):
+    pass
+
+
+def partition(hub_id: str) -> str:
+    """The capacity partition of hub ``hub_id`` (``~`` never occurs in a hub id, which names apps)."""
+    return f"{hub_id}~capacity"
+
+
+def count_key(environment_id: str) -> str:
+    return COUNT_PREFIX + hashlib.sha256(environment_id.rstrip("/").lower().encode()).hexdigest()[:24]
+
+
+def env_key(environment_id: str) -> str:
+    return environment_id.rstrip("/").lower()
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What one server holds (``held``) or last held (its environment is preferred when it starts again)."""
+
+    server_key: str
+    environment_id: str
+    footprint: Footprint
+    generation: int
+    held: bool
+    stopped: bool = False  # last changed by a stop: a start of the same generation is superseded
+    updated: float = 0.0
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class Count:
+    """The row that sums an environment's held reservations."""
+
+    environment_id: str
+    usage: Usage
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """One read of the whole capacity partition."""
+
+    counts: dict[str, Count]  # by lower-case environment id
+    reservations: dict[str, Reservation]  # by server key
+
+
+def _value(entity: dict[str, Any], name: str, default: Any = 0) -> Any:
+    value = entity.get(name, default)
+    return getattr(value, "value", value)
+
+
+def _reservation(entity: dict[str, Any]) -> Reservation:
+    return Reservation(
+        server_key=entity["RowKey"][len(RESERVATION_PREFIX):],
+        environment_id=str(_value(entity, "environment_id", "")),
+        footprint=Footprint(float(_value(entity, "cpu", 0.0)), float(_value(entity, "memory_gib", 0.0))),
+        generation=int(_value(entity, "generation", 0)),
+        held=bool(_value(entity, "held", False)),
+        stopped=bool(_value(entity, "stopped", False)),
+        updated=float(_value(entity, "updated", 0.0)),
+        etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+    )
+
+
+def _count(entity: dict[str, Any]) -> Count:
+    usage = Usage(float(_value(entity, "cores", 0.0)), float(_value(entity, "memory_gib", 0.0)),
+                  int(_value(entity, "servers", 0)))
+    return Count(str(_value(entity, "environment_id", "")), usage,
+                 entity.metadata.get("etag") if hasattr(entity, "metadata") else None)
+
+
+class CapacityLedger:
+    """Reservations and per-environment counts of one hub, changed only by ETag-conditional transactions."""
+
+    def __init__(self, table: TableClient, hub_id: str, pool: Sequence[EnvironmentBudget],
+                 rng: random.Random | None = None) -> None:
+        self.table = table
+        self.hub_id = hub_id
+        self.pool = tuple(pool)
+        self.partition = partition(hub_id)
+        self._rng = rng or random.Random()
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def reservation(self, server_key: str) -> Reservation | None:
+        try:
+            return _reservation(self.table.get_entity(self.partition, RESERVATION_PREFIX + server_key))
+        except ResourceNotFoundError:
+            return None
+
+    def counts(self) -> dict[str, Count]:
+        found = {}
+        query = "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi"
+        # "-" + 1 is ".": every key with the prefix sorts between the two
+        bounds = {"p": self.partition, "lo": COUNT_PREFIX, "hi": COUNT_PREFIX[:-1] + "."}
+        for entity in self.table.query_entities(query, parameters=bounds):
+            count = _count(entity)
+            found[env_key(count.environment_id)] = count
+        return found
+
+    def read(self) -> Ledger:
+        """The whole partition in one query (the reconciler's view)."""
+        counts, reservations = {}, {}
+        for entity in self.table.query_entities("PartitionKey eq @p", parameters={"p": self.partition}):
+            key = entity["RowKey"]
+            if key.startswith(COUNT_PREFIX):
+                count = _count(entity)
+                counts[env_key(count.environment_id)] = count
+            elif key.startswith(RESERVATION_PREFIX):
+                reservation = _reservation(entity)
+                reservations[reservation.server_key] = reservation
+        return Ledger(counts, reservations)
+
+    # -- writing ----------------------------------------------------------------------------------------
+
+    def _entity(self, reservation: Reservation) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.partition,
+            "RowKey": RESERVATION_PREFIX + reservation.server_key,
+            "environment_id": reservation.environment_id,
+            "cpu": float(reservation.footprint.cpu),
+            "memory_gib": float(reservation.footprint.memory_gib),
+            "generation": (reservation.generation, "Edm.Int64"),
+            "held": reservation.held,
+            "stopped": reservation.stopped,
+            "updated": time.time(),
+        }
+
+    def _count_entity(self, environment_id: str, usage: Usage) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.partition,
+            "RowKey": count_key(environment_id),
+            "environment_id": environment_id,
+            "cores": float(rounded(max(usage.cores, 0.0))),
+            "memory_gib": float(rounded(max(usage.memory_gib, 0.0))),
+            "servers": max(usage.servers, 0),
+            "updated": time.time(),
+        }
+
+    @staticmethod
+    def _conditional(entity: dict[str, Any], etag: str | None) -> tuple:
+        if etag is None:
+            return ("create", entity)
+        return ("update", entity, {"mode": UpdateMode.REPLACE, "etag": etag,
+                                   "match_condition": MatchConditions.IfNotModified})
+
+    def _submit(self, operations: list[tuple]) -> None:
+        try:
+            self.table.submit_transaction(operations)
+        except TableTransactionError as e:
+            if e.error_code in _CONFLICTS or e.status_code == 412:
+                raise _Raced() from e
+            raise  # e.g. TableNotFound: no race, a fault
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as e:
+            raise _Raced() from e
+
+    def _commit(self, before: Reservation | None, after: Reservation, counts: dict[str, Count]) -> None:
+        """Write ``after`` over ``before`` and move the counts by the difference, in one transaction."""
+        deltas: dict[str, tuple[str, float, float, int]] = {}
+
+        def add(environment_id: str, fp: Footprint, sign: int) -> None:
+            key = env_key(environment_id)
+            _, cpu, memory, servers = deltas.get(key, (environment_id, 0.0, 0.0, 0))
+            deltas[key] = (environment_id, cpu + sign * fp.cpu, memory + sign * fp.memory_gib, servers + sign)
+
+        if before is not None and before.held:
+            add(before.environment_id, before.footprint, -1)
+        if after.held:
+            add(after.environment_id, after.footprint, +1)
+        operations = []
+        for key, (environment_id, cpu, memory, servers) in deltas.items():
+            if rounded(cpu) == 0 and rounded(memory) == 0 and servers == 0:
+                continue
+            count = counts.get(key)
+            usage = count.usage if count else Usage()
+            moved = Usage(usage.cores + cpu, usage.memory_gib + memory, usage.servers + servers)
+            operations.append(self._conditional(self._count_entity(environment_id, moved),
+                                                count.etag if count else None))
+        operations.append(self._conditional(self._entity(after), before.etag if before else None))
+        self._submit(operations)
+
+    def _pause(self, attempt: int) -> None:
+        # a little jitter, so racers do not collide again in lockstep
+        time.sleep(self._rng.uniform(0, min(0.005 * attempt, 0.1)))
+
+    def _races(self, what: str) -> Iterator[int]:
+        """Attempt numbers, a short random pause between them; CapacityBusy once they run out."""
+        for attempt in range(MAX_RACES):
+            yield attempt
+            self._pause(attempt + 1)
+        raise CapacityBusy(f"{what}: the capacity counts kept changing")
+
+    # -- the lifecycle's operations ----------------------------------------------------------------------
+
+    def reserve(self, server_key: str, generation: int, need: Footprint, *, pinned: str = "",
+                pin_previous: bool = False) -> str:
+        """Hold ``need`` for ``server_key`` and return the environment's id.
+
+        ``pinned``: the environment of an app the server already has (it cannot move);
+        ``pin_previous``: treat the environment it held last as pinned (a parked app lives there).
+        Raises :class:`NoCapacity`, :class:`Superseded`, :class:`CapacityBusy`.
+        """
+        for _ in self._races(f"reserving for {server_key}"):
+            try:
+                return self._reserve_once(server_key, generation, need, pinned, pin_previous)
+            except _Raced:
+                continue
+        raise AssertionError("unreachable")
+
+    def _reserve_once(self, server_key: str, generation: int, need: Footprint, pinned: str,
+                      pin_previous: bool) -> str:
+        # the counts first: a twin delivery's hold that they include shows in the reservation read after
+        counts = self.counts()
+        before = self.reservation(server_key)
+        if before is not None and (before.generation > generation
+                                   or (before.generation == generation and before.stopped)):
+            raise Superseded(f"the reservation of {server_key} was changed by generation {before.generation}")
+        if before is not None and before.held and before.generation == generation and before.footprint == need \
+                and (not pinned or env_key(pinned) == env_key(before.environment_id)):
+            return before.environment_id  # a duplicate delivery: already held
+        if before is not None and before.held:
+            where = pinned or before.environment_id  # a held reservation stays where it is
+        elif pinned:
+            where = pinned
+        elif pin_previous and before is not None and before.environment_id:
+            where = before.environment_id
+        else:
+            where = ""
+        used = {k: c.usage for k, c in counts.items()}
+        if where:
+            if not self._room_for(where, before, need, used):
+                self._full(server_key, generation, need, before, full_message(self.pool, used, need, where))
+            target = where
+        else:
+            preferred = before.environment_id if before is not None else ""
+            chosen = choose(self.pool, used, need, preferred=preferred, rng=self._rng)
+            if chosen is None:
+                self._full(server_key, generation, need, before, full_message(self.pool, used, need))
+            target = chosen.id
+        after = Reservation(server_key, target, need, max(generation, before.generation if before else 0), held=True)
+        self._commit(before, after, counts)
+        log.info("reserved %s for %s (generation %s) in %s", need, server_key, generation, target)
+        return target
+
+    def _full(self, server_key: str, generation: int, need: Footprint, before: Reservation | None,
+              message: str) -> NoReturn:
+        """Raise NoCapacity, unless a twin delivery of this start took its hold meanwhile (a race to retry)."""
+        now = self.reservation(server_key)
+        if now is not None and now.held and now.generation == generation and now.footprint == need \
+                and (before is None or now.etag != before.etag):
+            raise _Raced()
+        raise NoCapacity(message)
+
+    def _room_for(self, environment_id: str, before: Reservation | None, need: Footprint,
+                  used: dict[str, Usage]) -> bool:
+        budget = budget_of(self.pool, environment_id)
+        if budget is None:
+            return True  # an app in an environment outside the pool: its quota is not ours to count
+        usage = usage_of(used, environment_id)
+        if before is not None and before.held and env_key(before.environment_id) == env_key(environment_id):
+            # what it holds already counts as room for itself
+            usage = Usage(usage.cores - before.footprint.cpu, usage.memory_gib - before.footprint.memory_gib,
+                          usage.servers - 1)
+        return fits(budget, usage, need)
+
+    def release(self, server_key: str, generation: int, *, fence: bool = False, exact: bool = False,
+                etag: str | None = None) -> bool:
+        """Stop holding what ``server_key`` holds, if no newer request holds it; True when something was released.
+
+        ``fence``: record ``generation`` even when nothing is held (a stop: an older start that has not
+        reserved yet must not hold afterwards). ``exact``: only a reservation of ``generation`` itself (a
+        failed start gives back what it took, never what an older app of the server holds). ``etag``:
+        release only the reservation as read then (the reconciler), else leave it.
+        """
+        for _ in self._races(f"releasing {server_key}"):
+            before = self.reservation(server_key)
+            if before is None:
+                if not fence:
+                    return False
+                after = Reservation(server_key, "", Footprint(0.0, 0.0), generation, held=False, stopped=True)
+            elif (etag is not None and before.etag != etag) or before.generation > generation \
+                    or (exact and before.generation != generation):
+                return False  # changed since the reconciler read it, or another request's
+            elif not before.held:
+                if not fence or (before.generation == generation and before.stopped):
+                    return False  # nothing held, and fenced already where a fence is wanted
+                after = replace(before, generation=generation, stopped=True)
+            else:
+                after = replace(before, generation=generation, held=False, stopped=fence)
+            try:
+                self._commit(before, after, self.counts() if before is not None and before.held else {})
+            except _Raced:
+                if etag is not None:
+                    return False
+                continue
+            if before is not None and before.held:
+                log.info("released %s of %s (generation %s) in %s", before.footprint, server_key, generation,
+                         before.environment_id)
+                return True
+            return False
+        raise AssertionError("unreachable")
+
+    # -- the reconciler's operations -------------------------------------------------------------------
+
+    def adopt(self, server_key: str, environment_id: str, footprint: Footprint, generation: int,
+              before: Reservation | None) -> bool:
+        """Hold what an app holds that has no reservation (``before`` as read: absent, or released); once."""
+        after = Reservation(server_key, environment_id, footprint,
+                            max(generation, before.generation if before else 0), held=True)
+        try:
+            self._commit(before, after, self.counts())
+        except _Raced:
+            return False
+        return True
+
+    def recount(self, environment_id: str, usage: Usage, count: Count | None) -> bool:
+        """Set an environment's count to ``usage`` (the sum of its held reservations), unless it changed since read."""
+        entity = self._count_entity(environment_id, usage)
+        try:
+            self._submit([self._conditional(entity, count.etag if count else None)])
+        except _Raced:
+            return False
+        return True

@@ -1,0 +1,107 @@
+"""The pool of Container Apps environments the functions place servers in (app setting ``ACA_ENVIRONMENTS``).
+
+An environment has a core quota (100 cores on the Consumption profile by
+default), so a class larger than one environment needs several. Each entry
+of ``ACA_ENVIRONMENTS`` (a JSON list) names an environment by resource id
+and the budget the functions may fill there::
+
+    [{"id": "/subscriptions/…/managedEnvironments/cae-a", "cores": 100, "memory_gib": 200},
+     {"id": "/subscriptions/…/managedEnvironments/cae-b", "cores": 100}]
+
+``cores`` defaults to :data:`DEFAULT_CORES`, ``memory_gib`` to
+:data:`MEMORY_GIB_PER_CORE` per core (the Consumption profile's ratio).
+Without the setting the pool is ``ACA_ENVIRONMENT_ID`` alone with the
+default budget. ``ACA_ENVIRONMENT_ID`` must be one of the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+#: ACA's default core quota of an environment's Consumption profile
+DEFAULT_CORES = 100.0
+#: Consumption sizes pair 2 GiB with every core
+MEMORY_GIB_PER_CORE = 2.0
+
+_KEYS = {"id", "cores", "memory_gib"}
+
+
+@dataclass(frozen=True)
+class EnvironmentBudget:
+    """One environment of the pool and how much of it the functions may fill."""
+
+    id: str
+    cores: float = DEFAULT_CORES
+    memory_gib: float = DEFAULT_CORES * MEMORY_GIB_PER_CORE
+
+    @property
+    def name(self) -> str:
+        """The environment's name (the last segment of its resource id), fit for messages and logs."""
+        return environment_name(self.id)
+
+
+def environment_name(environment_id: str) -> str:
+    """``/subscriptions/…/managedEnvironments/cae-a`` → ``cae-a``."""
+    return environment_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def same_environment(a: str, b: str) -> bool:
+    """ARM resource ids compare without regard to case or a trailing slash."""
+    return a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+def _amount(entry: dict, key: str, default: float, where: str) -> float:
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{where} needs a positive number as {key}, not {value!r}")
+    return float(value)
+
+
+def _budget(entry: object, index: int) -> EnvironmentBudget:
+    where = f"has an entry {index + 1} that"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} is no object with id, cores and memory_gib")
+    unknown = set(entry) - _KEYS
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {sorted(unknown)} (known: id, cores, memory_gib)")
+    env_id = entry.get("id")
+    if not isinstance(env_id, str) or "/managedenvironments/" not in env_id.lower():
+        raise ValueError(f"{where} names no managed environment by resource id: {env_id!r}")
+    cores = _amount(entry, "cores", DEFAULT_CORES, where)
+    memory = _amount(entry, "memory_gib", cores * MEMORY_GIB_PER_CORE, where)
+    return EnvironmentBudget(id=env_id.strip().rstrip("/"), cores=cores, memory_gib=memory)
+
+
+def parse_environments(raw: str, environment_id: str) -> tuple[EnvironmentBudget, ...]:
+    """The pool from ``ACA_ENVIRONMENTS`` (``raw``, may be empty) and ``ACA_ENVIRONMENT_ID``.
+
+    Raises ValueError whose message completes "app setting ACA_ENVIRONMENTS …" (``is not JSON``, …).
+    """
+    if not raw.strip():
+        return (EnvironmentBudget(id=environment_id.strip().rstrip("/")),) if environment_id.strip() else ()
+    try:
+        entries = json.loads(raw)
+    except ValueError as e:
+        raise ValueError(f"is not JSON ({e})") from None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("must be a non-empty JSON list of {\"id\", \"cores\", \"memory_gib\"} objects")
+    pool = tuple(_budget(entry, i) for i, entry in enumerate(entries))
+    seen: set[str] = set()
+    for budget in pool:
+        if budget.id.lower() in seen:
+            raise ValueError(f"lists environment {budget.name} twice")
+        seen.add(budget.id.lower())
+    if environment_id.strip() and not any(same_environment(b.id, environment_id) for b in pool):
+        raise ValueError("must list ACA_ENVIRONMENT_ID's environment too")
+    return pool
+
+
+def read_environments(raw: str, environment_id: str, problems: list[str]) -> tuple[EnvironmentBudget, ...]:
+    """:func:`parse_environments` for the settings reader: a problem is appended to ``problems``, not raised."""
+    try:
+        return parse_environments(raw, environment_id)
+    except ValueError as e:
+        problems.append(f"app setting ACA_ENVIRONMENTS {e}")
+        return ()

@@ -1,0 +1,26 @@
+"""The Azure credential of the hub's or the functions' managed identity.
+
+Both sides authenticate the same way: ``DefaultAzureCredential``, pinned to a
+user-assigned managed identity when its client id is configured (empty: the
+credential's own choice, e.g. the system-assigned identity or a developer's
+``az login``). The hub's storage clients are async, the functions' sync.
+"""
+
+from __future__ import annotations
+
+from azure.core.credentials import TokenCredential
+from azure.core.credentials_async import AsyncTokenCredential
+
+
+def azure_credential(client_id: str = "") -> TokenCredential:
+    """The sync credential (the functions' ARM, storage and Files clients)."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=client_id or None)
+
+
+def async_azure_credential(client_id: str = "") -> AsyncTokenCredential:
+    """The async credential (the hub's storage clients)."""
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=client_id or None)
