@@ -10,6 +10,14 @@ and the budget the functions may fill there::
 
 ``cores`` defaults to :data:`DEFAULT_CORES`, ``memory_gib`` to
 :data:`MEMORY_GIB_PER_CORE` per core (the Consumption profile's ratio).
+
+Two keys matter for an environment other than the hub's (an internal one in
+the same virtual network): an app's ``external: false`` ingress is reachable
+only from inside its own environment, so there ``"vnet_ingress": true`` gives
+apps ``external: true`` ingress, which on an internal environment means "the
+virtual network", never the internet; and the hub's internal name does not
+resolve there, so ``"hub_api_url"`` is the hub API address its servers use
+(typically the hub's public URL + ``hub/api``).
 Without the setting the pool is ``ACA_ENVIRONMENT_ID`` alone with the
 default budget. ``ACA_ENVIRONMENT_ID`` must be one of the pool.
 """
@@ -25,7 +33,7 @@ DEFAULT_CORES = 100.0
 #: Consumption sizes pair 2 GiB with every core
 MEMORY_GIB_PER_CORE = 2.0
 
-_KEYS = {"id", "cores", "memory_gib"}
+_KEYS = {"id", "cores", "memory_gib", "vnet_ingress", "hub_api_url"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class EnvironmentBudget:
     id: str
     cores: float = DEFAULT_CORES
     memory_gib: float = DEFAULT_CORES * MEMORY_GIB_PER_CORE
+    vnet_ingress: bool = False  # apps get external ingress: the virtual network's, on an internal environment
+    hub_api_url: str = ""  # the hub API as servers here reach it; empty: the address the hub sent
 
     @property
     def name(self) -> str:
@@ -65,13 +75,20 @@ def _budget(entry: object, index: int) -> EnvironmentBudget:
         raise ValueError(f"{where} is no object with id, cores and memory_gib")
     unknown = set(entry) - _KEYS
     if unknown:
-        raise ValueError(f"{where} has unknown keys {sorted(unknown)} (known: id, cores, memory_gib)")
+        raise ValueError(f"{where} has unknown keys {sorted(unknown)} (known: {', '.join(sorted(_KEYS))})")
     env_id = entry.get("id")
     if not isinstance(env_id, str) or "/managedenvironments/" not in env_id.lower():
         raise ValueError(f"{where} names no managed environment by resource id: {env_id!r}")
     cores = _amount(entry, "cores", DEFAULT_CORES, where)
     memory = _amount(entry, "memory_gib", cores * MEMORY_GIB_PER_CORE, where)
-    return EnvironmentBudget(id=env_id.strip().rstrip("/"), cores=cores, memory_gib=memory)
+    vnet_ingress = entry.get("vnet_ingress", False)
+    if not isinstance(vnet_ingress, bool):
+        raise ValueError(f"{where} needs true or false as vnet_ingress, not {vnet_ingress!r}")
+    hub_api_url = entry.get("hub_api_url", "")
+    if not isinstance(hub_api_url, str) or (hub_api_url and not hub_api_url.startswith(("https://", "http://"))):
+        raise ValueError(f"{where} needs an http(s) URL as hub_api_url, not {hub_api_url!r}")
+    return EnvironmentBudget(id=env_id.strip().rstrip("/"), cores=cores, memory_gib=memory,
+                             vnet_ingress=vnet_ingress, hub_api_url=hub_api_url.rstrip("/"))
 
 
 def parse_environments(raw: str, environment_id: str) -> tuple[EnvironmentBudget, ...]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from acaspawner.contract import Request
 
+from .environments import EnvironmentBudget, same_environment
 from .followup import FollowUp
 from .settings import Settings
 
@@ -87,15 +88,39 @@ def app_tags(request: Request) -> dict[str, str]:
     return {**owner_tags(request), TAG_GENERATION: str(request.generation)}
 
 
+def _budget_of(settings: Settings, environment_id: str) -> EnvironmentBudget | None:
+    return next((b for b in settings.environments if same_environment(b.id, environment_id)), None)
+
+
+def _hub_api_moved(env: list[dict[str, str]], hub_api_url: str) -> list[dict[str, str]]:
+    """``env`` with the hub API (and the activity URL below it) at ``hub_api_url`` instead."""
+    sent = next((e.get("value", "") for e in env if e["name"] == "JUPYTERHUB_API_URL"), "").rstrip("/")
+    if not sent:
+        return env
+    moved = []
+    for entry in env:
+        value = entry.get("value")
+        if entry["name"].startswith("JUPYTERHUB_") and isinstance(value, str) and value.startswith(sent):
+            entry = {**entry, "value": hub_api_url + value[len(sent):]}
+        moved.append(entry)
+    return moved
+
+
 def build_container_app(request: Request, settings: Settings, environment_id: str = "") -> dict[str, Any]:
     """The ARM body that creates or updates the user's container app for a start ``request``.
 
     ``environment_id``: where it was placed (:mod:`functions.placement`); default ``ACA_ENVIRONMENT_ID``.
+    An environment of the pool with ``vnet_ingress`` or ``hub_api_url`` (:mod:`functions.environments`)
+    changes the app's ingress scope or the hub API address its server calls.
     """
     spec = request.spec
     if spec is None:
         raise ValueError("only a start request describes a container app")
+    environment_id = environment_id or settings.environment_id
+    budget = _budget_of(settings, environment_id)
     env, secrets = _env(request)
+    if budget is not None and budget.hub_api_url:
+        env = _hub_api_moved(env, budget.hub_api_url)
 
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -128,7 +153,9 @@ def build_container_app(request: Request, settings: Settings, environment_id: st
         # the routing rules: reached only through the hub's proxy, over plain http/1.1
         # (websockets break on auto/http2; https redirects turn POSTs into GETs)
         "ingress": {
-            "external": False,
+            # internal ingress (the environment only); on an internal environment of the pool, the
+            # virtual network's (external there never means the internet)
+            "external": bool(budget is not None and budget.vnet_ingress),
             "targetPort": spec.target_port,
             "transport": "http",
             "allowInsecure": True,
@@ -139,7 +166,7 @@ def build_container_app(request: Request, settings: Settings, environment_id: st
         "location": settings.location,
         "tags": app_tags(request),
         "properties": {
-            "environmentId": environment_id or settings.environment_id,
+            "environmentId": environment_id,
             "configuration": configuration,
             "template": {
                 "containers": [container],

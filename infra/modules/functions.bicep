@@ -77,9 +77,13 @@ var firstEnvironmentBudget = [
     cores: environmentCoreBudget
   }
 ]
+// the others are internal: apps there get the network's ingress, and call the hub at its public URL
+// (its internal name resolves only inside its own environment)
 var extraEnvironmentBudgets = [for id in extraEnvironmentIds: {
   id: id
   cores: environmentCoreBudget
+  vnet_ingress: true
+  hub_api_url: hubApiUrl
 }]
 var environmentBudgets = concat(firstEnvironmentBudget, extraEnvironmentBudgets)
 

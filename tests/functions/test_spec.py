@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
-from fn_support import HOME_STORAGE, TOKEN, base_env, request
+import pytest
+from fn_support import ENV_ID, HOME_STORAGE, TOKEN, base_env, request
 
 from functions.settings import Settings
 from functions.spec import MAX_TAG_VALUE, build_container_app, secret_names, tag_value
@@ -132,3 +134,41 @@ def test_the_body_is_accepted_by_the_sdk_model(settings):
     app = ContainerApp(build_container_app(request(), settings))
     assert app.configuration.ingress.transport == "http"
     assert app.template.containers[0].env[-1].secret_ref == "jupyterhub-api-token"
+
+
+def test_an_internal_environment_of_the_pool_gets_network_ingress_and_the_hubs_reachable_api():
+    """Environments 2..N: internal ingress would be reachable from their own environment only, and the hub's
+    internal name does not resolve there (docs/deploy.md, "More than one environment")."""
+    other = ENV_ID.rsplit("/", 1)[0] + "/cae-two"
+    pool = json.dumps([{"id": ENV_ID},
+                       {"id": other, "vnet_ingress": True, "hub_api_url": "https://hub.example.org/hub/api/"}])
+    settings = Settings.from_environ(base_env(ACA_ENVIRONMENTS=pool))
+    hub_env = {"JUPYTERHUB_API_URL": "http://jupyterhub:8081/hub/api",
+               "JUPYTERHUB_ACTIVITY_URL": "http://jupyterhub:8081/hub/api/users/alice/activity",
+               "JUPYTERHUB_USER": "alice"}
+    req = request(env=hub_env)
+
+    def plain_env(body: dict) -> dict[str, str]:
+        container = body["properties"]["template"]["containers"][0]
+        return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+    moved = build_container_app(req, settings, environment_id=other)
+    assert moved["properties"]["environmentId"] == other
+    assert moved["properties"]["configuration"]["ingress"]["external"] is True
+    assert plain_env(moved) == {"JUPYTERHUB_API_URL": "https://hub.example.org/hub/api",
+                                "JUPYTERHUB_ACTIVITY_URL": "https://hub.example.org/hub/api/users/alice/activity",
+                                "JUPYTERHUB_USER": "alice"}
+    # the hub's own environment: unchanged (internal ingress, the hub's internal address)
+    home = build_container_app(req, settings, environment_id=ENV_ID)
+    assert home["properties"]["configuration"]["ingress"]["external"] is False
+    assert plain_env(home) == hub_env
+
+
+def test_pool_entries_are_checked():
+    from fn_support import ENV_ID
+
+    for entry, problem in [({"id": ENV_ID, "vnet_ingress": "yes"}, "true or false as vnet_ingress"),
+                           ({"id": ENV_ID, "hub_api_url": "jupyterhub:8081"}, "http(s) URL as hub_api_url"),
+                           ({"id": ENV_ID, "zone": 1}, "unknown keys ['zone']")]:
+        with pytest.raises(Exception, match=re.escape(problem)):
+            Settings.from_environ(base_env(ACA_ENVIRONMENTS=json.dumps([entry])))

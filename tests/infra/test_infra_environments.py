@@ -93,6 +93,7 @@ TODAY_SUBNETS = """[
 ]"""
 
 ENV_ID = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-x/providers/Microsoft.App/managedEnvironments/{}"
+HUB_API_URL = "https://hub.example.org/hub/api"  # functions.bicep gets main.bicep's '${publicUrl}hub/api'
 
 
 def main():
@@ -123,7 +124,8 @@ def subnets(extra_prefixes: list) -> list:
 
 def aca_environments(environment_id: str, extra_ids: list, budget: int = 100) -> str:
     functions = parse_file(MODULES / "functions.bicep")
-    bindings = {"environmentId": environment_id, "extraEnvironmentIds": extra_ids, "environmentCoreBudget": budget}
+    bindings = {"environmentId": environment_id, "extraEnvironmentIds": extra_ids, "environmentCoreBudget": budget,
+                "hubApiUrl": HUB_API_URL}
     value = evaluate(functions, variable(functions, "appSettings")["ACA_ENVIRONMENTS"], bindings)
     assert isinstance(value, str) and known(value), value
     return value
@@ -330,9 +332,13 @@ def test_aca_environments_lists_every_environment(count):
     assert module_params(tree, "functions")["environmentCoreBudget"] == Ref("environmentCoreBudget")
     ids = [ENV_ID.format("cae-a")] + [ENV_ID.format(f"cae-a-{k}") for k in range(2, count + 1)]
     raw = aca_environments(ids[0], ids[1:])
-    assert json.loads(raw) == [{"id": i, "cores": 100} for i in ids]
+    # the others: the network's ingress for their apps, and the hub API at an address that resolves there
+    others = [{"id": i, "cores": 100, "vnet_ingress": True, "hub_api_url": HUB_API_URL} for i in ids[1:]]
+    assert json.loads(raw) == [{"id": ids[0], "cores": 100}, *others]
     pool = parse_environments(raw, ids[0])  # what the functions read from it
     assert [b.id for b in pool] == ids and all(b.cores == 100 for b in pool)
+    assert [b.vnet_ingress for b in pool] == [False] + [True] * (len(ids) - 1)
+    assert all(b.hub_api_url == HUB_API_URL for b in pool[1:]) and pool[0].hub_api_url == ""
 
 
 @pytest.mark.parametrize("count", COUNTS)
