@@ -18,6 +18,12 @@ in one run:
   imply; per spawn, ARM reads and writes, 429s, function invocations and the seconds
   they kept a worker busy. Then every server is stopped and the emulator is watched
   until no app is left.
+* **capacity**: a second functions host places servers across a pool of
+  ``--environments`` emulated environments of ``--environment-cores`` cores each
+  (the emulator enforces that quota itself), with the same ACA-like pacing;
+  ``--capacity-starts`` concurrent 1-core starts, more than the pool holds: where
+  they were placed, how long a placed start took, how fast a start beyond the
+  pool was refused (``NoCapacity``), and the cores each environment holds then.
 
 Apps run a tiny socket server (``local/tinyapp.py``) as OS processes, so they start in
 milliseconds. This is a measurement, not a test: nothing is asserted about timings.
@@ -180,12 +186,14 @@ class Bench:
 
     def run(self, state: Path) -> dict:
         args = self.args
+        self.state_dir = state
         try:
             (state / "azurite").mkdir(exist_ok=True)
             self.azurite = start_azurite(state / "azurite", log_path=state / "azurite.log")
             faults = {"provisioning_delay": args.provisioning_delay, "write_bucket": args.write_bucket,
                       "write_refill": args.write_refill, "retry_after": args.retry_after or None}
-            self.emulator = start_in_thread(state_dir=state / "aca", **INSTANT)
+            extra = [f"cae-pool-{i}" for i in range(2, args.environments + 1)]
+            self.emulator = start_in_thread(state_dir=state / "aca", more_environments=extra, **INSTANT)
             self.settings = function_settings(self.azurite, self.emulator)
             app_path = REPO / "function_app.py"
             if args.function_threads:
@@ -199,6 +207,8 @@ class Bench:
         finally:
             if self.host is not None:
                 self.host.stop()
+            if getattr(self, "pool_host", None) is not None:
+                self.pool_host.stop()
             if self.emulator is not None:
                 self.emulator.close()  # ends every app process
             if self.azurite is not None:
@@ -231,6 +241,10 @@ class Bench:
                 # ACA-like pacing, full buckets: each burst starts on a quiet subscription
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
                 await self.burst(n)
+            if self.args.capacity_starts:
+                self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0,
+                                         core_quota=self.args.environment_cores)
+                await self.capacity(self.args.capacity_starts)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(close_watchers(), 10)
@@ -385,6 +399,50 @@ class Bench:
         b["apps_left_after_stop"] = sum(name in emulator.apps for name in keys)
         self.result["bursts"].append(b)
 
+    # -- capacity across environments -------------------------------------------------------------------
+
+    async def capacity(self, n: int) -> None:
+        """``n`` concurrent 1-core starts against a pool of environments that holds fewer."""
+        cores = self.args.environment_cores
+        settings = {**self.settings, "ACA_LIFECYCLE_QUEUE": "bench-pool", "ACA_STATUS_TABLE": "benchpool",
+                    "ACA_ENVIRONMENTS": json.dumps([{"id": i, "cores": cores} for i in self.emulator.environment_ids])}
+        self.pool_host = FunctionsHost(REPO / "function_app.py", settings=settings, host_json=REPO / "host.json",
+                                       local_settings=self.state_dir / "no-local-settings.json").start()
+        hubside = Hubside(self.db, settings)
+        hubside.traits.update(cpu=1.0, memory="2Gi")
+        spawners = [hubside.spawner(f"pool-{i:03d}") for i in range(n)]
+        fn0 = self.pool_host.totals
+
+        async def timed(spawner: AcaSpawner) -> tuple[bool, float, str]:
+            began = time.perf_counter()
+            spawner.clear_state()
+            try:
+                await spawner.start()
+                return True, time.perf_counter() - began, ""
+            except Exception as e:  # what the spawn page would show
+                return False, time.perf_counter() - began, getattr(e, "jupyterhub_message", None) or str(e)
+
+        print(f"  capacity: {n} starts on {len(self.emulator.environment_ids)} x {cores:g} cores", file=sys.stderr)
+        async with asyncio.timeout(SPAWN_TIMEOUT + 60):
+            outcomes = await asyncio.gather(*(timed(s) for s in spawners))
+        usage = self.emulator.environment_usage
+        placed = [t for ok, t, _ in outcomes if ok]
+        refused = [(t, why) for ok, t, why in outcomes if not ok]
+        apps = self.emulator.apps
+        per_env = Counter(apps[s.server_key].environment for s in spawners if s.server_key in apps)
+        self.result["capacity"] = {
+            "starts": n, "environments": len(self.emulator.environment_ids), "cores_each": cores,
+            "placed": len(placed), "placed_start_s": summary(placed),
+            "refused": len(refused), "refused_no_capacity": sum("no capacity" in why.lower() for _, why in refused),
+            "refused_s": summary([t for t, _ in refused]), "refusal_example": refused[0][1] if refused else "",
+            "apps_per_environment": dict(sorted(per_env.items())),
+            "cores_in_use_per_environment": {name: u["cores_in_use"] for name, u in sorted(usage.items())},
+            "quota_refusals_by_aca": sum(u["quota_refusals"] for u in usage.values()),
+            "invocations": self.pool_host.totals.invocations - fn0.invocations,
+        }
+        print(f"  capacity: {len(placed)} placed, {len(refused)} refused; stopping", file=sys.stderr)
+        await self.cleanup(spawners)
+
     async def answering(self, urls: list[str]) -> int:
         """How many URLs answer HTTP 200 through the emulator's ingress."""
         limit = asyncio.Semaphore(20)
@@ -483,6 +541,25 @@ def render(result: dict) -> str:
         ["peak RSS of the benchmark process", f"{mem['peak_rss_mib']:.0f} MiB (hub side + functions host + emulator)"],
         ["Python memory per spawner", f"{mem['python_kib_per_spawner']:.0f} KiB (User, orm rows, AcaSpawner)"],
     ])]
+    cap = result.get("capacity")
+    if cap:
+        out += ["", table([
+            [f"capacity: {cap['starts']} concurrent 1-core starts, {cap['environments']} environments of "
+             f"{cap['cores_each']:g} cores (ACA-like pacing as above)", "value"],
+            ["placed / refused with NoCapacity / refused otherwise",
+             f"{cap['placed']} / {cap['refused_no_capacity']} / {cap['refused'] - cap['refused_no_capacity']}"],
+            ["apps per environment", ", ".join(f"{k} {v}" for k, v in cap["apps_per_environment"].items())],
+            ["cores in use once all were placed, per environment (the emulator's count)",
+             ", ".join(f"{k} {v:g}" for k, v in cap["cores_in_use_per_environment"].items())],
+            ["quota refusals by the emulator (over-commit)", str(cap["quota_refusals_by_aca"])],
+            ["placed start() p50 / p95 / max (s)", f"{f(cap['placed_start_s']['p50'])} / "
+             f"{f(cap['placed_start_s']['p95'])} / {f(cap['placed_start_s']['max'])}" if cap["placed"] else "-"],
+            ["refused start() p50 / max (s)", f"{f(cap['refused_s']['p50'])} / {f(cap['refused_s']['max'])}"
+             if cap["refused"] else "-"],
+            ["function invocations", str(cap["invocations"])],
+        ])]
+        if cap["refusal_example"]:
+            out += [f"what a refused user reads: {cap['refusal_example']}"]
     for b in bursts:
         if b["errors"]:
             out += [f"burst of {b['spawns']} errors: " + "; ".join(b["errors"])]
@@ -502,6 +579,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bursts: Retry-After of ARM LROs in s, 0 for none (default 5, ACA-like)")
     p.add_argument("--function-threads", type=int, default=0,
                    help="PYTHON_THREADPOOL_THREAD_COUNT of the functions (default: the worker's, min(32, CPUs + 4))")
+    p.add_argument("--environments", type=int, default=3, help="environments in the capacity pool (default 3)")
+    p.add_argument("--environment-cores", type=float, default=10.0,
+                   help="cores of each pool environment, its quota in the emulator (default 10)")
+    p.add_argument("--capacity-starts", type=int, default=35,
+                   help="concurrent 1-core starts against the pool (default 35; 0 skips the section)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temporary, removed directory)")
     args = p.parse_args(argv)

@@ -37,7 +37,8 @@ def test_bench_smoke(tmp_path):
     # its own session, so a run that hangs is ended with everything it started (Azurite, emulator, apps)
     proc = subprocess.Popen(
         [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3", "4", "--provisioning-delay", "1",
-         "--retry-after", "1", "--json", str(results), "--state-dir", str(state)],
+         "--retry-after", "1", "--environments", "2", "--environment-cores", "2", "--capacity-starts", "5",
+         "--json", str(results), "--state-dir", str(state)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
@@ -83,6 +84,16 @@ def test_bench_smoke(tmp_path):
         assert burst["all_running"] and burst["no_duplicates"] and burst["failed"] == 0
         assert burst["running"] == burst["answering_http"] == burst["spawns"]
         assert burst["busy_s"] > 0 and burst["invocations"] >= 2 * burst["spawns"]  # request + follow-up each
+
+    # capacity: 5 one-core starts on 2 environments of 2 cores: 4 placed, 2 each, the fifth refused by the
+    # functions (NoCapacity), never by the environment's own quota
+    assert "capacity: 5 concurrent 1-core starts, 2 environments of 2 cores" in out
+    cap = data["capacity"]
+    assert (cap["placed"], cap["refused"], cap["refused_no_capacity"]) == (4, 1, 1)
+    assert sorted(cap["apps_per_environment"].values()) == [2, 2]
+    assert sorted(cap["cores_in_use_per_environment"].values()) == [2, 2]
+    assert cap["quota_refusals_by_aca"] == 0
+    assert cap["refusal_example"].startswith("no capacity for 1 vCPU / 2 GiB: all 2 environments are full")
 
     # nothing left running: no app process in the emulator's state directory
     assert _processes_under(state) == []
