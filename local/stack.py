@@ -51,6 +51,8 @@ class StackOptions:
     # tests only: a hub service with admin scopes and this token
     test_admin_token: str = ""
     start_timeout: int = 180  # the hub's (and so the spawner's) start_timeout, seconds
+    # several emulated environments: the cores the functions may fill in each (ACA_ENVIRONMENTS); empty: one
+    environment_cores: tuple[float, ...] = ()
 
 
 class Stack:
@@ -122,6 +124,8 @@ class Stack:
             "--state-dir", str(self.state_dir / "aca"),
             "--hub-host", f"{hub_host}={self.public_url}",
             "--hub-host", f"localhost:{self.options.port}={self.public_url}",
+            *(arg for i in range(2, len(self.options.environment_cores) + 1)
+              for arg in ("--more-environment", f"cae-env-{i}")),
             *self.options.emulator_args,
         ]
         proc = self._spawn("emulator", cmd, stdout=subprocess.PIPE)
@@ -129,6 +133,14 @@ class Stack:
         if not line:
             raise RuntimeError(f"the ACA emulator did not start; see {self.logs / 'emulator.log'}")
         self.emulator_info = json.loads(line)
+
+    def pool_settings(self) -> dict[str, str]:
+        """ACA_ENVIRONMENTS for several emulated environments (``StackOptions.environment_cores``)."""
+        cores = self.options.environment_cores
+        if not cores:
+            return {}
+        ids = [e["id"] for e in self.emulator_info["environments"]]
+        return {"ACA_ENVIRONMENTS": json.dumps([{"id": i, "cores": c} for i, c in zip(ids, cores, strict=True)])}
 
     def function_settings(self) -> dict[str, str]:
         info = self.emulator_info
@@ -152,6 +164,7 @@ class Stack:
             "ACA_ARM_TOKEN": EMULATOR_TOKEN,
             "ACA_HUB_API_URL": f"{self.hub_api_url}/hub/api",
             "ACA_HUB_API_TOKEN": self.culler_token,
+            **self.pool_settings(),
             **self.options.function_settings,
         }
 

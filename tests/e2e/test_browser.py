@@ -37,7 +37,9 @@ def make_stack(tmp_path_factory, **options) -> Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with make_stack(tmp_path_factory) as running:
+    # two environments; the first has no room for a server (0.25 of the 0.5 cores it takes),
+    # so the user's server is placed in, and routed to, the second
+    with make_stack(tmp_path_factory, environment_cores=(0.25, 10)) as running:
         yield running
 
 
@@ -118,7 +120,8 @@ def test_user_reaches_jupyterlab_runs_a_cell_and_stops(stack, browser_page):
     assert any("waiting for azure container apps" in m.lower() for m in messages), messages
     assert any("creating container app" in m.lower() for m in messages), messages
     page.wait_for_selector(".jp-LauncherCard", timeout=120_000)
-    assert len(emulator_apps(stack)) == 1
+    (app,) = stack.emulator_apps().values()
+    assert app["environment_id"].endswith("/managedEnvironments/cae-env-2"), app["environment_id"]
 
     # a notebook; its cell runs through the kernel websocket
     page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
