@@ -99,7 +99,7 @@ def hub_api_from_settings(settings: Mapping[str, str], *, pool_size: int = 10) -
 # --- results --------------------------------------------------------------------------------------
 
 
-class Outcome(StrEnum):
+class CullOutcome(StrEnum):
     CULLED = "culled"  # stopped (or, dry run, would be)
     STOPPING = "stopping"  # the hub answered 202 and it was still stopping after stop_wait
     KEPT = "kept"
@@ -135,17 +135,17 @@ class CullSummary:
         with self._lock:
             self.errors.append(error)
 
-    def add(self, outcome: Outcome, name: str, error: str = "") -> None:
+    def add(self, outcome: CullOutcome, name: str, error: str = "") -> None:
         with self._lock:
             self.servers_seen += 1
-            if outcome is Outcome.CULLED:
+            if outcome is CullOutcome.CULLED:
                 self.culled.append(name)
-            elif outcome is Outcome.STOPPING:
+            elif outcome is CullOutcome.STOPPING:
                 self.culled.append(name)
                 self.stopping.append(name)
-            elif outcome is Outcome.KEPT:
+            elif outcome is CullOutcome.KEPT:
                 self.kept += 1
-            elif outcome is Outcome.ERROR:
+            elif outcome is CullOutcome.ERROR:
                 self.errors.append(f"{name}: {error}")
 
 
@@ -172,7 +172,7 @@ def _fmt(seconds: float | None) -> str:
     return f"{seconds // 3600:02}:{seconds % 3600 // 60:02}:{seconds % 60:02}"
 
 
-class _Run:
+class _CullRun:
     """One culler run: the decisions of jupyterhub-idle-culler, with this project's options."""
 
     def __init__(self, api: HubApi, options: CullOptions, now: datetime, summary: CullSummary):
@@ -196,37 +196,37 @@ class _Run:
         log.debug("Not culling %s (age %s, inactive for %s)", what, _fmt(age), _fmt(inactive))
         return False
 
-    def handle_server(self, user: dict[str, Any], name: str, server: dict[str, Any]) -> Outcome:
+    def handle_server(self, user: dict[str, Any], name: str, server: dict[str, Any]) -> CullOutcome:
         options = self.options
         label = f"{user['name']}/{name}" if name else user["name"]
         if (name and not options.cull_named_servers) or (not name and not options.cull_default_servers):
-            return Outcome.KEPT
+            return CullOutcome.KEPT
         if server.get("pending"):
             log.info("Not culling %s: %s is pending", label, server["pending"])
-            return Outcome.KEPT
+            return CullOutcome.KEPT
         if not server.get("ready", bool(server.get("url"))):
             log.info("Not culling %s: not ready", label)
-            return Outcome.KEPT
+            return CullOutcome.KEPT
         age = _seconds_since(self.now, server.get("started"))
         inactive = _seconds_since(self.now, server.get("last_activity"))
         if inactive is None:
             inactive = age  # no activity recorded yet: idle since it started
         if not self.should_cull(f"server {label}", inactive, age):
-            return Outcome.KEPT
+            return CullOutcome.KEPT
         if options.dry_run:
-            return Outcome.CULLED
+            return CullOutcome.CULLED
         remove = bool(name) and options.remove_named_servers
         try:
             status = self.api.stop_server(user["name"], name, remove=remove)
         except HubApiError as e:
             if e.status == 404:
                 log.info("Server %s is already gone", label)
-                return Outcome.GONE
+                return CullOutcome.GONE
             raise
         if status == 202:
             log.warning("Server %s is slow to stop; waiting up to %.0f s", label, options.stop_wait)
-            return Outcome.CULLED if self.wait_stopped(user["name"], name) else Outcome.STOPPING
-        return Outcome.CULLED
+            return CullOutcome.CULLED if self.wait_stopped(user["name"], name) else CullOutcome.STOPPING
+        return CullOutcome.CULLED
 
     def wait_stopped(self, user: str, name: str) -> bool:
         """Poll the user until the server is neither pending nor ready (bounded by ``stop_wait``)."""
@@ -251,7 +251,7 @@ class _Run:
             servers = user.get("servers") or {}
             log.debug("Not culling admin %s (%d servers)", user["name"], len(servers))
             for name in servers:
-                self.summary.add(Outcome.KEPT, f"{user['name']}/{name}" if name else user["name"])
+                self.summary.add(CullOutcome.KEPT, f"{user['name']}/{name}" if name else user["name"])
             return
         still_running = 0
         for name, server in (user.get("servers") or {}).items():
@@ -260,16 +260,16 @@ class _Run:
                 outcome = self.handle_server(user, name, server)
             except HubUnavailable as e:
                 self.unavailable = e
-                outcome = Outcome.ERROR
+                outcome = CullOutcome.ERROR
                 error = str(e)
             except Exception as e:  # one bad server must not stop the run
                 log.exception("Error culling server %s", label)
-                outcome, error = Outcome.ERROR, str(e)
+                outcome, error = CullOutcome.ERROR, str(e)
             else:
                 error = ""
-            if outcome is not Outcome.GONE:
+            if outcome is not CullOutcome.GONE:
                 self.summary.add(outcome, label, error)
-            if outcome in (Outcome.KEPT, Outcome.STOPPING, Outcome.ERROR):
+            if outcome in (CullOutcome.KEPT, CullOutcome.STOPPING, CullOutcome.ERROR):
                 still_running += 1
         if options.cull_users and not still_running and self.unavailable is None:
             self.maybe_delete_user(user)
@@ -331,7 +331,7 @@ def cull_idle(api: HubApi, options: CullOptions, *, now: datetime | None = None)
         raise CullerError(f"culler run failed, nothing was culled: {e}{hint}") from e
     summary.users_listed = len(users)
 
-    run = _Run(api, options, now, summary)
+    run = _CullRun(api, options, now, summary)
     with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="culler") as pool:
         for future in [pool.submit(run.handle_user, user) for user in users]:
             try:

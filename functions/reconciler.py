@@ -266,7 +266,7 @@ def _age(seconds: float) -> str:
     return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
 
 
-class _Run:
+class _ReconcileRun:
     def __init__(self, options: ReconcileOptions, storage: StatusStore, arm: _Arm, now: float,
                  summary: ReconcileSummary):
         self.options = options
@@ -630,7 +630,7 @@ def reconcile(
     now = time.time() if now is None else now
     summary = ReconcileSummary(max_arm_calls=options.max_arm_calls)
     arm = _Arm(container_apps, options.resource_group, options.max_arm_calls, summary)
-    run = _Run(options, storage, arm, now, summary)
+    run = _ReconcileRun(options, storage, arm, now, summary)
     failure: Exception | None = None
     if poison is not None:
         # first, and on its own: the tokens in poison messages should go even when ARM is in trouble

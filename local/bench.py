@@ -59,11 +59,11 @@ from jupyterhub.objects import Hub
 from jupyterhub.user import User
 
 from acaspawner.contract import Op
+from acaspawner.hub_storage import HubStorage, close_shared
 from acaspawner.naming import server_key
 from acaspawner.sealing import generate_key
 from acaspawner.spawner import AcaSpawner
 from acaspawner.spec import build_request, next_generation
-from acaspawner.storage import HubStorage, close_shared
 from acaspawner.storage_config import DEFAULT_QUEUE, DEFAULT_TABLE
 from acaspawner.watcher import close_watchers
 from functions import runtime

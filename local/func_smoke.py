@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from acaspawner.contract import Op, Phase, Request, ServerSpec
+from acaspawner.hub_storage import HubStorage
 from acaspawner.naming import server_key
 from acaspawner.sealing import generate_key
-from acaspawner.storage import HubStorage
 
 from .azurite import Azurite
 from .procs import REPO

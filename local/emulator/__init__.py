@@ -5,7 +5,7 @@ It stands in for Azure where the project meets it:
 * **ARM** (:mod:`.arm`): the ``Microsoft.App`` subset the functions call, over HTTPS with a test
   CA (:mod:`.certs`), with ARM's long-running-operation protocol, errors and throttling, so
   ``azure-mgmt-appcontainers`` runs unchanged with only ``base_url`` and ``connection_verify`` set.
-* **apps** (:mod:`.apps`, :mod:`.lifecycle`): each container app runs its container's command as
+* **apps** (:mod:`.apps`, :mod:`.operations`): each container app runs its container's command as
   a local process with the template's env and secrets, on a free port the launch is rewritten to.
 * **ingress** (:mod:`.ingress`): a loopback port per app, every port dispatching by ``Host``
   like ACA's envoy (404 for unknown hosts, the hub's host to the hub, ``X-Forwarded-For``

@@ -189,7 +189,7 @@ class ArmApi:
         return body
 
     def _resource(self, name: str) -> dict[str, Any]:
-        return self.emu._lifecycle.get(name).resource(self.emu.subscription_id)
+        return self.emu._operations.get(name).resource(self.emu.subscription_id)
 
     # ---- ARM handlers ---------------------------------------------------------------------------
 
@@ -202,7 +202,7 @@ class ArmApi:
 
     async def list_apps(self, request: web.Request, params: dict[str, str]) -> web.Response:
         emu = self.emu
-        apps = sorted(emu._lifecycle.apps.values(), key=lambda a: a.name)
+        apps = sorted(emu._operations.apps.values(), key=lambda a: a.name)
         try:
             offset = max(0, int(request.query.get("$skiptoken", "0")))
         except ValueError:
@@ -220,29 +220,29 @@ class ArmApi:
 
     async def put_app(self, request: web.Request, params: dict[str, str]) -> web.Response:
         body = await self._body(request)
-        app, created, op = await self.emu._lifecycle.put(params["name"], body)
+        app, created, op = await self.emu._operations.put(params["name"], body)
         headers = {"Azure-AsyncOperation": self._op_url(request, op, "Statuses"), **self._retry_after()}
         return _json(app.resource(self.emu.subscription_id), 201 if created else 200, headers)
 
     async def patch_app(self, request: web.Request, params: dict[str, str]) -> web.Response:
         body = await self._body(request)
-        return self._accepted(request, await self.emu._lifecycle.patch(params["name"], body))
+        return self._accepted(request, await self.emu._operations.patch(params["name"], body))
 
     async def delete_app(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        op = await self.emu._lifecycle.delete(params["name"])
+        op = await self.emu._operations.delete(params["name"])
         return web.Response(status=204) if op is None else self._accepted(request, op)
 
     async def start_stop(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        lifecycle = self.emu._lifecycle
-        action = lifecycle.start if params["action"].lower() == "start" else lifecycle.stop
+        operations = self.emu._operations
+        action = operations.start if params["action"].lower() == "start" else operations.stop
         return self._accepted(request, await action(params["name"]))
 
     async def list_secrets(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        app = self.emu._lifecycle.get(params["name"])
+        app = self.emu._operations.get(params["name"])
         return _json({"value": [{"name": k, "value": v} for k, v in app.secrets.items()]})
 
     def _operation(self, op_id: str) -> Operation:
-        op = self.emu._lifecycle.operations.get(op_id)
+        op = self.emu._operations.operations.get(op_id)
         if op is None:
             raise ArmError(404, "OperationNotFound", f"The operation '{op_id}' could not be found.")
         return op
@@ -257,7 +257,7 @@ class ArmApi:
             return self._accepted(request, op)
         if op.error is not None:
             return op.error.response()
-        if op.kind == "delete" or op.app_name not in self.emu._lifecycle.apps:
+        if op.kind == "delete" or op.app_name not in self.emu._operations.apps:
             return web.Response(status=204)
         return _json(self._resource(op.app_name))
 

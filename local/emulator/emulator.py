@@ -30,8 +30,8 @@ from .certs import server_ssl_context
 from .environments import CoreAccounting, ManagedEnvironment
 from .faults import ErrorInjector, Faults, Stats, Throttle
 from .ingress import Ingress
-from .lifecycle import Lifecycle
 from .model import AppInfo
+from .operations import Operations
 
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 DEFAULT_RESOURCE_GROUP = "rg-aca-emulator"
@@ -43,8 +43,8 @@ CONSUMPTION_PROFILE = {"name": "Consumption", "workloadProfileType": "Consumptio
 
 def _kill_at_exit(ref: weakref.ReferenceType[Emulator]) -> None:
     emulator = ref()
-    if emulator is not None and emulator._lifecycle is not None:
-        emulator._lifecycle.kill_all_now()
+    if emulator is not None and emulator._operations is not None:
+        emulator._operations.kill_all_now()
 
 
 class Emulator:
@@ -100,7 +100,7 @@ class Emulator:
         self._throttle = Throttle(self._faults)
         self._errors = ErrorInjector(self._faults.error_seed)
         self._ingress = Ingress(self._stats, lambda: self._faults.header_limit, host=host)
-        self._lifecycle: Lifecycle | None = None
+        self._operations: Operations | None = None
         self._runner: web.AppRunner | None = None
         self._ca_bundle: Path | None = None
 
@@ -121,7 +121,7 @@ class Emulator:
         await self._ingress.start()
         for hub_host, upstream in self._hubs.items():
             self._ingress.register_hub(hub_host, upstream)
-        self._lifecycle = Lifecycle(
+        self._operations = Operations(
             subscription_id=self.subscription_id,
             resource_group=self.resource_group,
             accounting=self._accounting,
@@ -143,8 +143,8 @@ class Emulator:
 
     async def stop(self) -> None:
         """Stop serving and end every app process (and its children)."""
-        if self._lifecycle is not None:
-            await self._lifecycle.shutdown()
+        if self._operations is not None:
+            await self._operations.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -218,8 +218,8 @@ class Emulator:
     @property
     def apps(self) -> dict[str, AppInfo]:
         """Snapshots of the container apps by name (provisioning state, ports, pid, log path, ...)."""
-        lifecycle = self._lifecycle
-        return {name: app.info() for name, app in lifecycle.apps.items()} if lifecycle else {}
+        operations = self._operations
+        return {name: app.info() for name, app in operations.apps.items()} if operations else {}
 
     @property
     def faults(self) -> Faults:

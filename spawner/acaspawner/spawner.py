@@ -23,13 +23,13 @@ from traitlets import default
 from . import logs, naming, outcomes, profile_config, profile_form, profiles, sizes
 from .contract import Op, Request, ServerSpec, Status, Volume
 from .errors import SpawnException
+from .hub_storage import HubStorage
 from .logs import describe
 from .outcomes import StartOutcome
 from .overrides import apply_environment, evaluate, normalise
 from .progress import READY, REQUESTED, ProgressFeed
 from .sealing import Sealer
 from .spec import build_request, build_spec, delete_spec, home_volume, next_generation, origin_of
-from .storage import HubStorage
 from .storage_config import StorageConfig
 from .traits import AcaSpawnerConfig
 from .watcher import QUERY_TIMEOUT, StatusUnavailable, StatusWatcher, Subscription

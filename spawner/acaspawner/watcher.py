@@ -23,8 +23,8 @@ import time
 import weakref
 
 from .contract import Status
+from .hub_storage import HubStorage
 from .logs import describe
-from .storage import HubStorage
 from .storage_config import StorageConfig
 
 log = logging.getLogger(__name__)

@@ -55,8 +55,8 @@ async def test_concurrent_puts_of_a_new_app_create_it_once(tmp_path):
         # straight into the resource layer, so both writes are in flight at once (over HTTP the second
         # request would usually arrive after the first had already registered the app)
         outcomes = await asyncio.gather(
-            emu._lifecycle.put("racy-app", copy.deepcopy(body)),
-            emu._lifecycle.put("racy-app", copy.deepcopy(body)),
+            emu._operations.put("racy-app", copy.deepcopy(body)),
+            emu._operations.put("racy-app", copy.deepcopy(body)),
             return_exceptions=True,
         )
         created = [o for o in outcomes if not isinstance(o, BaseException)]

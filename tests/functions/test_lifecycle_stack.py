@@ -24,8 +24,8 @@ from waiting import wait_until
 
 from acaspawner import wire
 from acaspawner.contract import Op, Phase, Request, Status
+from acaspawner.hub_storage import HubStorage
 from acaspawner.sealing import Sealer, generate_key
-from acaspawner.storage import HubStorage
 from functions import arm, runtime
 from functions.settings import Settings
 from functions.storage import FunctionStorage

@@ -15,8 +15,8 @@ import pytest
 from integration_support import ALLOWED_IMAGES, REPO, IntegrationStack
 from jupyterhub.tests.conftest import db  # noqa: F401 - JupyterHub's own fixture: an initialised in-memory hub db
 
+from acaspawner.hub_storage import close_shared
 from acaspawner.sealing import generate_key
-from acaspawner.storage import close_shared
 from acaspawner.watcher import close_watchers
 from local.emulator import pytest_fixtures
 from local.funchost import FunctionsHost

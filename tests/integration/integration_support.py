@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from acaspawner.hub_storage import close_shared
 from acaspawner.spawner import AcaSpawner
-from acaspawner.storage import close_shared
 from acaspawner.watcher import close_watchers
 from local.emulator.model import AppInfo
 from local.emulator.threaded import EmulatorThread

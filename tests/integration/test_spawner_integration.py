@@ -21,7 +21,7 @@ from waiting import wait_until_async
 from acaspawner import naming
 from acaspawner.contract import Phase
 from acaspawner.errors import SpawnException
-from acaspawner.storage import HubStorage
+from acaspawner.hub_storage import HubStorage
 
 
 def expected_url(app) -> str:

@@ -6,8 +6,8 @@ import pytest
 from jupyterhub.tests.conftest import db  # noqa: F401 - JupyterHub's own fixture: an initialised in-memory hub db
 from spawner_support import FakeWorker
 
+from acaspawner.hub_storage import close_shared
 from acaspawner.sealing import Sealer, generate_key
-from acaspawner.storage import close_shared
 from acaspawner.storage_config import StorageConfig
 from acaspawner.watcher import close_watchers
 

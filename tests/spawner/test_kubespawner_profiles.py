@@ -60,7 +60,7 @@ def sent(monkeypatch) -> Sent:
         requests.append(Sealer(requests.sealing_key).open(sealed))
         raise ConnectionError("caught by the test")
 
-    monkeypatch.setattr("acaspawner.storage.HubStorage.send", send)
+    monkeypatch.setattr("acaspawner.hub_storage.HubStorage.send", send)
     return requests
 
 

@@ -154,7 +154,7 @@ def test_wiring_through_an_adapter_or_twice_adds_nothing(hub_log):
     assert package.parent is hub_log.log
     assert package.handlers == [] and package.propagate
     assert [hub_log.log.handlers.count(h) for h in (hub_log.handler, hub_log.recorder)] == [1, 1]
-    logging.getLogger("acaspawner.storage").warning("one line")
+    logging.getLogger("acaspawner.hub_storage").warning("one line")
     assert len(hub_log.lines("one line")) == 1
 
 
@@ -202,7 +202,7 @@ def test_the_contract_modules_neither_import_jupyterhub_nor_wire_anything():
     code = (
         "import logging, sys\n"
         "import acaspawner.contract, acaspawner.naming, acaspawner.sealing, acaspawner.wire\n"
-        "import acaspawner.storage, acaspawner.watcher\n"
+        "import acaspawner.hub_storage, acaspawner.watcher\n"
         "assert 'jupyterhub' not in sys.modules, 'jupyterhub imported'\n"
         "package = logging.getLogger('acaspawner')\n"
         "assert package.parent is logging.getLogger() and not package.handlers, 'wired on import'\n"

@@ -183,7 +183,7 @@ async def test_a_size_aca_does_not_offer_fails_the_start_before_anything_is_sent
     async def send(self, sealed):
         sent.append(sealed)
 
-    monkeypatch.setattr("acaspawner.storage.HubStorage.send", send)
+    monkeypatch.setattr("acaspawner.hub_storage.HubStorage.send", send)
     spawner = make_spawner(db, cpu_limit=1.0, mem_limit="1G", sealing_keys=generate_key(),
                            storage_connection_string="UseDevelopmentStorage=true")
     with pytest.raises(SpawnException) as info:

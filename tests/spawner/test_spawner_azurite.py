@@ -10,8 +10,8 @@ from spawner_support import make_spawner, wait_until
 
 from acaspawner.contract import Op, Phase
 from acaspawner.errors import SpawnException
+from acaspawner.hub_storage import HubStorage
 from acaspawner.spec import home_sub_path
-from acaspawner.storage import HubStorage
 from acaspawner.watcher import close_watchers
 
 

@@ -287,7 +287,7 @@ async def test_unreachable_queue_is_a_clear_spawn_failure(db, monkeypatch):
     async def refuse(self, sealed):
         raise ConnectionError("queue endpoint refused the connection")
 
-    monkeypatch.setattr("acaspawner.storage.HubStorage.send", refuse)
+    monkeypatch.setattr("acaspawner.hub_storage.HubStorage.send", refuse)
     spawner = make_spawner(db, storage_connection_string="UseDevelopmentStorage=true", sealing_keys=generate_key())
     with pytest.raises(SpawnException) as info:
         await spawner.start()

@@ -10,9 +10,9 @@ from azure.storage.queue import QueueClient
 
 from acaspawner import wire
 from acaspawner.contract import Op, Phase, Request, ServerSpec, Status
+from acaspawner.hub_storage import HubStorage, close_shared
 from acaspawner.naming import server_key
 from acaspawner.sealing import Sealer, generate_key
-from acaspawner.storage import HubStorage, close_shared
 from acaspawner.storage_config import StorageConfig
 from functions.storage import FunctionStorage, StatusConflict
 

@@ -44,7 +44,7 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
     return result
 
 
-class Lifecycle:
+class Operations:
     """The container apps of one resource group, in the emulator's managed environments."""
 
     def __init__(
