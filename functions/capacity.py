@@ -42,9 +42,9 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from .environments import EnvironmentBudget
+from .environments import EnvironmentBudget, budget_of
 from .footprint import Footprint, rounded
-from .placement import Usage, budget_of, choose, fits, full_message, usage_of
+from .placement import Usage, choose, fits, full_message, usage_of
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: ACA's default core quota of an environment's Consumption profile
@@ -60,6 +61,11 @@ def environment_name(environment_id: str) -> str:
 def same_environment(a: str, b: str) -> bool:
     """ARM resource ids compare without regard to case or a trailing slash."""
     return a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+def budget_of(pool: Sequence[EnvironmentBudget], environment_id: str) -> EnvironmentBudget | None:
+    """The pool's entry for ``environment_id``, or None when the environment is not in the pool."""
+    return next((b for b in pool if same_environment(b.id, environment_id)), None)
 
 
 def _amount(entry: dict, key: str, default: float, where: str) -> float:

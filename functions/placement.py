@@ -14,7 +14,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .environments import EnvironmentBudget, environment_name, same_environment
+from .environments import EnvironmentBudget, budget_of, environment_name
 from .footprint import Footprint
 
 #: the error code of a start refused for want of room (status ``failed``)
@@ -42,10 +42,6 @@ def usage_of(used: Mapping[str, Usage], environment_id: str) -> Usage:
 def fits(budget: EnvironmentBudget, usage: Usage, need: Footprint) -> bool:
     return (usage.cores + need.cpu <= budget.cores + _EPSILON
             and usage.memory_gib + need.memory_gib <= budget.memory_gib + _EPSILON)
-
-
-def budget_of(pool: Sequence[EnvironmentBudget], environment_id: str) -> EnvironmentBudget | None:
-    return next((b for b in pool if same_environment(b.id, environment_id)), None)
 
 
 def choose(pool: Sequence[EnvironmentBudget], used: Mapping[str, Usage], need: Footprint, *, preferred: str = "",

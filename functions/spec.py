@@ -15,7 +15,7 @@ from typing import Any
 
 from acaspawner.contract import Request
 
-from .environments import EnvironmentBudget, same_environment
+from .environments import budget_of
 from .followup import FollowUp
 from .settings import Settings
 
@@ -88,10 +88,6 @@ def app_tags(request: Request) -> dict[str, str]:
     return {**owner_tags(request), TAG_GENERATION: str(request.generation)}
 
 
-def _budget_of(settings: Settings, environment_id: str) -> EnvironmentBudget | None:
-    return next((b for b in settings.environments if same_environment(b.id, environment_id)), None)
-
-
 def _hub_api_moved(env: list[dict[str, str]], hub_api_url: str) -> list[dict[str, str]]:
     """``env`` with the hub API (and the activity URL below it) at ``hub_api_url`` instead."""
     sent = next((e.get("value", "") for e in env if e["name"] == "JUPYTERHUB_API_URL"), "").rstrip("/")
@@ -117,7 +113,7 @@ def build_container_app(request: Request, settings: Settings, environment_id: st
     if spec is None:
         raise ValueError("only a start request describes a container app")
     environment_id = environment_id or settings.environment_id
-    budget = _budget_of(settings, environment_id)
+    budget = budget_of(settings.environments, environment_id)
     env, secrets = _env(request)
     if budget is not None and budget.hub_api_url:
         env = _hub_api_moved(env, budget.hub_api_url)
