@@ -592,16 +592,13 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         """Send a stop and wait (at most ``stop_timeout``) for the table to report the server stopped."""
         self._subscribe(fast=True)
         request = self._new_request(Op.STOP)
-        if not await self._send_soon(request, "asked for", STOP_SEND_WAIT) or self._table_stale():
-            # storage is in trouble: the stop goes out when it is back; the table could not confirm it anyway
-            self._unsubscribe()
-            self.last_url = ""
-            return
+        # not on the queue yet: it goes out when storage is back, and the table could not confirm it anyway
+        on_queue = await self._send_soon(request, "asked for", STOP_SEND_WAIT)
         try:
             sent = time.monotonic()
             watcher = self.watcher
             async with asyncio.timeout(self.stop_timeout):
-                while True:
+                while on_queue:
                     fresh = watcher.last_success is not None and watcher.last_success >= sent
                     if fresh and outcomes.stop_done(self._own(watcher.get(self._key())), request.generation):
                         break
