@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, MutableMapping
-from typing import Any, Protocol
+from typing import Any
+
+from azure.core.credentials import TokenCredential
 
 from .identity import azure_credential
 
 SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
-
-
-class TokenCredential(Protocol):
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
 
 
 ConnectHook = Callable[[Any, Any, list, dict], None]
