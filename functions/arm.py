@@ -33,6 +33,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline.policies import RetryPolicy
+from azure.core.polling import PollingMethod
 from azure.core.rest import HttpRequest
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
@@ -194,12 +195,48 @@ class Accepted:
     retry_after: float | None = None
 
 
+def _error_code(response: Any) -> str:
+    """ARM's error code in a refusal's body, or ``""``."""
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return ""
+    return str(error.get("code") or "") if isinstance(error, dict) else ""
+
+
 def _retry_after(headers: Any) -> float | None:
     try:
         value = float(headers.get("Retry-After", ""))
     except (TypeError, ValueError):
         return None
     return value if value >= 0 else None
+
+
+class FirstAnswer(PollingMethod):
+    """A polling method that keeps ARM's first answer to a long-running write and never polls.
+
+    ``polling=False`` is no substitute: the SDK then deserializes the first
+    answer as the finished resource, and Stop and Start answer 202 with a
+    ``Location`` and no body (Microsoft.App 2026-07-01, ``ContainerApps_Stop.json``).
+    """
+
+    def __init__(self) -> None:
+        self.response: Any = None
+
+    def initialize(self, client: Any, initial_response: Any, deserialization_callback: Any) -> None:
+        self.response = initial_response.http_response
+
+    def run(self) -> None:
+        pass
+
+    def status(self) -> str:
+        return "Accepted"
+
+    def finished(self) -> bool:
+        return True
+
+    def resource(self) -> None:
+        return None
 
 
 @dataclass
@@ -217,15 +254,10 @@ class ArmApps:
     resource_group: str
 
     def _send(self, begin: Any, *args: Any) -> Accepted:
-        captured: dict[str, Any] = {}
-
-        def capture(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
-            captured["response"] = pipeline_response.http_response
-            return deserialized
-
-        # polling=False: the SDK sends the initial request only and hands back ARM's answer as it is
-        begin(self.resource_group, *args, polling=False, cls=capture).result()
-        response = captured["response"]
+        first = FirstAnswer()
+        # the SDK sends the initial request only and hands ARM's answer to ``first`` as it is
+        begin(self.resource_group, *args, polling=first)
+        response = first.response
         url = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location") or ""
         done = response.status_code == 204 or (response.status_code == 200 and not url)
         return Accepted(done=done, operation_url=url, retry_after=_retry_after(response.headers))
@@ -278,16 +310,28 @@ class ArmApps:
             raise classify(e) from e
 
     def operation_error(self, operation_url: str) -> ArmFailure | None:
-        """ARM's own code and message for a failed operation (one read), or None if it says nothing."""
+        """ARM's own code and message for a failed operation (one read), or None if it says nothing.
+
+        Only the operation's own answer counts (200 with status Failed or
+        Canceled): ``send_request`` returns ARM's refusals (403 when the
+        identity may not read operations, 404 for an expired one) instead of
+        raising, and their error is about the read, not the operation.
+        """
         if not operation_url:
             return None
         try:
             response = self.client.send_request(HttpRequest("GET", operation_url))
+            if response.status_code != 200:
+                log.warning("could not read the operation's outcome: HTTP %s %s", response.status_code,
+                            _error_code(response))
+                return None
             data = response.json()
-        except (AzureError, ValueError) as e:  # e.g. not allowed to read operations: the caller says it plainly
+        except (AzureError, ValueError) as e:  # the caller then says it plainly, without ARM's words
             log.warning("could not read the operation's outcome: %s", getattr(e, "message", e))
             return None
-        error = (data.get("error") if isinstance(data, dict) else None) or {}
+        if not isinstance(data, dict) or data.get("status") not in ("Failed", "Canceled"):
+            return None
+        error = data.get("error") or {}
         if not isinstance(error, dict) or not error.get("code"):
             return None
         return TerminalArmError(str(error["code"]), str(error.get("message") or ""), response.status_code)

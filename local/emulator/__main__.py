@@ -26,6 +26,8 @@ from .emulator import DEFAULT_ENVIRONMENT, DEFAULT_LOCATION, DEFAULT_RESOURCE_GR
 # flag → (Faults field, type, help); only flags given on the command line override the defaults
 FAULT_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--provisioning-delay", "provisioning_delay", float, "seconds before an operation takes effect (default 0)"),
+    ("--start-delay", "start_delay", float, "seconds a start of a stopped app takes (default: --provisioning-delay)"),
+    ("--stop-delay", "stop_delay", float, "seconds a stop takes (default: --provisioning-delay)"),
     ("--retry-after", "retry_after", int, "Retry-After seconds on LRO responses (default 1)"),
     ("--write-bucket", "write_bucket", int, "ARM write token bucket size (default 200)"),
     ("--write-refill", "write_refill", float, "write tokens per second (default 10)"),

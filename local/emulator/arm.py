@@ -41,6 +41,8 @@ _SUB = r"/subscriptions/(?P<sub>[^/]+)"
 _RG = _SUB + r"/resourcegroups/(?P<rg>[^/]+)"
 _APP = r"/providers/microsoft\.app"
 _OPS = _SUB + _APP + r"/locations/(?P<loc>[^/]+)"
+# the object id ARM names in an AuthorizationFailed (the emulator has no real principals)
+EMULATOR_PRINCIPAL = "00000000-0000-0000-0000-00000000e1e1"
 _ERROR_CODES = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
@@ -242,7 +244,18 @@ class ArmApi:
         return _json({"value": [{"name": k, "value": v} for k, v in app.secrets.items()]})
 
     def _operation(self, op_id: str) -> Operation:
-        op = self.emu._operations.operations.get(op_id)
+        emu = self.emu
+        if emu.faults.refuse_operation_reads:
+            raise ArmError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{EMULATOR_PRINCIPAL}' with object id '{EMULATOR_PRINCIPAL}' does not have authorization "
+                "to perform action 'Microsoft.App/locations/containerappOperationStatuses/read' over scope "
+                f"'/subscriptions/{emu.subscription_id}/providers/Microsoft.App/locations/"
+                f"{emu.location.lower().replace(' ', '')}/containerappOperationStatuses/{op_id}' or the scope is "
+                "invalid. If access was recently granted, please refresh your credentials.",
+            )
+        op = emu._operations.operations.get(op_id)
         if op is None:
             raise ArmError(404, "OperationNotFound", f"The operation '{op_id}' could not be found.")
         return op

@@ -6,7 +6,10 @@
 * ``error_rate`` answers that share of ARM requests with a 5xx (seeded, so runs repeat).
 * ``fail_images``/``fail_creates`` make a create end ``Failed`` with an ARM error, the way a
   bad image does.
-* ``provisioning_delay`` and ``retry_after`` pace long-running operations.
+* ``provisioning_delay`` and ``retry_after`` pace long-running operations; ``start_delay`` and
+  ``stop_delay`` pace starts and stops of an existing app on their own.
+* ``refuse_operation_reads`` answers reads of operations 403, as ARM does for an identity
+  without ``Microsoft.App/locations/containerappOperationStatuses/read``.
 * ``core_quota`` caps the cores of each managed environment, as ACA's environment quota does.
 """
 
@@ -29,6 +32,8 @@ class Faults:
     with ``Emulator.set_faults(**changes)``."""
 
     provisioning_delay: float = 0.0  # seconds before a create/update/start/stop/delete takes effect
+    start_delay: float | None = None  # seconds a start of a stopped app takes; None: provisioning_delay
+    stop_delay: float | None = None  # seconds a stop takes; None: provisioning_delay
     retry_after: int | None = 1  # Retry-After on LRO responses; None omits it (the SDK then uses polling_interval)
     throttle: bool = True
     write_bucket: int = 200
@@ -49,6 +54,13 @@ class Faults:
     list_page_size: int = 100  # container apps per page of a list (nextLink beyond)
     reject_concurrent_operations: bool = True  # 409 when an app already has an operation in flight
     core_quota: float | None = None  # cores per managed environment; None: not enforced (ACA's default is 100)
+    # 403 AuthorizationFailed on reads of operation statuses/results, as for an identity without that action
+    refuse_operation_reads: bool = False
+
+    def delay_of(self, kind: str) -> float:
+        """Seconds before an operation of ``kind`` (create, update, start, stop, delete) takes effect."""
+        own = {"start": self.start_delay, "stop": self.stop_delay}.get(kind)
+        return self.provisioning_delay if own is None else own
 
     def updated(self, **changes: Any) -> Faults:
         known = {f.name for f in fields(self)}

@@ -281,7 +281,7 @@ class Operations:
         try:
             if previous is not None:
                 await asyncio.wait([previous], timeout=30)  # it stops at its next checkpoint
-            if await op.pause(self.faults().provisioning_delay):
+            if await op.pause(self.faults().delay_of(op.kind)):
                 return
             error = await work(op)
         except Exception as exc:  # an emulator bug must still end the operation

@@ -179,7 +179,10 @@ class FakeApps:
     def _write(self, what: str, name: str) -> Accepted:
         self._call(what, name)
         if name not in self.apps:
-            return Accepted(done=True)
+            if what == "start":  # as the real gateway: ARM answers 404, which is terminal
+                raise TerminalArmError("ResourceNotFound", f"The Resource 'Microsoft.App/containerApps/{name}' "
+                                       "under resource group 'rg' was not found.", 404)
+            return Accepted(done=True)  # 204 for a delete; a stop of nothing is done
         if what == "delete":
             self.apps[name]["properties"]["provisioningState"] = "Deleting"
         else:

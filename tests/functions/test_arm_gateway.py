@@ -1,23 +1,146 @@
-"""The ARM gateway's edges that the emulator does not reach."""
+"""The functions' ARM gateway (``ArmApps``), every method through the real SDK against the emulator.
+
+Fakes answer what a test expects; ARM answers what the published API says:
+PUT 201 with ``Azure-AsyncOperation``, Stop/Start/Delete 202 with a
+``Location`` and no body, 204 for deleting nothing, 403 on a read the
+identity may not make. Each answer below is the emulator's, which
+``tests/microsoft_app`` holds to the published Microsoft.App examples.
+"""
 
 from __future__ import annotations
 
-from azure.core.exceptions import HttpResponseError
+import sys
 
-from functions.arm import ArmApps, for_users
+import pytest
+from fn_support import base_env
+from waiting import wait_until
+
+from functions.arm import ArmApps, TerminalArmError, for_users, make_client
+from functions.settings import Settings
+from local.emulator import pytest_fixtures
+
+aca_emulator_factory = pytest_fixtures.aca_emulator_factory
+
+SERVER = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "8888"]
 
 
-class RefusingClient:
-    """An ARM client that may not read operations (a 403 from ARM)."""
+def app_body(environment_id: str, image: str = "quay.io/jupyter/base-notebook:latest") -> dict:
+    return {
+        "location": "westeurope",
+        "tags": {"aca-generation": "1"},
+        "properties": {
+            "environmentId": environment_id,
+            "configuration": {"ingress": {"external": False, "targetPort": 8888, "transport": "http",
+                                          "allowInsecure": True}},
+            "template": {
+                "containers": [{"name": "notebook", "image": image, "command": SERVER,
+                                "resources": {"cpu": 0.5, "memory": "1Gi"}}],
+                "scale": {"minReplicas": 1, "maxReplicas": 1},
+            },
+        },
+    }
 
-    def send_request(self, request):
-        raise HttpResponseError(message="AuthorizationFailed: no read on containerappOperationStatuses")
+
+@pytest.fixture
+def emulator(aca_emulator_factory):
+    return aca_emulator_factory(retry_after=2)
 
 
-def test_an_unreadable_operation_gives_no_error_instead_of_failing_the_follow_up():
-    apps = ArmApps(RefusingClient(), "rg")
-    assert apps.operation_error("https://management.azure.com/subscriptions/x/operations/1") is None
+@pytest.fixture
+def apps(emulator):
+    env = base_env(
+        ACA_SUBSCRIPTION_ID=emulator.subscription_id,
+        ACA_RESOURCE_GROUP=emulator.resource_group,
+        ACA_ENVIRONMENT_ID=emulator.environment_id,
+        ACA_ARM_ENDPOINT=emulator.arm_endpoint,
+        ACA_ARM_CA_BUNDLE=str(emulator.ca_bundle),
+        ACA_ARM_TOKEN="emulator-token",
+    )
+    gateway = ArmApps(make_client(Settings.from_environ(env)), emulator.resource_group)
+    yield gateway
+    gateway.close()
+
+
+def settled(emulator, name: str, state: str = "Succeeded", running: str | None = "Running") -> None:
+    def done() -> bool:
+        app = emulator.apps.get(name)
+        return app is not None and (app.provisioning_state, app.running_status) == (state, running)
+
+    wait_until(done, timeout=30, interval=0.05, what=f"{name} to be {state}/{running}",
+               describe=lambda: str(emulator.apps.get(name)))
+
+
+def test_create_stop_start_and_delete_answer_what_arm_answers(emulator, apps):
+    created = apps.send_create_or_update("user-a", app_body(emulator.environment_id))
+    assert not created.done and "/containerappOperationStatuses/" in created.operation_url
+    assert created.retry_after == 2
+    settled(emulator, "user-a")
+
+    stopped = apps.send_stop("user-a")  # 202, Location, no body
+    assert not stopped.done and "/containerappOperationResults/" in stopped.operation_url
+    assert stopped.retry_after == 2
+    settled(emulator, "user-a", running="Stopped")
+    assert emulator.apps["user-a"].pid is None
+
+    started = apps.send_start("user-a")  # 202, Location, no body
+    assert not started.done and "/containerappOperationResults/" in started.operation_url
+    settled(emulator, "user-a")
+    assert emulator.apps["user-a"].pid is not None
+
+    deleted = apps.send_delete("user-a")
+    assert not deleted.done and "/containerappOperationResults/" in deleted.operation_url
+    wait_until(lambda: "user-a" not in emulator.apps, timeout=30, what="the app to be deleted")
+    stats = emulator.stats
+    assert (stats["creates"], stats["stops"], stats["starts"], stats["deletes"]) == (1, 1, 1, 1)
+
+
+def test_deleting_or_stopping_nothing_is_done_at_once_and_starting_nothing_fails(apps):
+    assert apps.send_delete("user-gone").done  # ARM answers 204
+    assert apps.send_stop("user-gone").done
+    with pytest.raises(TerminalArmError) as refused:
+        apps.send_start("user-gone")
+    assert refused.value.status == 404 and refused.value.code == "ResourceNotFound"
+
+
+def test_get_and_list_read_the_apps_of_the_resource_group(emulator, apps):
+    assert apps.get("user-none") is None
+    emulator.set_faults(list_page_size=2)  # three apps: two pages, one nextLink
+    for name in ("user-a", "user-b", "user-c"):
+        apps.send_create_or_update(name, app_body(emulator.environment_id))
+    for name in ("user-a", "user-b", "user-c"):
+        settled(emulator, name)
+    app = apps.get("user-b")
+    assert app["name"] == "user-b" and app["properties"]["configuration"]["ingress"]["fqdn"]
+    assert app["tags"] == {"aca-generation": "1"}
+    assert sorted(a["name"] for a in apps.list()) == ["user-a", "user-b", "user-c"]
+
+
+def test_a_failed_operation_reports_arms_own_code_and_message(emulator, apps):
+    emulator.set_faults(fail_images=["example.org/notebook:broken"])
+    accepted = apps.send_create_or_update("user-f", app_body(emulator.environment_id, "example.org/notebook:broken"))
+    settled(emulator, "user-f", state="Failed", running=None)
+    error = apps.operation_error(accepted.operation_url)
+    assert isinstance(error, TerminalArmError) and error.code == "ContainerAppOperationError"
+    assert "MANIFEST_UNKNOWN" in error.message
+
+
+def test_a_succeeded_operation_has_no_error(emulator, apps):
+    accepted = apps.send_create_or_update("user-s", app_body(emulator.environment_id))
+    settled(emulator, "user-s")
+    assert apps.operation_error(accepted.operation_url) is None
     assert apps.operation_error("") is None
+
+
+def test_a_refused_or_unknown_operation_read_is_no_error_of_the_operation(emulator, apps):
+    """ARM answers 403 (no right to read operations) or 404 (expired): neither is why the app failed."""
+    emulator.set_faults(fail_images=["example.org/notebook:broken"])
+    accepted = apps.send_create_or_update("user-r", app_body(emulator.environment_id, "example.org/notebook:broken"))
+    settled(emulator, "user-r", state="Failed", running=None)
+    emulator.set_faults(refuse_operation_reads=True)
+    assert apps.operation_error(accepted.operation_url) is None
+    emulator.set_faults(refuse_operation_reads=False)
+    unknown = accepted.operation_url.replace(accepted.operation_url.split("/")[-1].split("?")[0], "no-such-op")
+    assert apps.operation_error(unknown) is None
 
 
 def test_messages_for_users_keep_the_meaning_and_drop_ids():

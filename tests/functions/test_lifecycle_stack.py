@@ -376,3 +376,35 @@ def test_a_burst_of_starts_runs_in_about_one_provisioning_time(make_stack):
     stats = stack.emulator.stats
     assert stats["creates"] == 30 and len(stack.emulator.apps) == 30  # each app created once
     assert stack.host.stats["lifecycle"].failed == 0
+
+
+def test_stop_mode_parks_the_app_and_a_start_resumes_it(make_stack):
+    """ACA_STOP_MODE=stop through the real SDK: Stop and Start answer 202 with a Location and no body."""
+    stack = make_stack(ACA_STOP_MODE="stop")
+    first = start_request()
+    stack.send(first)
+    stack.drain()
+    assert stack.status(first).phase is Phase.RUNNING, stack.status(first).message
+
+    stop = request(Op.STOP)
+    stack.send(stop)
+    stack.drain()
+    status = stack.status(stop)
+    assert status.phase is Phase.STOPPED, status.message
+    (parked,) = stack.emulator.apps.values()
+    assert (parked.provisioning_state, parked.running_status, parked.pid) == ("Succeeded", "Stopped", None)
+
+    again = start_request()
+    stack.send(again)
+    stack.drain()
+    status = stack.status(again)
+    assert status.phase is Phase.RUNNING, status.message
+    (resumed,) = stack.emulator.apps.values()
+    assert resumed.running_status == "Running" and resumed.pid is not None
+    with urllib.request.urlopen(status.url, timeout=10) as response:
+        assert response.status == 200
+    stats = stack.emulator.stats
+    # one app, created once, parked once and resumed once (the second start updated it with its new token)
+    assert (stats["creates"], stats["stops"], stats["starts"], stats["deletes"]) == (1, 1, 1, 0)
+    lifecycle = stack.host.stats["lifecycle"]
+    assert lifecycle.failed == 0 and stack.poison() == []
