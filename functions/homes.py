@@ -31,11 +31,12 @@ class HomeFolders(Protocol):
 class AzureFilesHomes:
     """Home folders in an Azure Files share, reached with the functions' identity."""
 
-    def __init__(self, account_url: str, share_name: str, credential: Any):
+    def __init__(self, account_url: str, share_name: str, credential: Any, *, connection_verify: str | bool = True):
         from azure.storage.fileshare import ShareClient
 
         # token access to file data needs the "backup" intent (Storage File Data Privileged Contributor)
-        self.share = ShareClient(account_url, share_name, credential=credential, token_intent="backup")
+        self.share = ShareClient(account_url, share_name, credential=credential, token_intent="backup",
+                                 connection_verify=connection_verify)
 
     def ensure(self, sub_path: str) -> None:
         path = ""
