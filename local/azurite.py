@@ -3,6 +3,16 @@
 Always with ``--disableTelemetry`` (Azurite reports usage otherwise) and
 ``--skipApiVersionCheck`` (the newest storage SDKs speak an API version
 Azurite does not list yet).
+
+By default it speaks plain HTTP and accepts the account key (the connection
+string). ``start_azurite(tls=(cert, key))`` serves HTTPS with that PEM
+certificate and key instead, and ``oauth=True`` adds ``--oauth basic``: bearer
+tokens are then accepted too, as a storage account with Microsoft Entra
+authentication accepts them (Azurite only takes them over HTTPS). In that
+mode Azurite checks a token's ``nbf``/``exp``/``iat``, its issuer (a prefix
+such as ``https://sts.windows.net/``) and its audience
+(``https://storage.azure.com`` or the account's own service URL), not its
+signature; a request with no credential at all is refused.
 """
 
 from __future__ import annotations
@@ -26,15 +36,39 @@ class Azurite:
     blob_port: int
     process: subprocess.Popen | None = None
     host: str = "127.0.0.1"
+    # served over HTTPS (started with ``tls=``); clients must trust the certificate's issuer
+    tls: bool = False
+    # bearer tokens accepted (``--oauth basic``)
+    oauth: bool = False
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when started with a certificate, else ``http``."""
+        return "https" if self.tls else "http"
+
+    @property
+    def blob_url(self) -> str:
+        """The account's blob service URL (path style: ``<scheme>://host:port/devstoreaccount1``)."""
+        return f"{self.scheme}://{self.host}:{self.blob_port}/{ACCOUNT}"
+
+    @property
+    def queue_url(self) -> str:
+        """The account's queue service URL, what ``<connection>__queueServiceUri`` names in Azure."""
+        return f"{self.scheme}://{self.host}:{self.queue_port}/{ACCOUNT}"
+
+    @property
+    def table_url(self) -> str:
+        """The account's table service URL, what ``<connection>__tableServiceUri`` names in Azure."""
+        return f"{self.scheme}://{self.host}:{self.table_port}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
-        base = f"http://{self.host}"
+        """Account key access to all three services (works in OAuth mode too)."""
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={base}:{self.blob_port}/{ACCOUNT};"
-            f"QueueEndpoint={base}:{self.queue_port}/{ACCOUNT};"
-            f"TableEndpoint={base}:{self.table_port}/{ACCOUNT};"
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint={self.blob_url};"
+            f"QueueEndpoint={self.queue_url};"
+            f"TableEndpoint={self.table_url};"
         )
 
     def stop(self) -> None:
@@ -43,8 +77,20 @@ class Azurite:
             self.process = None
 
 
-def start_azurite(workdir: Path | None = None, log_path: Path | None = None) -> Azurite:
-    """Start Azurite in memory; installs it from npm into the repo first if missing."""
+def start_azurite(
+    workdir: Path | None = None,
+    log_path: Path | None = None,
+    *,
+    tls: tuple[Path, Path] | None = None,
+    oauth: bool = False,
+) -> Azurite:
+    """Start Azurite in memory; installs it from npm into the repo first if missing.
+
+    ``tls=(cert_path, key_path)`` (PEM files; the certificate must name ``127.0.0.1``)
+    serves HTTPS; ``oauth=True`` accepts bearer tokens as well, and needs ``tls``.
+    """
+    if oauth and tls is None:
+        raise ValueError("Azurite accepts OAuth tokens over HTTPS only: pass tls=(cert_path, key_path)")
     ensure_node_tools()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="azurite-"))
     ports = {name: free_port() for name in ("blob", "queue", "table")}
@@ -57,11 +103,17 @@ def start_azurite(workdir: Path | None = None, log_path: Path | None = None) -> 
         "--loose",
         "--silent",
     ]
+    if tls is not None:
+        cert_path, key_path = tls
+        cmd += ["--cert", str(Path(cert_path).resolve()), "--key", str(Path(key_path).resolve())]
+    if oauth:
+        cmd += ["--oauth", "basic"]
     for name, port in ports.items():
         cmd += [f"--{name}Host", "127.0.0.1", f"--{name}Port", str(port)]
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
-    azurite = Azurite(queue_port=ports["queue"], table_port=ports["table"], blob_port=ports["blob"], process=proc)
+    azurite = Azurite(queue_port=ports["queue"], table_port=ports["table"], blob_port=ports["blob"], process=proc,
+                      tls=tls is not None, oauth=oauth)
     try:
         for port in ports.values():
             wait_for_port(port, proc=proc)
