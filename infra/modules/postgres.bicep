@@ -104,5 +104,5 @@ output host string = server.properties.fullyQualifiedDomainName
 output serverName string = server.name
 output databaseName string = database.name
 @description('SQLAlchemy URL of the hub database: no password, the hub adds an Entra token per connection.')
-output entraDbUrl string = 'postgresql://${uriComponent(adminPrincipalName)}@${server.properties.fullyQualifiedDomainName}:5432/${database.name}?sslmode=require'
+output entraDbUrl string = 'postgresql+psycopg2://${uriComponent(adminPrincipalName)}@${server.properties.fullyQualifiedDomainName}:5432/${database.name}?sslmode=require'
 

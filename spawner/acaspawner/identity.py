@@ -12,15 +12,20 @@ from azure.core.credentials import TokenCredential
 from azure.core.credentials_async import AsyncTokenCredential
 
 
+def _pinned(client_id: str) -> dict[str, str]:
+    # an explicit None would pin the system-assigned identity; left out, AZURE_CLIENT_ID still counts
+    return {"managed_identity_client_id": client_id} if client_id else {}
+
+
 def azure_credential(client_id: str = "") -> TokenCredential:
     """The sync credential (the functions' ARM, storage and Files clients)."""
     from azure.identity import DefaultAzureCredential
 
-    return DefaultAzureCredential(managed_identity_client_id=client_id or None)
+    return DefaultAzureCredential(**_pinned(client_id))
 
 
 def async_azure_credential(client_id: str = "") -> AsyncTokenCredential:
     """The async credential (the hub's storage clients)."""
     from azure.identity.aio import DefaultAzureCredential
 
-    return DefaultAzureCredential(managed_identity_client_id=client_id or None)
+    return DefaultAzureCredential(**_pinned(client_id))

@@ -264,6 +264,7 @@ def test_postgres_accepts_entra_logins_only_with_the_hub_as_administrator():
     assert get(admin, "properties", "principalType") == "ServicePrincipal"
     assert get(admin, "properties", "principalName") == Ref("adminPrincipalName")
     # the URL's user is the identity's name: the role Azure creates for an Entra administrator
-    assert output(postgres, "entraDbUrl").startswith("postgresql://${uriComponent(adminPrincipalName)}@")
+    # the driver the hub image installs (psycopg2-binary); SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3
+    assert output(postgres, "entraDbUrl").startswith("postgresql+psycopg2://${uriComponent(adminPrincipalName)}@")
     main = parse_file(INFRA / "main.bicep")
     assert module_params(main, "postgres")["adminPrincipalName"] == expression("identities.outputs.hubName")

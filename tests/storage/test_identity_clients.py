@@ -37,6 +37,7 @@ from identity_support import (
 from acaspawner import wire
 from acaspawner.contract import Op, Phase, Request, ServerSpec, Status
 from acaspawner.hub_storage import HubStorage
+from acaspawner.identity import async_azure_credential, azure_credential
 from acaspawner.naming import server_key
 from acaspawner.sealing import Sealer, generate_key
 from acaspawner.spawner import AcaSpawner
@@ -322,3 +323,18 @@ async def test_the_hub_fails_with_tokens_for_another_audience(oauth_azurite, ide
         await storage.close()
     assert refused.value.status_code == 403
     assert identity.asked_for() == {(STORAGE_RESOURCE, HUB_CLIENT_ID)}
+
+
+# --- the credential itself -------------------------------------------------------------------------
+
+
+async def test_without_a_configured_client_id_the_credential_follows_AZURE_CLIENT_ID(identity, monkeypatch):
+    """An empty client id leaves the choice to ``DefaultAzureCredential``, which reads AZURE_CLIENT_ID."""
+    set_azure_environment(monkeypatch, identity, FUNCTIONS_CLIENT_ID)
+    azure_credential("").get_token("https://storage.azure.com/.default")
+    credential = async_azure_credential("")
+    try:
+        await credential.get_token("https://storage.azure.com/.default")
+    finally:
+        await credential.close()
+    assert [r.client_id for r in identity.requests if r.token] == [FUNCTIONS_CLIENT_ID, FUNCTIONS_CLIENT_ID]
