@@ -55,7 +55,7 @@ class FollowUp:
     since: float  # only an observation made after this counts (ARM accepted the write then)
     delay: float  # seconds until the next look
     operation_url: str = ""  # where ARM reports the operation's outcome (its error, if it fails)
-    home_paths: tuple[str, ...] = ()  # home folders to remove once a delete is done
+    remove_home: bool = False  # a delete that also removes its user's home folder once the app is gone
     noted: float = 0.0  # when this chain last wrote a progress note to the status row
     correlation_id: str = ""
     attempt: int = 1
@@ -64,11 +64,11 @@ class FollowUp:
 
     @classmethod
     def first(cls, request: Request, step: Step, *, since: float, delay: float, deadline: float,
-              operation_url: str = "", home_paths: tuple[str, ...] = ()) -> FollowUp:
+              operation_url: str = "", remove_home: bool = False) -> FollowUp:
         return cls(op=request.op, step=step, hub_id=request.hub_id, server_key=request.server_key,
                    user=request.user, server_name=request.server_name, generation=request.generation,
                    requested=request.created, deadline=deadline, since=since, delay=delay, noted=since,
-                   operation_url=operation_url, home_paths=home_paths, correlation_id=request.correlation_id)
+                   operation_url=operation_url, remove_home=remove_home, correlation_id=request.correlation_id)
 
     def next(self, *, since: float, step: Step | None = None, operation_url: str | None = None,
              delay: float | None = None, noted: float | None = None) -> FollowUp:
@@ -79,16 +79,19 @@ class FollowUp:
 
     def to_json(self) -> str:
         data = asdict(self)
-        data.update(op=self.op.value, step=self.step.value, home_paths=list(self.home_paths))
+        data.update(op=self.op.value, step=self.step.value)
         return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FollowUp:
         if data.get("schema") != SCHEMA_VERSION:
             raise ContractError(f"follow-up schema version {data.get('schema')!r} is not supported")
+        data = dict(data)
+        if "home_paths" in data:  # written by an earlier release: it named the folders, now only whether
+            data["remove_home"] = bool(data.pop("home_paths"))
         try:
             follow_up = cls(**{**data, "op": Op(data["op"]), "step": Step(data["step"]),
-                               "home_paths": tuple(data.get("home_paths") or ())})
+                               "remove_home": data.get("remove_home") is True})
         except (TypeError, KeyError, ValueError) as e:
             raise ContractError(f"invalid follow-up: {e}") from None
         if not isinstance(follow_up.generation, int) or not follow_up.server_key:

@@ -1,9 +1,14 @@
-"""Users' home folders: sub paths of the one Azure Files share behind the home storage.
+"""Users' home folders: folders of the one Azure Files share behind the home storage.
 
 Whether ACA creates a missing ``subPath`` folder is undocumented, so a start
 creates it through the Files API before the app exists; a delete may remove
-it (``ACA_HOME_DELETE_ON_DELETE``). :class:`HomeFolders` is the small
-interface the lifecycle uses, so tests can swap the share for a recorder.
+it (``ACA_HOME_DELETE_ON_DELETE``). Which folder is whose is decided in
+:mod:`functions.user_homes`; :class:`HomeFolders` is the share as it needs it.
+
+In Azure the client authenticates with the functions' identity (token with
+the ``backup`` intent). With ``ACA_HOME_FILES_TOKEN`` set it sends that
+token instead, trusting ``ACA_HOME_FILES_CA_BUNDLE``: the local emulator's
+Files data plane, reached by the same client code.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from acaspawner.identity import azure_credential
 
+from .arm import StaticTokenCredential
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,8 +30,11 @@ class HomeFolders(Protocol):
     def ensure(self, sub_path: str) -> None:
         """Create ``sub_path`` (and its parents) if missing."""
 
+    def exists(self, sub_path: str) -> bool:
+        """True when ``sub_path`` is a folder of the share."""
+
     def delete(self, sub_path: str) -> None:
-        """Remove ``sub_path`` and everything below it; nothing if it is missing."""
+        """Remove ``sub_path`` and everything below it; nothing if it is missing. Never the share's root."""
 
 
 class AzureFilesHomes:
@@ -40,16 +49,24 @@ class AzureFilesHomes:
 
     def ensure(self, sub_path: str) -> None:
         path = ""
-        for part in sub_path.strip("/").split("/"):
+        for part in _folder(sub_path).split("/"):
             path = f"{path}/{part}" if path else part
             try:
                 self.share.get_directory_client(path).create_directory()
-            except ResourceExistsError:
-                pass
+            except ResourceExistsError as e:
+                if getattr(e, "error_code", None) != "ResourceAlreadyExists":
+                    raise  # e.g. ResourceTypeMismatch: a file where the folder should be
+
+    def exists(self, sub_path: str) -> bool:
+        try:
+            self.share.get_directory_client(_folder(sub_path)).get_directory_properties()
+        except ResourceNotFoundError:
+            return False
+        return True
 
     def delete(self, sub_path: str) -> None:
         try:
-            self._delete_tree(sub_path.strip("/"))
+            self._delete_tree(_folder(sub_path))
         except ResourceNotFoundError:
             pass
 
@@ -64,9 +81,21 @@ class AzureFilesHomes:
         directory.delete_directory()
 
 
+def _folder(sub_path: str) -> str:
+    """``sub_path`` as a folder below the share's root; the root itself, ``.`` or ``..`` are refused."""
+    folder = sub_path.strip("/")
+    if not folder or any(part in ("", ".", "..") for part in folder.split("/")):
+        raise ValueError(f"not a folder below the share's root: {sub_path!r}")
+    return folder
+
+
 def make_homes(settings: Settings) -> HomeFolders | None:
     """The home folders of this deployment, or None when no home share is configured."""
     if not settings.home_folders_configured:
         return None
-    credential = azure_credential(settings.client_id)
-    return AzureFilesHomes(settings.home_files_account_url, settings.home_share_name, credential)
+    if settings.home_files_token:
+        credential: Any = StaticTokenCredential(settings.home_files_token)
+    else:
+        credential = azure_credential(settings.client_id)
+    return AzureFilesHomes(settings.home_files_account_url, settings.home_share_name, credential,
+                           connection_verify=settings.home_files_ca_bundle or True)

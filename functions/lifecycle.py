@@ -61,13 +61,13 @@ from acaspawner.sealing import ExpiredMessage, Sealer, SealError
 from .arm import ArmApps, for_users
 from .capacity import CapacityLedger
 from .followup import FollowUp, FollowUps, read_payload
-from .homes import HomeFolders
 from .listing import AppListing
 from .policy import ForeignHub, PolicyViolation, check_request, key_belongs_to
 from .rules import Outcome, RetryLater, Verdict, decide
 from .server_run import ServerRun
 from .settings import Settings
 from .storage import FunctionStorage
+from .user_homes import UserHomes
 
 __all__ = ["Deps", "Outcome", "RetryLater", "Verdict", "decide", "handle_message"]
 
@@ -84,7 +84,7 @@ class Deps:
     sealer: Sealer
     follow_ups: FollowUps
     listing: AppListing
-    homes: HomeFolders | None = None
+    homes: UserHomes | None = None  # users' home folders; None: servers get no home
     max_dequeue_count: int = 5
     # where servers are placed and what they hold there; None: everything in ACA_ENVIRONMENT_ID, uncounted
     capacity: CapacityLedger | None = None

@@ -2,8 +2,9 @@
 
 The hub is trusted to seal requests, but the functions hold the ARM rights,
 so they enforce the operator's limits themselves: allowed images, maximum
-cpu and memory, the one home storage, and that a server key really belongs
-to the (hub, user, server) triple it arrives with.
+cpu and memory, the one home storage and only the user's own folder of it,
+and that a server key really belongs to the (hub, user, server) triple it
+arrives with.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import fnmatch
 import re
 
 from acaspawner.contract import Op, Request, ServerSpec
-from acaspawner.naming import legacy_server_key, server_key
+from acaspawner.naming import home_folder, legacy_home_folder, legacy_server_key, server_key
 
 from .followup import FollowUp
 from .settings import Settings, parse_memory_gi
 
 _VOLUME_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_SUB_PATH = re.compile(r"^[A-Za-z0-9._@+-]+(?:/[A-Za-z0-9._@+-]+)*$")
 _IMAGE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
 
 
@@ -52,31 +52,31 @@ def key_belongs_to(request: Request | FollowUp) -> bool:
         return False
 
 
-def check_sub_path(sub_path: str) -> None:
-    """A relative folder inside the share: no leading ``/``, no ``..``, no odd characters."""
-    if not _SUB_PATH.match(sub_path) or any(part in (".", "..") for part in sub_path.split("/")):
-        raise PolicyViolation(f"volume subPath {sub_path!r} must be a relative path of plain folder names")
+def check_volumes(spec: ServerSpec, settings: Settings, user: str) -> None:
+    """A server's only volume is its user's home; its folder, if named, is the user's own.
 
-
-def check_volumes(spec: ServerSpec, settings: Settings) -> None:
-    names = set()
-    for volume in spec.volumes:
-        if not settings.home_storage_name:
-            raise PolicyViolation("volumes are not allowed: this deployment has no home storage")
-        if volume.storage_name != settings.home_storage_name or volume.storage_type != "AzureFile":
-            raise PolicyViolation(
-                f"volume {volume.name!r} must use the home storage {settings.home_storage_name!r} (AzureFile), "
-                f"not {volume.storage_name!r} ({volume.storage_type})"
-            )
-        if not _VOLUME_NAME.match(volume.name) or volume.name in names:
-            raise PolicyViolation(f"invalid or duplicate volume name {volume.name!r}")
-        names.add(volume.name)
-        if not volume.mount_path.startswith("/") or ".." in volume.mount_path.split("/"):
-            raise PolicyViolation(f"volume mount path {volume.mount_path!r} must be an absolute path")
-        if volume.sub_path:
-            check_sub_path(volume.sub_path)
-        if any(c in volume.mount_options for c in "\n\r\x00"):
-            raise PolicyViolation("volume mount options contain control characters")
+    The request's volume says that the server wants a home. Which folder, where
+    and how it is mounted are the functions' (:mod:`functions.user_homes`, the
+    ``ACA_HOME_*`` settings); a folder name other than the user's own (or
+    none) is refused, so a request naming another user's folder, a path or
+    the share's root never gets as far as ARM.
+    """
+    if not spec.volumes:
+        return
+    if not settings.home_storage_name:
+        raise PolicyViolation("volumes are not allowed: this deployment has no home storage")
+    if len(spec.volumes) > 1:
+        raise PolicyViolation("a server mounts one volume at most: its user's home")
+    (volume,) = spec.volumes
+    if volume.storage_name != settings.home_storage_name or volume.storage_type != "AzureFile":
+        raise PolicyViolation(
+            f"volume {volume.name!r} must use the home storage {settings.home_storage_name!r} (AzureFile), "
+            f"not {volume.storage_name!r} ({volume.storage_type})"
+        )
+    if not _VOLUME_NAME.match(volume.name):
+        raise PolicyViolation(f"invalid volume name {volume.name!r}")
+    if volume.sub_path not in ("", home_folder(user), legacy_home_folder(user)):
+        raise PolicyViolation(f"volume subPath {volume.sub_path!r} is not the home folder of user {user!r}")
 
 
 def check_spec(spec: ServerSpec, settings: Settings) -> None:
@@ -90,7 +90,7 @@ def check_spec(spec: ServerSpec, settings: Settings) -> None:
         raise PolicyViolation(str(e)) from None
     if memory > settings.max_memory_gi:
         raise PolicyViolation(f"memory {spec.memory} exceeds the maximum of {settings.max_memory_gi:g}Gi")
-    check_volumes(spec, settings)
+
 
 
 def check_request(request: Request, settings: Settings) -> None:
@@ -102,5 +102,5 @@ def check_request(request: Request, settings: Settings) -> None:
     if request.op is Op.START:
         assert request.spec is not None  # the contract guarantees it
         check_spec(request.spec, settings)
-    elif request.spec is not None:  # a delete names the home folders to remove
-        check_volumes(request.spec, settings)
+    if request.spec is not None:  # a start's home, or the home a delete removes
+        check_volumes(request.spec, settings, request.user)

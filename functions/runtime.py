@@ -19,6 +19,7 @@ from .lifecycle import Deps
 from .listing import AppListing
 from .settings import CONNECTION, Settings, read_host_limits
 from .storage import FunctionStorage
+from .user_homes import HomeOwners, UserHomes
 
 # how long azure-core may keep retrying one throttled or failing ARM request inside an invocation
 # (honouring Retry-After); beyond it the message is redelivered
@@ -41,6 +42,7 @@ def build_deps(settings: Settings) -> Deps:
                    settings.resource_group)
     storage = FunctionStorage(settings.storage)
     sealer = settings.sealer()
+    folders = make_homes(settings)
     return Deps(
         settings=settings,
         storage=storage,
@@ -48,7 +50,7 @@ def build_deps(settings: Settings) -> Deps:
         sealer=sealer,
         follow_ups=FollowUps(sealer, storage),
         listing=AppListing(apps),
-        homes=make_homes(settings),
+        homes=UserHomes(folders, HomeOwners(storage.table, settings.hub_id)) if folders is not None else None,
         max_dequeue_count=limits.max_dequeue_count,
         capacity=CapacityLedger(storage.table, settings.hub_id, settings.environments),
     )

@@ -27,6 +27,7 @@ from .placement import NO_CAPACITY
 from .rules import MAX_RACES, Outcome, RetryLater, Verdict, decide, settled
 from .spec import build_container_app, owner_tags
 from .storage import StatusConflict
+from .user_homes import HomeTaken
 
 if TYPE_CHECKING:
     from .lifecycle import Deps
@@ -230,8 +231,8 @@ class ServerRun:
             follow_up = r.next(since=since, step=step, operation_url=url if accepted else None, delay=delay,
                                noted=noted)
         else:
-            paths = tuple(self._home_paths()) if r.op is Op.DELETE and self.settings.home_delete_on_delete else ()
-            follow_up = FollowUp.first(r, step, since=since, delay=delay, operation_url=url, home_paths=paths,
+            follow_up = FollowUp.first(r, step, since=since, delay=delay, operation_url=url,
+                                       remove_home=self._removes_home(),
                                        deadline=r.created + self.settings.spawn_deadline)
         self.deps.follow_ups.send(follow_up)
 
@@ -334,21 +335,35 @@ class ServerRun:
         """Whether this stop leaves the app in place, stopped (``ACA_STOP_MODE=stop``), instead of deleting it."""
         return self.request.op is Op.STOP and self.settings.stop_mode == "stop"
 
-    def _home_paths(self) -> list[str]:
-        if isinstance(self.request, FollowUp):
-            return list(self.request.home_paths)
-        spec = self.request.spec
-        if spec is None or self.deps.homes is None:
-            return []
-        return [v.sub_path for v in spec.volumes if v.storage_name == self.settings.home_storage_name and v.sub_path]
+    # -- the user's home (functions.user_homes): never a path from a message ----------
 
-    def _homes(self, action: str) -> None:
-        homes = self.deps.homes
-        for path in self._home_paths():
-            try:
-                getattr(homes, action)(path)
-            except AzureError as e:
-                raise classify(e) from e
+    def _removes_home(self) -> bool:
+        """Whether this delete also removes its user's home folder (asked for, and allowed by the settings)."""
+        r = self.request
+        if r.op is not Op.DELETE or not self.settings.home_delete_on_delete or self.deps.homes is None:
+            return False
+        return r.remove_home if isinstance(r, FollowUp) else bool(r.spec is not None and r.spec.volumes)
+
+    def _prepare_home(self) -> str:
+        """The user's home folder for this start, made and recorded as theirs; ``""`` when it mounts none."""
+        spec = self.request.spec
+        if spec is None or not spec.volumes:
+            return ""
+        if self.deps.homes is None:  # the settings require the share with the home storage
+            raise TerminalArmError("NoHomeShare", "this deployment has no home share to mount")
+        try:
+            return self.deps.homes.prepare(self.request.user)
+        except HomeTaken as e:
+            raise TerminalArmError("HomeFolderTaken", f"{e}; an administrator must look at the home share") from e
+        except AzureError as e:
+            raise classify(e) from e
+
+    def _remove_home(self) -> None:
+        try:
+            removed = self.deps.homes.remove(self.request.user)
+        except AzureError as e:
+            raise classify(e) from e
+        log.info("%r: removed home folders %s", self.request, removed or "(none recorded for the user)")
 
     # -- the operations --------------------------------------------------
 
@@ -370,8 +385,8 @@ class ServerRun:
             except Superseded as e:
                 log.info("%r ignored: %s", self.request, e)
                 return Outcome.IGNORED
-            body = build_container_app(self.request, self.settings, environment_id=environment)
-            self._homes("ensure")
+            home = self._prepare_home()
+            body = build_container_app(self.request, self.settings, environment_id=environment, home_folder=home)
             accepted = self.deps.apps.send_create_or_update(self.key, body)
         except TerminalArmError as e:
             return self._failed(mine, e)
@@ -399,8 +414,8 @@ class ServerRun:
     def _stopped(self, mine: Status) -> Outcome:
         """The app is gone (or parked): remove the home folder if asked to, and record it."""
         deleting = self.request.op is Op.DELETE
-        if deleting and self.settings.home_delete_on_delete:
-            self._homes("delete")
+        if self._removes_home():
+            self._remove_home()
         self._release()  # before the outcome: a redelivery after a crash here finds the stop not yet done
         written = self._finish(mine, Phase.STOPPED, "server deleted" if deleting else "server stopped",
                                url="", error_code="", step="")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acaspawner.contract import HOME_MOUNT_OPTIONS, HOME_MOUNT_PATH
 from acaspawner.sealing import DEFAULT_MAX_AGE, Sealer, parse_keys
 from acaspawner.storage_config import DEFAULT_QUEUE, DEFAULT_TABLE, StorageConfig
 
@@ -204,17 +205,37 @@ def _policy(reader: SettingsReader) -> dict[str, Any]:
 
 
 def _homes(reader: SettingsReader) -> dict[str, Any]:
-    """Users' home folders: the environment storage, the Azure Files share behind it, and deleting them."""
+    """Users' home folders: the environment storage, the Azure Files share behind it, where and how it is
+    mounted, and whether deleting a user removes their folder."""
     storage_name = reader.text("ACA_HOME_STORAGE_NAME")
     url, share = reader.text("ACA_HOME_FILES_ACCOUNT_URL"), reader.text("ACA_HOME_SHARE_NAME")
-    if bool(url) != bool(share):
-        reader.problem("app settings ACA_HOME_FILES_ACCOUNT_URL and ACA_HOME_SHARE_NAME must be set together")
-    if url and not storage_name:
+    if storage_name and not (url and share):
+        # the functions make each folder and record its owner before a server may mount it
+        reader.problem("app settings ACA_HOME_FILES_ACCOUNT_URL and ACA_HOME_SHARE_NAME are required with "
+                       "ACA_HOME_STORAGE_NAME (the share behind the home storage)")
+    if (url or share) and not storage_name:
         reader.problem("app setting ACA_HOME_STORAGE_NAME is required when ACA_HOME_FILES_ACCOUNT_URL is set")
+    if url and not url.startswith("https://"):
+        reader.problem("app setting ACA_HOME_FILES_ACCOUNT_URL must be an https:// URL (bearer tokens need TLS)")
+    mount_path = reader.text("ACA_HOME_MOUNT_PATH", HOME_MOUNT_PATH)
+    if not mount_path.startswith("/") or mount_path == "/" or ".." in mount_path.split("/") or ":" in mount_path:
+        reader.problem(f"app setting ACA_HOME_MOUNT_PATH must be an absolute folder path, not {mount_path!r}")
+    options = reader.text("ACA_HOME_MOUNT_OPTIONS", HOME_MOUNT_OPTIONS)
+    if any(c in options for c in "\n\r\x00"):
+        reader.problem("app setting ACA_HOME_MOUNT_OPTIONS contains control characters")
+    token, ca_bundle = reader.text("ACA_HOME_FILES_TOKEN"), reader.text("ACA_HOME_FILES_CA_BUNDLE")
+    if token and not url:
+        reader.problem("app setting ACA_HOME_FILES_TOKEN is for the emulator only: it needs ACA_HOME_FILES_ACCOUNT_URL")
+    if ca_bundle and not Path(ca_bundle).is_file():
+        reader.problem(f"app setting ACA_HOME_FILES_CA_BUNDLE names a file that does not exist: {ca_bundle}")
     return {
         "home_storage_name": storage_name,
         "home_files_account_url": url,
         "home_share_name": share,
+        "home_mount_path": mount_path.rstrip("/"),
+        "home_mount_options": options,
+        "home_files_token": token,
+        "home_files_ca_bundle": ca_bundle,
         "home_delete_on_delete": reader.flag("ACA_HOME_DELETE_ON_DELETE", False),
     }
 
@@ -250,6 +271,10 @@ class Settings:
     home_storage_name: str = ""
     home_files_account_url: str = ""
     home_share_name: str = ""
+    home_mount_path: str = HOME_MOUNT_PATH
+    home_mount_options: str = HOME_MOUNT_OPTIONS
+    home_files_token: str = field(default="", repr=False)
+    home_files_ca_bundle: str = ""
     home_delete_on_delete: bool = False
     client_id: str = ""
     arm_endpoint: str = ""

@@ -20,6 +20,7 @@ from .followup import FollowUp
 from .settings import Settings
 
 CONTAINER_NAME = "notebook"
+HOME_VOLUME = "home"
 MAX_TAG_VALUE = 256
 MAX_SECRET_NAME = 60
 
@@ -102,12 +103,15 @@ def _hub_api_moved(env: list[dict[str, str]], hub_api_url: str) -> list[dict[str
     return moved
 
 
-def build_container_app(request: Request, settings: Settings, environment_id: str = "") -> dict[str, Any]:
+def build_container_app(request: Request, settings: Settings, environment_id: str = "",
+                        home_folder: str = "") -> dict[str, Any]:
     """The ARM body that creates or updates the user's container app for a start ``request``.
 
     ``environment_id``: where it was placed (:mod:`functions.placement`); default ``ACA_ENVIRONMENT_ID``.
     An environment of the pool with ``vnet_ingress`` or ``hub_api_url`` (:mod:`functions.environments`)
-    changes the app's ingress scope or the hub API address its server calls.
+    changes the app's ingress scope or the hub API address its server calls. ``home_folder``: the
+    user's folder of the home share (:mod:`functions.user_homes`), mounted when the request asks for a
+    home, at the functions' own mount path with their own mount options (never the request's).
     """
     spec = request.spec
     if spec is None:
@@ -128,21 +132,16 @@ def build_container_app(request: Request, settings: Settings, environment_id: st
         container["command"] = list(spec.command)
     if spec.args:
         container["args"] = list(spec.args)
-    mounts = []
-    for volume in spec.volumes:
-        mount = {"volumeName": volume.name, "mountPath": volume.mount_path}
-        if volume.sub_path:
-            mount["subPath"] = volume.sub_path
-        mounts.append(mount)
-    if mounts:
-        container["volumeMounts"] = mounts
-
     volumes = []
-    for volume in spec.volumes:
-        entry = {"name": volume.name, "storageType": volume.storage_type, "storageName": volume.storage_name}
-        if volume.mount_options:
-            entry["mountOptions"] = volume.mount_options
-        volumes.append(entry)
+    if spec.volumes:
+        if not home_folder:
+            raise ValueError("a start that mounts a home needs the user's home folder")
+        container["volumeMounts"] = [{"volumeName": HOME_VOLUME, "mountPath": settings.home_mount_path,
+                                      "subPath": home_folder}]
+        volume = {"name": HOME_VOLUME, "storageType": "AzureFile", "storageName": settings.home_storage_name}
+        if settings.home_mount_options:
+            volume["mountOptions"] = settings.home_mount_options
+        volumes.append(volume)
 
     configuration: dict[str, Any] = {
         "activeRevisionsMode": "Single",

@@ -615,6 +615,8 @@ module functions 'modules/functions.bicep' = {
     homeStorageName: appsEnvironment.outputs.homeStorageName
     homeFilesAccountUrl: homesStorage.outputs.fileEndpoint
     homeShareName: homesStorage.outputs.shareName
+    homeMountPath: homeMountPath
+    homeMountOptions: homeMountOptions
     homeDeleteOnDelete: homeDeleteOnDelete
     armPollInterval: 1
     spawnDeadline: 480

@@ -24,6 +24,11 @@ in one run:
   ``--capacity-starts`` concurrent 1-core starts, more than the pool holds: where
   they were placed, how long a placed start took, how fast a start beyond the
   pool was refused (``NoCapacity``), and the cores each environment holds then.
+* **resume**: ``--resume-users`` users with homes start, stop and start again, once with
+  ``ACA_STOP_MODE=stop`` (the app is parked, then updated with the new token and started)
+  and once with the default ``delete`` (the app is deleted, then created again), with the
+  same ACA-like pacing; starts and stops of an existing app take ``--start-delay`` and
+  ``--stop-delay`` (guesses: no published figure was found).
 
 Apps run a tiny socket server (``local/tinyapp.py``) as OS processes, so they start in
 milliseconds. This is a measurement, not a test: nothing is asserted about timings.
@@ -73,6 +78,7 @@ from functions.spec import build_container_app
 from local.azurite import start_azurite
 from local.emulator import start_in_thread
 from local.funchost import FunctionsHost, load_function_app, load_host_json
+from local.homes import provision_homes
 from local.procs import REPO
 from local.tinyapp import APP_COMMAND
 
@@ -241,6 +247,10 @@ class Bench:
                 # ACA-like pacing, full buckets: each burst starts on a quiet subscription
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
                 await self.burst(n)
+            if self.args.resume_users:
+                self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0,
+                                         start_delay=self.args.start_delay, stop_delay=self.args.stop_delay)
+                await self.resume(self.args.resume_users)
             if self.args.capacity_starts:
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0,
                                          core_quota=self.args.environment_cores)
@@ -398,6 +408,49 @@ class Bench:
         b["stop_all_gone_s"] = time.perf_counter() - stop_began
         b["apps_left_after_stop"] = sum(name in emulator.apps for name in keys)
         self.result["bursts"].append(b)
+
+    # -- restarting a stopped server: parked and resumed, or deleted and created again ---------------------
+
+    async def resume(self, n: int) -> None:
+        """``n`` users with homes start, stop and start again, in each stop mode."""
+        homes = provision_homes(self.emulator.info())
+        self.result["resume"] = {"users": n, "start_delay_s": self.args.start_delay,
+                                 "stop_delay_s": self.args.stop_delay}
+        for mode in ("delete", "stop"):
+            settings = {**self.settings, **homes, "ACA_STOP_MODE": mode, "ACA_LIFECYCLE_QUEUE": f"bench-{mode}",
+                        "ACA_STATUS_TABLE": f"bench{mode}"}
+            host = FunctionsHost(REPO / "function_app.py", settings=settings, host_json=REPO / "host.json",
+                                 local_settings=self.state_dir / "no-local-settings.json").start()
+            try:
+                hubside = Hubside(self.db, settings)
+                hubside.traits["home_storage_name"] = homes["ACA_HOME_STORAGE_NAME"]
+                spawners = [hubside.spawner(f"resume-{mode}-{i:03d}") for i in range(n)]
+                print(f"  resume ({mode} mode): {n} users start, stop, start again", file=sys.stderr)
+                first = await self.starts(spawners)
+                await asyncio.gather(*(s.stop() for s in spawners))
+                arm0 = self.emulator.stats
+                again = await self.starts(spawners)
+                arm1 = self.emulator.stats
+                self.result["resume"][mode] = {
+                    "first": summary(first), "again": summary(again),
+                    **{k: arm1[k] - arm0[k] for k in ("creates", "updates", "starts", "deletes")},
+                }
+                await asyncio.gather(*(s.stop() for s in spawners))
+                await asyncio.gather(*(asyncio.to_thread(self.apps.send_delete, s.server_key) for s in spawners))
+            finally:
+                host.stop()
+
+    async def starts(self, spawners: list[AcaSpawner]) -> list[float]:
+        """Concurrent ``start()`` of every spawner; the seconds each took."""
+
+        async def timed(spawner: AcaSpawner) -> float:
+            began = time.perf_counter()
+            spawner.clear_state()
+            await spawner.start()
+            return time.perf_counter() - began
+
+        async with asyncio.timeout(SPAWN_TIMEOUT + 60):
+            return list(await asyncio.gather(*(timed(s) for s in spawners)))
 
     # -- capacity across environments -------------------------------------------------------------------
 
@@ -560,6 +613,22 @@ def render(result: dict) -> str:
         ])]
         if cap["refusal_example"]:
             out += [f"what a refused user reads: {cap['refusal_example']}"]
+    res = result.get("resume")
+    if res:
+        def span(part: dict) -> str:
+            return f"{f(part['p50'])} / {f(part['max'])}"
+
+        d, s = res["delete"], res["stop"]
+        out += ["", table([
+            [f"restart after a stop, {res['users']} users at once, homes mounted (ACA-like: {e['provisioning_delay']:g} s "
+             f"per create/update, start {res['start_delay_s']:g} s, stop {res['stop_delay_s']:g} s: guesses)",
+             "delete mode (default)", "stop mode (parked)"],
+            ["first start() p50 / max (s)", span(d["first"]), span(s["first"])],
+            ["start() after a stop p50 / max (s)", span(d["again"]), span(s["again"])],
+            ["ARM during the restart: creates / updates / starts / deletes",
+             f"{d['creates']} / {d['updates']} / {d['starts']} / {d['deletes']}",
+             f"{s['creates']} / {s['updates']} / {s['starts']} / {s['deletes']}"],
+        ])]
     for b in bursts:
         if b["errors"]:
             out += [f"burst of {b['spawns']} errors: " + "; ".join(b["errors"])]
@@ -584,6 +653,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cores of each pool environment, its quota in the emulator (default 10)")
     p.add_argument("--capacity-starts", type=int, default=35,
                    help="concurrent 1-core starts against the pool (default 35; 0 skips the section)")
+    p.add_argument("--resume-users", type=int, default=10,
+                   help="users restarting a stopped server, in each stop mode (default 10; 0 skips the section)")
+    p.add_argument("--start-delay", type=float, default=20.0,
+                   help="resume: emulator seconds to start a stopped app (default 20, a guess: as a create)")
+    p.add_argument("--stop-delay", type=float, default=10.0,
+                   help="resume: emulator seconds to stop an app (default 10, a guess)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temporary, removed directory)")
     args = p.parse_args(argv)

@@ -8,7 +8,7 @@ is in a real Container Apps environment.
 | local part | Azure counterpart |
 |---|---|
 | Azurite | the Storage account (queue ``aca-lifecycle``, table ``acaservers``) |
-| ``python -m local.emulator`` | ARM ``Microsoft.App`` + the environment's envoy ingress |
+| ``python -m local.emulator`` | ARM ``Microsoft.App`` + the environment's envoy ingress, and the homes share |
 | ``python -m local.funchost`` | the Function App (Flex Consumption) |
 | ``jupyterhub`` + configurable-http-proxy | the hub container app |
 """
@@ -31,11 +31,11 @@ from pathlib import Path
 from acaspawner.sealing import generate_key
 
 from .azurite import Azurite, start_azurite
+from .homes import EMULATOR_TOKEN, provision_homes, share_dir
 from .procs import NODE_BIN, REPO, ensure_node_tools, free_port, stop_process_group, wait_for_port
 
 BIN = Path(sys.executable).parent
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo" / "jupyterhub_config.py"
-EMULATOR_TOKEN = "local-emulator"  # the emulator only checks that a bearer token is present
 
 
 @dataclass
@@ -64,6 +64,7 @@ class Stack:
         self.logs = self.state_dir / "logs"
         self.azurite: Azurite | None = None
         self.emulator_info: dict = {}
+        self.home_settings: dict[str, str] = {}  # the functions' ACA_HOME_* settings (local.homes)
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self.sealing_key = generate_key()
         self.culler_token = secrets.token_hex(32)
@@ -84,6 +85,7 @@ class Stack:
         try:
             self.azurite = start_azurite(self.state_dir, log_path=self.logs / "azurite.log")
             self._start_emulator()
+            self.home_settings = provision_homes(self.emulator_info)
             # the hub before the functions: the culler's first run should find it listening
             self._start_hub()
             self._start_functions()
@@ -165,6 +167,7 @@ class Stack:
             "ACA_HUB_API_URL": f"{self.hub_api_url}/hub/api",
             "ACA_HUB_API_TOKEN": self.culler_token,
             **self.pool_settings(),
+            **self.home_settings,
             **self.options.function_settings,
         }
 
@@ -187,6 +190,18 @@ class Stack:
     def start_functions(self) -> None:
         """Start a functions host (after :meth:`kill_functions`)."""
         self._start_functions()
+
+    def restart_hub(self) -> None:
+        """Stop the hub (and its proxy) and start it again on the same database, as a roll-out does."""
+        for entry in [e for e in self._procs if e[0] == "hub"]:
+            stop_process_group(entry[1])
+            self._procs.remove(entry)
+        self._start_hub()
+
+    @property
+    def home_share(self) -> Path:
+        """The directory of the homes share (every user's folder is in it)."""
+        return Path(share_dir(self.emulator_info))
 
     def crash_functions(self) -> None:
         """Kill the functions host and start a new one at once, as after a crash."""
@@ -211,6 +226,7 @@ class Stack:
             "ACA_HUB_API_TOKEN": self.culler_token,
             "ACA_DEMO_TEST_ADMIN_TOKEN": self.options.test_admin_token,
             "ACA_DEMO_START_TIMEOUT": str(self.options.start_timeout),
+            "ACA_HOME_STORAGE_NAME": self.home_settings.get("ACA_HOME_STORAGE_NAME", ""),
             # the culler's role follows the functions' setting: deleting users needs two more scopes
             "ACA_CULL_USERS": self.options.function_settings.get("ACA_CULL_USERS", "false"),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -48,6 +48,10 @@ param stopMode string
 param homeStorageName string
 param homeFilesAccountUrl string
 param homeShareName string
+@description('Where every server mounts its user\'s home folder (the functions decide, not the hub).')
+param homeMountPath string
+@description('SMB mount options of the homes volume.')
+param homeMountOptions string
 param homeDeleteOnDelete bool
 param armPollInterval int
 param spawnDeadline int
@@ -129,6 +133,8 @@ var appSettings = {
   ACA_HOME_STORAGE_NAME: homeStorageName
   ACA_HOME_FILES_ACCOUNT_URL: homeFilesAccountUrl
   ACA_HOME_SHARE_NAME: homeShareName
+  ACA_HOME_MOUNT_PATH: homeMountPath
+  ACA_HOME_MOUNT_OPTIONS: homeMountOptions
   ACA_HOME_DELETE_ON_DELETE: homeDeleteOnDelete ? 'true' : 'false'
 
   // --- idle culler ---

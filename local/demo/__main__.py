@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
   log in with     any user name, password: {args.password}
   ARM emulator    {info['arm_endpoint']}  (CA bundle {info['ca_bundle']})
   environment     {info['environment_id']}
+  homes share     {stack.home_share}
   logs            {stack.logs}
 
 Open the hub in a browser, log in and start your server: the spawn page shows the

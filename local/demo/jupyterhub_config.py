@@ -51,6 +51,8 @@ c.AcaSpawner.cpu = 0.5
 c.AcaSpawner.memory = "1Gi"
 c.AcaSpawner.start_timeout = int(env.get("ACA_DEMO_START_TIMEOUT", "180"))
 c.AcaSpawner.status_poll_interval = 5
+# every server of a user mounts the user's folder of the homes share (the functions make and mount it)
+c.AcaSpawner.home_storage_name = env.get("ACA_HOME_STORAGE_NAME", "")
 if env.get("ACA_DEMO_ALLOW_ORIGIN", "1") != "1":
     # regression switch for the tests: no --ServerApp.allow_origin (the kernel websocket is refused)
     from acaspawner.spawner import AcaSpawner

@@ -11,8 +11,10 @@ child), started from a *launch* computed from the container template:
   ``jupyterhub-singleuser`` with this interpreter's ``bin`` directory on ``PATH``, and every
   other image runs the template's command and args with that same ``PATH``.
 * **env** — a small allow-list of the host environment (``PATH``, locale, ...), ``HOME`` set to
-  a per-app directory (also the working directory), then the template's env with every
-  ``secretRef`` resolved from the app's secrets.
+  the replica's own directory (also the working directory; gone when the replica stops, like a
+  container's file system) or, when a volume is mounted at the image's home, to that volume's
+  local directory (:mod:`.volumes`), then the template's env with every ``secretRef`` resolved
+  from the app's secrets and mount paths rewritten to their local directories.
 * **ports** — in a container the app binds ``targetPort`` in its own network namespace; here it
   gets a free loopback port instead, and the launch is rewritten as a container network would
   make it look: ``PORT`` is set, and the target port is replaced in args (``--port=8888``,
@@ -38,9 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .volumes import Mount, local_path, rewrite_paths
+
 VENV_BIN = str(Path(sys.executable).parent)
 JUPYTER_CONFIG = Path(__file__).resolve().parent / "jupyter_config"
 BIND_HOST = "127.0.0.1"
+JUPYTER_HOME = "/home/jovyan"  # the Jupyter images' user and working directory
 INHERITED_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL", "TERM")
 
 _BIND_ALL = {"0.0.0.0", "::", "[::]", "*", ""}
@@ -63,6 +68,7 @@ class ImageRule:
     entrypoint: list[str] = field(default_factory=list)  # the image's ENTRYPOINT/CMD when the template has no command
     path: list[str] = field(default_factory=list)  # directories put first on PATH
     env: dict[str, str] = field(default_factory=dict)  # env the image would carry
+    home: str = ""  # the image's HOME and WORKDIR: a volume mounted there becomes both
 
     def matches(self, image: str) -> bool:
         return fnmatch.fnmatchcase(image, self.pattern)
@@ -71,7 +77,7 @@ class ImageRule:
 def default_image_map() -> list[ImageRule]:
     """Jupyter images run ``jupyterhub-singleuser`` from this interpreter's environment; anything else
     runs the template command, also with this environment's ``bin`` first on ``PATH``."""
-    jupyter: dict[str, Any] = {"entrypoint": ["jupyterhub-singleuser"], "path": [VENV_BIN]}
+    jupyter: dict[str, Any] = {"entrypoint": ["jupyterhub-singleuser"], "path": [VENV_BIN], "home": JUPYTER_HOME}
     if os.geteuid() == 0:
         # Jupyter images run as jovyan; a local process run by root needs jupyter_server's allow_root
         jupyter["env"] = {"JUPYTER_CONFIG_PATH": str(JUPYTER_CONFIG)}
@@ -91,7 +97,8 @@ def image_rules(image_map: Mapping[str, str | Sequence[str]] | Iterable[ImageRul
         for pattern, prefix in image_map.items():
             argv = shlex.split(prefix) if isinstance(prefix, str) else list(prefix)
             base = match_rule(defaults, pattern)
-            rules.append(ImageRule(pattern, prefix=argv, entrypoint=list(base.entrypoint), path=list(base.path)))
+            rules.append(ImageRule(pattern, prefix=argv, entrypoint=list(base.entrypoint), path=list(base.path),
+                                   home=base.home))
     elif image_map is not None:
         rules.extend(image_map)
     return rules + defaults
@@ -168,13 +175,19 @@ def build_launch(
     target_port: int | None,
     local_port: int | None,
     bind_host: str = BIND_HOST,
+    mounts: Sequence[Mount] = (),
 ) -> Launch:
-    """The argv, env and working directory that stand for ``container`` (see the module docstring)."""
+    """The argv, env and working directory that stand for ``container`` (see the module docstring).
+
+    ``home`` is the container's own (ephemeral) home; a mount at the image's home replaces it.
+    """
     rule = match_rule(rules, str(container.get("image", "")))
     command = list(container.get("command") or []) or list(rule.entrypoint)
-    argv = list(rule.prefix) + rewrite_args(command + list(container.get("args") or []), target_port, local_port, bind_host)
+    args = rewrite_args(command + list(container.get("args") or []), target_port, local_port, bind_host)
+    argv = list(rule.prefix) + rewrite_paths(args, mounts)
     if not argv:
         raise ValueError(f"image {container.get('image')!r} has no command: set one or add an image map rule")
+    home = (local_path(rule.home, mounts) if rule.home else None) or home
 
     env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
     env["PATH"] = os.pathsep.join([*rule.path, env.get("PATH", os.defpath)])
@@ -184,7 +197,8 @@ def build_launch(
     for var in container.get("env") or []:
         ref = var.get("secretRef")
         template_env[var["name"]] = (secrets.get(ref) or "") if ref else str(var.get("value") or "")
-    env.update(rewrite_env(template_env, target_port, local_port, bind_host))
+    rewritten = rewrite_env(template_env, target_port, local_port, bind_host)
+    env.update(zip(rewritten, rewrite_paths(rewritten.values(), mounts), strict=True))
     if local_port is not None:
         env["PORT"] = str(local_port)
     return Launch(argv=argv, env=env, cwd=home)

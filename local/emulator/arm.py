@@ -3,6 +3,8 @@
 Served (the ``api-version`` values of :mod:`.apiversions`, paths case-insensitive as in ARM):
 
 * ``GET  /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.App/managedEnvironments/{env}``
+* ``PUT|GET|DELETE .../managedEnvironments/{env}/storages/{name}`` and ``GET .../storages``
+  (Azure Files storages, :mod:`.volumes`)
 * ``PUT|PATCH|GET|DELETE .../providers/Microsoft.App/containerApps/{name}``
 * ``GET  .../resourceGroups/{rg}/providers/Microsoft.App/containerApps`` and
   ``GET /subscriptions/{s}/providers/Microsoft.App/containerApps`` (paged with ``nextLink``)
@@ -41,6 +43,7 @@ _SUB = r"/subscriptions/(?P<sub>[^/]+)"
 _RG = _SUB + r"/resourcegroups/(?P<rg>[^/]+)"
 _APP = r"/providers/microsoft\.app"
 _OPS = _SUB + _APP + r"/locations/(?P<loc>[^/]+)"
+_STORAGES = r"/managedenvironments/(?P<env>[^/]+)/storages"
 # the object id ARM names in an AuthorizationFailed (the emulator has no real principals)
 EMULATOR_PRINCIPAL = "00000000-0000-0000-0000-00000000e1e1"
 _ERROR_CODES = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
@@ -59,6 +62,10 @@ class ArmApi:
         self.emu = emulator
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", _RG + _APP + r"/managedenvironments/(?P<env>[^/]+)", self.get_environment),
+            ("GET", _RG + _APP + _STORAGES, self.list_storages),
+            ("GET", _RG + _APP + _STORAGES + r"/(?P<storage>[^/]+)", self.get_storage),
+            ("PUT", _RG + _APP + _STORAGES + r"/(?P<storage>[^/]+)", self.put_storage),
+            ("DELETE", _RG + _APP + _STORAGES + r"/(?P<storage>[^/]+)", self.delete_storage),
             ("GET", _RG + _APP + r"/containerapps", self.list_apps),
             ("GET", _SUB + _APP + r"/containerapps", self.list_apps),
             ("GET", _RG + _APP + r"/containerapps/(?P<name>[^/]+)", self.get_app),
@@ -196,11 +203,36 @@ class ArmApi:
     # ---- ARM handlers ---------------------------------------------------------------------------
 
     async def get_environment(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        return _json(self._environment(params["env"]).resource())
+
+    def _environment(self, name: str) -> Any:
         emu = self.emu
-        environment = next((e for e in emu.environments if e.name.lower() == params["env"].lower()), None)
+        environment = next((e for e in emu.environments if e.name.lower() == name.lower()), None)
         if environment is None:
-            raise not_found("Microsoft.App/managedEnvironments", params["env"], emu.resource_group)
-        return _json(environment.resource())
+            raise not_found("Microsoft.App/managedEnvironments", name, emu.resource_group)
+        return environment
+
+    async def list_storages(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        environment = self._environment(params["env"])
+        return _json({"value": [s.resource() for s in self.emu.storages.list(environment.id)]})
+
+    async def get_storage(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        environment = self._environment(params["env"])
+        storage = self.emu.storages.get(environment.id, params["storage"])
+        if storage is None:
+            raise not_found(f"Microsoft.App/managedEnvironments/{environment.name}/storages", params["storage"],
+                            self.emu.resource_group)
+        return _json(storage.resource())
+
+    async def put_storage(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        environment = self._environment(params["env"])
+        storage, created = self.emu.storages.put(environment.id, params["storage"], await self._body(request))
+        return _json(storage.resource(), 201 if created else 200)
+
+    async def delete_storage(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        environment = self._environment(params["env"])
+        deleted = self.emu.storages.delete(environment.id, params["storage"])
+        return web.Response(status=200 if deleted else 204)
 
     async def list_apps(self, request: web.Request, params: dict[str, str]) -> web.Response:
         emu = self.emu

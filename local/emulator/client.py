@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from azure.core.credentials import AccessToken
+from azure.core.credentials import AccessToken, AccessTokenInfo
 
 if TYPE_CHECKING:
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
@@ -24,6 +24,9 @@ class StaticTokenCredential:
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         return AccessToken(self.token, int(time.time()) + 365 * 24 * 3600)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        return AccessTokenInfo(self.token, int(time.time()) + 365 * 24 * 3600)
 
     def close(self) -> None:
         pass

@@ -29,9 +29,11 @@ from .arm import ArmApi
 from .certs import server_ssl_context
 from .environments import CoreAccounting, ManagedEnvironment
 from .faults import ErrorInjector, Faults, Stats, Throttle
+from .files import FileService
 from .ingress import Ingress
 from .model import AppInfo
 from .operations import Operations
+from .volumes import Storages
 
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 DEFAULT_RESOURCE_GROUP = "rg-aca-emulator"
@@ -100,6 +102,9 @@ class Emulator:
         self._throttle = Throttle(self._faults)
         self._errors = ErrorInjector(self._faults.error_seed)
         self._ingress = Ingress(self._stats, lambda: self._faults.header_limit, host=host)
+        self.storages = Storages(self.state_dir / "files")  # environment storages; their shares' directories
+        # the Azure Files data plane over those same directories (what the functions make, apps mount)
+        self._files = FileService(self.storages.files_root, host, state_dir=self.state_dir)
         self._operations: Operations | None = None
         self._runner: web.AppRunner | None = None
         self._ca_bundle: Path | None = None
@@ -119,6 +124,7 @@ class Emulator:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ssl_context, self._ca_bundle = server_ssl_context(self.state_dir, self.host, "localhost", "127.0.0.1")
         await self._ingress.start()
+        await self._files.start()
         for hub_host, upstream in self._hubs.items():
             self._ingress.register_hub(hub_host, upstream)
         self._operations = Operations(
@@ -131,6 +137,7 @@ class Emulator:
             stats=self._stats,
             faults=lambda: self._faults,
             rules=self._rules,
+            storages=self.storages,
             workload_profiles=self.workload_profiles,
         )
         self._runner = web.AppRunner(ArmApi(self).application(), access_log=None, shutdown_timeout=1.0)
@@ -149,6 +156,7 @@ class Emulator:
             await self._runner.cleanup()
             self._runner = None
         await self._ingress.stop()
+        await self._files.stop()
 
     async def __aenter__(self) -> Emulator:
         return await self.start()
@@ -162,6 +170,16 @@ class Emulator:
     def arm_endpoint(self) -> str:
         """``https://127.0.0.1:<port>``: the SDK's ``base_url``."""
         return f"https://{self.host}:{self._arm_port}"
+
+    @property
+    def files_endpoint(self) -> str:
+        """``https://127.0.0.1:<port>``: the Azure Files data plane; an account's URL is ``<endpoint>/<account>``."""
+        return self._files.endpoint
+
+    @property
+    def files_stats(self) -> dict[str, Any]:
+        """The Files data plane's counters (requests per operation, the last ones)."""
+        return self._files.stats
 
     @property
     def ca_bundle(self) -> Path:
@@ -201,6 +219,7 @@ class Emulator:
                              for e in self.environments],
             "state_dir": str(self.state_dir),
             "stats_url": f"{self.arm_endpoint}/_emulator/stats",
+            "files_endpoint": self.files_endpoint,
             "hubs": dict(self._hubs),
         }
 

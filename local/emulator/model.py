@@ -112,7 +112,7 @@ class AppState:
     name: str
     resource_group: str
     location: str
-    home: Path
+    replica_dir: Path  # the running replica's own files (its containers' homes, EmptyDir volumes)
     log_path: Path
     environment_id: str = ""  # the managed environment it was created in (it cannot move)
     tags: dict[str, str] = field(default_factory=dict)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..procs import free_port
 from . import identity as identities
-from . import validation
+from . import validation, volumes
 from .apps import AppProcess, ImageRule, build_launch, wait_listening
 from .environments import CoreAccounting, ManagedEnvironment, container_cores
 from .errors import ArmError, bad_request, not_found
@@ -59,6 +60,7 @@ class Operations:
         stats: Stats,
         faults: Callable[[], Faults],
         rules: Sequence[ImageRule],
+        storages: volumes.Storages,
         workload_profiles: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.subscription_id = subscription_id
@@ -70,6 +72,7 @@ class Operations:
         self.stats = stats
         self.faults = faults
         self.rules = list(rules)
+        self.storages = storages
         self.workload_profiles = [dict(p) for p in workload_profiles]
         self.apps: dict[str, AppState] = {}
         self.operations: dict[str, Operation] = {}
@@ -96,14 +99,15 @@ class Operations:
         app = self.apps.get(name)
         secrets = self._secret_values(props, app)
         identity = identities.normalise(body.get("identity"))
-        environment = self._validate(props, secrets, identity, app)
+        environment = self._validate(name, props, secrets, identity, app)
         if app is not None:
             self._check_idle(app)
         created = app is None
         if app is None:
             app_dir = self.state_dir / "apps" / name
             app = AppState(name=name, resource_group=self.resource_group, location=body["location"],
-                           home=app_dir / "home", log_path=app_dir / "console.log", environment_id=environment.id)
+                           replica_dir=app_dir / "replica", log_path=app_dir / "console.log",
+                           environment_id=environment.id)
             self.stats.creates += 1
         else:
             self.stats.updates += 1
@@ -124,7 +128,7 @@ class Operations:
         props = {k: v for k, v in (merged.get("properties") or {}).items() if k not in READ_ONLY_PROPERTIES}
         secrets = self._secret_values(props, app)
         identity = identities.normalise(body["identity"]) if "identity" in body else app.identity
-        self._validate(props, secrets, identity, app)
+        self._validate(app.name, props, secrets, identity, app)
         self._check_idle(app)
         self.stats.updates += 1
         app.tags = dict(merged.get("tags") or {})
@@ -175,8 +179,8 @@ class Operations:
 
     # ---- validation -----------------------------------------------------------------------------
 
-    def _validate(self, props: dict[str, Any], secrets: dict[str, str | None], identity: dict[str, Any] | None,
-                  app: AppState | None) -> ManagedEnvironment:
+    def _validate(self, name: str, props: dict[str, Any], secrets: dict[str, str | None],
+                  identity: dict[str, Any] | None, app: AppState | None) -> ManagedEnvironment:
         """Raise the ArmError a write deserves; otherwise the environment it names."""
         env_id = props.get("managedEnvironmentId") or props.get("environmentId")
         if not env_id:
@@ -195,6 +199,7 @@ class Operations:
         identities.check_assigned(identity, props.get("configuration") or {})
         template = props.get("template") or {}
         validation.validate_template(template, set(secrets))
+        volumes.validate_volumes(template, environment.id, self.storages, name)
         validation.validate_resources(template.get("containers") or [],
                                       validation.profile_type(profile, self.workload_profiles))
         return environment
@@ -356,11 +361,16 @@ class Operations:
         await self._stop_processes(app)
         target = app.target_port
         app.container_port = free_port() if app.ingress else None
-        containers = (app.spec.get("template") or {}).get("containers") or []
+        template = app.spec.get("template") or {}
+        containers = template.get("containers") or []
+        app.replica_dir.mkdir(parents=True, exist_ok=True)  # a new replica: nothing of the last one is left
         for index, container in enumerate(containers):
             if op.canceled:
                 return
-            launch = build_launch(container, app.secrets, self.rules, app.home, target, app.container_port)
+            mounts = volumes.resolve_mounts(container, template, app.environment_id, self.storages, app.replica_dir)
+            home = app.replica_dir / "containers" / str(container.get("name") or index) / "home"
+            launch = build_launch(container, app.secrets, self.rules, home, target, app.container_port,
+                                  mounts=mounts)
             log_path = app.log_path if index == 0 else app.log_path.with_name(f"console-{container.get('name')}.log")
             proc = AppProcess(launch, log_path, on_exit=lambda code, a=app: self._exited(a, code))
             app.processes.append(proc)
@@ -375,8 +385,10 @@ class Operations:
         self.stats.processes_exited += 1
 
     async def _stop_processes(self, app: AppState) -> None:
+        """End the replica: its processes, and with them its own files (a container's file system, EmptyDirs)."""
         procs, app.processes = app.processes, []
         await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        shutil.rmtree(app.replica_dir, ignore_errors=True)
 
     async def _stop(self, app: AppState) -> ArmError | None:
         self.accounting.release(app.name)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from .emulator import Emulator
 from .faults import Faults
 from .model import AppInfo
+from .volumes import Storages
 
 T = TypeVar("T")
 
@@ -122,6 +123,23 @@ class EmulatorThread:
     @property
     def state_dir(self) -> Path:
         return self._emu.state_dir
+
+    @property
+    def files_endpoint(self) -> str:
+        return self._emu.files_endpoint
+
+    @property
+    def files_stats(self) -> dict[str, Any]:
+        return self.call(lambda e: e.files_stats)
+
+    @property
+    def environment_name(self) -> str:
+        return self._emu.environment_name
+
+    @property
+    def storages(self) -> Storages:
+        """Environment storages and their shares' directories (read them; change them through ARM)."""
+        return self._emu.storages
 
     def info(self) -> dict[str, Any]:
         return self.call(lambda e: e.info())

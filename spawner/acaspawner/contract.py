@@ -22,6 +22,12 @@ from .naming import is_valid_app_name
 SCHEMA_VERSION = 1
 MAX_EVENTS = 10
 
+#: where a user's home is mounted, and the SMB options that fit the Jupyter images' jovyan user
+#: (uid 1000, gid 100): without them the share is root-owned 0777, chmod fails (git breaks) and
+#: SQLite locks up without nobrl. The functions' ACA_HOME_MOUNT_PATH/OPTIONS default to these.
+HOME_MOUNT_PATH = "/home/jovyan"
+HOME_MOUNT_OPTIONS = "uid=1000,gid=100,dir_mode=0755,file_mode=0644,mfsymlinks,nobrl"
+
 
 class ContractError(ValueError):
     """A request or status that does not satisfy the contract."""

@@ -11,6 +11,10 @@ keys).
 Servers recorded before the 65-bit suffix keep their key (a 32-bit hex
 suffix, :func:`legacy_server_key`): it is in their saved state. New servers
 never get one.
+
+A user's home folder in the shared Azure Files storage is named here too
+(:func:`home_folder`), so the functions, which alone decide which folder a
+server mounts, and the hub agree on it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ MIN_LENGTH = 2
 MAX_LENGTH = 32
 HASH_LENGTH = 13  # base32 characters: 65 bits
 LEGACY_HASH_LENGTH = 8  # hex characters: 32 bits
+HOME_HASH_LENGTH = 32  # hex characters: 128 bits
+LEGACY_HOME_HASH_LENGTH = 12  # hex characters: 48 bits
+HOME_SLUG_LENGTH = 40
 
 _APP_NAME = re.compile(r"^[a-z](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -82,3 +89,26 @@ def server_key(hub_id: str, user: str, server_name: str = "", prefix: str = "jl"
 def legacy_server_key(hub_id: str, user: str, server_name: str = "", prefix: str = "jl") -> str:
     """The key servers were given before the 65-bit suffix (32 bits of hex); only ever read, never made anew."""
     return _key(prefix, user, server_name, _digest(hub_id, user, server_name).hex()[:LEGACY_HASH_LENGTH])
+
+
+def _home(user_name: str, hash_length: int) -> str:
+    folded = unicodedata.normalize("NFKD", user_name).encode("ascii", "ignore").decode("ascii").lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:HOME_SLUG_LENGTH].strip("-") or "user"
+    digest = hashlib.sha256(user_name.encode("utf-8", "surrogatepass")).hexdigest()[:hash_length]
+    return f"{slug}-{digest}"
+
+
+def home_folder(user_name: str) -> str:
+    """The folder of ``user_name``'s home: ``<slug>-<128 bits of SHA-256 of the exact name, hex>``.
+
+    Made only of ``[a-z0-9-]``, so no ``..``, slash, NUL or unicode trick in a
+    name reaches another folder; many names share a slug (``bob``, ``Bob.``,
+    ``böb``), so the hash alone tells them apart, and at 128 bits nobody can
+    search for a name whose folder is another user's.
+    """
+    return _home(user_name, HOME_HASH_LENGTH)
+
+
+def legacy_home_folder(user_name: str) -> str:
+    """The folder homes were given before :func:`home_folder` (48 bits of hex): kept for the users who have one."""
+    return _home(user_name, LEGACY_HOME_HASH_LENGTH)

@@ -9,22 +9,18 @@ are plain functions with plain inputs, easy to test on their own.
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
 import time
-import unicodedata
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlparse
 
+from . import naming
 from .contract import Op, Request, ServerSpec, Volume
 
 #: environment variables through which JupyterHub hands a server its API token
 TOKEN_ENV_NAMES = frozenset({"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"})
 
 HOME_VOLUME = "home"
-_SLUG_LENGTH = 40
-_HASH_LENGTH = 12
-_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 _MEMORY = re.compile(r"^(?:\d+(?:\.\d+)?|\.\d+)Gi$")
 
 
@@ -40,17 +36,14 @@ def next_generation(current: int, *seen: int, now: float | None = None) -> int:
 
 
 def home_sub_path(user_name: str) -> str:
-    """The folder of ``user_name``'s home inside the shared Azure Files storage.
+    """The home folder the spawner names in a request: the functions check it and choose the folder themselves.
 
-    Relative (ACA's ``subPath`` must not start with ``/``), made only of
-    ``[a-z0-9-]`` so that ``..``, slashes, NUL bytes or unicode tricks in a user
-    name cannot reach another user's folder, and unique thanks to a hash of
-    the exact name (``Alice`` and ``alice`` get different folders).
+    It is the name homes always had (:func:`~acaspawner.naming.legacy_home_folder`), so
+    functions of an earlier release, which mount what the request names, keep
+    mounting the folder users already have. Current functions mount the user's
+    own folder by their own rule and refuse any other name.
     """
-    folded = unicodedata.normalize("NFKD", user_name).encode("ascii", "ignore").decode("ascii").lower()
-    slug = _NOT_ALNUM.sub("-", folded).strip("-")[:_SLUG_LENGTH].strip("-") or "user"
-    digest = hashlib.sha256(user_name.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_LENGTH]
-    return f"{slug}-{digest}"
+    return naming.legacy_home_folder(user_name)
 
 
 def split_env(env: Mapping[str, object], api_token: str) -> tuple[dict[str, str], dict[str, str]]:

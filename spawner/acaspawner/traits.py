@@ -11,12 +11,13 @@ from traitlets import Callable, Dict, Float, Integer, List, TraitError, Unicode,
 from traitlets.config import Configurable
 
 from . import profile_config
+from .contract import HOME_MOUNT_OPTIONS, HOME_MOUNT_PATH
 from .sealing import DEFAULT_MAX_AGE
 from .spec import validate_cpu, validate_memory
 from .storage_config import DEFAULT_QUEUE, DEFAULT_TABLE
 
 DEFAULT_IMAGE = "quay.io/jupyter/base-notebook:latest"
-DEFAULT_MOUNT_OPTIONS = "uid=1000,gid=100,dir_mode=0755,file_mode=0644,mfsymlinks,nobrl"
+DEFAULT_MOUNT_OPTIONS = HOME_MOUNT_OPTIONS
 
 
 class AcaSpawnerConfig(Configurable):
@@ -165,18 +166,28 @@ class AcaSpawnerConfig(Configurable):
         "",
         help="""Name of the ACA environment storage (one Azure Files share for all users) for persistent homes.
 
-        Each user's home is a folder (subPath) of it named after a hash of the
-        user name. Empty: servers get no persistent home.
+        Set, every server of a user mounts that user's one home folder (named
+        servers share it, as in zero-to-jupyterhub). The functions choose the
+        folder by their own rule, record its owner and mount it at their
+        ``ACA_HOME_MOUNT_PATH`` with their ``ACA_HOME_MOUNT_OPTIONS``; the same
+        storage name must be their ``ACA_HOME_STORAGE_NAME``. Empty: servers
+        get no persistent home.
         """,
     ).tag(config=True)
-    home_mount_path = Unicode("/home/jovyan", help="Where the user's home folder is mounted.").tag(config=True)
+    home_mount_path = Unicode(
+        HOME_MOUNT_PATH,
+        help="""Where the home is mounted, as sent to functions of an earlier release.
+
+        The functions' ``ACA_HOME_MOUNT_PATH`` decides; keep the two equal while
+        both releases run.
+        """,
+    ).tag(config=True)
     home_mount_options = Unicode(
         DEFAULT_MOUNT_OPTIONS,
-        help="""SMB mount options of the home share.
+        help="""SMB mount options of the home share, as sent to functions of an earlier release.
 
-        The defaults fit the Jupyter images' jovyan user (uid 1000, gid 100):
-        without them the share is root-owned 0777, chmod fails (git breaks) and
-        SQLite locks up without nobrl.
+        The functions' ``ACA_HOME_MOUNT_OPTIONS`` decides (same default: fit for
+        the Jupyter images' jovyan user, uid 1000, gid 100).
         """,
     ).tag(config=True)
 

@@ -38,7 +38,7 @@ def test_bench_smoke(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3", "4", "--provisioning-delay", "1",
          "--retry-after", "1", "--environments", "2", "--environment-cores", "2", "--capacity-starts", "5",
-         "--json", str(results), "--state-dir", str(state)],
+         "--resume-users", "2", "--start-delay", "1", "--stop-delay", "1", "--json", str(results), "--state-dir", str(state)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
@@ -94,6 +94,13 @@ def test_bench_smoke(tmp_path):
     assert sorted(cap["cores_in_use_per_environment"].values()) == [2, 2]
     assert cap["quota_refusals_by_aca"] == 0
     assert cap["refusal_example"].startswith("no capacity for 1 vCPU / 2 GiB: all 2 environments are full")
+
+    # resume: in stop mode a restart starts the parked app; in delete mode it creates a new one
+    assert any(line.startswith("| restart after a stop, 2 users at once") for line in out.splitlines())
+    res = data["resume"]
+    assert (res["stop"]["creates"], res["stop"]["starts"], res["stop"]["deletes"]) == (0, 2, 0)
+    assert (res["delete"]["creates"], res["delete"]["starts"]) == (2, 0)
+    assert res["stop"]["again"]["n"] == res["delete"]["again"]["n"] == 2
 
     # nothing left running: no app process in the emulator's state directory
     assert _processes_under(state) == []

@@ -55,23 +55,38 @@ def playwright_instance():
 
 
 @pytest.fixture
-def browser_page(request, playwright_instance, tmp_path):
-    """A page in a fresh chromium profile; a screenshot lands in test-artifacts/ if the test fails."""
-    context = playwright_instance.chromium.launch_persistent_context(
-        str(tmp_path / "profile"),
-        executable_path=ensure_chromium(),
-        headless=True,
-        args=CHROMIUM_FLAGS,
-        viewport={"width": 1280, "height": 900},
-    )
-    page = context.pages[0] if context.pages else context.new_page()
-    page.set_default_timeout(60_000)
-    yield page
+def open_browser(request, playwright_instance, tmp_path):
+    """``open_browser()`` → a page in a fresh chromium profile (its own cookies: another person at another
+    computer); a screenshot of each lands in test-artifacts/ if the test fails."""
+    contexts = []
+
+    def open_one():
+        profile = tmp_path / f"profile-{len(contexts)}"
+        context = playwright_instance.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=ensure_chromium(),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        context.set_default_timeout(60_000)
+        contexts.append(context)
+        return context.pages[0] if context.pages else context.new_page()
+
+    yield open_one
     failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        try:
-            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        except Exception as e:  # the page may be gone; the test's own error matters more
-            print(f"no screenshot: {e}")
-    context.close()
+    for index, context in enumerate(contexts):
+        if failed is not None and failed.failed:
+            ARTIFACTS.mkdir(exist_ok=True)
+            for number, page in enumerate(context.pages):
+                try:
+                    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{index}-{number}.png"), full_page=True)
+                except Exception as e:  # the page may be gone; the test's own error matters more
+                    print(f"no screenshot: {e}")
+        context.close()
+
+
+@pytest.fixture
+def browser_page(open_browser):
+    """A page in a fresh chromium profile."""
+    return open_browser()

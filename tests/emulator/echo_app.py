@@ -1,17 +1,20 @@
 """A tiny container stand-in for emulator tests.
 
-Answers every path with JSON describing the request, its env and argv; ``.../ws`` is a
+Answers every path with JSON describing the request, its env, argv, working directory and the
+files in it; ``?write=<name>`` first stores the body as that file there; ``.../ws`` is a
 websocket echo. It binds only to 127.0.0.1 and exits with an error for any other address,
 so a broken bind rewrite fails a test instead of listening on the network.
 """
 
 import argparse
+import asyncio
 import os
 import sys
+from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-ENV_KEYS = ("PORT", "TOKEN", "PLAIN", "SERVICE_URL", "HOME", "JUPYTER_PORT")
+ENV_KEYS = ("PORT", "TOKEN", "PLAIN", "SERVICE_URL", "HOME", "JUPYTER_PORT", "NOTEBOOKS")
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -27,6 +30,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if request.path.endswith("/redirect"):
         raise web.HTTPFound("/elsewhere")
     body = await request.read()
+    if "write" in request.query:  # ?write=<name>: the body becomes a file of the working directory
+        await asyncio.to_thread(Path(os.path.basename(request.query["write"])).write_bytes, body)
     return web.json_response(
         {
             "method": request.method,
@@ -35,6 +40,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "body": body.decode(errors="replace"),
             "env": {k: os.environ.get(k) for k in ENV_KEYS},
             "argv": sys.argv[1:],
+            "cwd": os.getcwd(),
+            "files": sorted(os.listdir(".")),
         }
     )
 

@@ -12,6 +12,7 @@ from functions.lifecycle import Deps
 from functions.listing import AppListing
 from functions.settings import Settings
 from functions.storage import FunctionStorage
+from functions.user_homes import HomeOwners, UserHomes
 
 
 @pytest.fixture
@@ -41,7 +42,8 @@ def make_deps(storage_connection_string, unique_name):
         storage = FunctionStorage(settings.storage)
         return Deps(settings=settings, storage=storage, apps=apps, sealer=sealer,
                     follow_ups=FollowUps(sealer, RecordingQueue()), listing=AppListing(apps),
-                    homes=RecordingHomes(), max_dequeue_count=5,
+                    homes=UserHomes(RecordingHomes(), HomeOwners(storage.table, settings.hub_id)),
+                    max_dequeue_count=5,
                     capacity=CapacityLedger(storage.table, settings.hub_id, settings.environments))
 
     return make

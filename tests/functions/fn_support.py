@@ -8,7 +8,7 @@ from itertools import count
 
 from acaspawner import wire
 from acaspawner.contract import Op, Request, ServerSpec, Volume
-from acaspawner.naming import server_key
+from acaspawner.naming import legacy_home_folder, server_key
 from acaspawner.sealing import generate_key
 from functions.arm import Accepted, TerminalArmError
 from functions.lifecycle import Deps, Outcome, handle_message
@@ -38,13 +38,17 @@ def base_env(**overrides: str) -> dict[str, str]:
         "ACA_LOCATION": "westeurope",
         "ACA_ALLOWED_IMAGES": "quay.io/jupyter/*, example.org/notebook:*",
         "ACA_HOME_STORAGE_NAME": HOME_STORAGE,
+        "ACA_HOME_FILES_ACCOUNT_URL": "https://sthomes.file.core.windows.net",
+        "ACA_HOME_SHARE_NAME": "homes",
     }
     env.update(overrides)
     return env
 
 
 def home_volume(user: str = "alice") -> Volume:
-    return Volume(name="home", storage_name=HOME_STORAGE, mount_path="/home/jovyan", sub_path=f"users/{user}",
+    """The home volume the spawner sends for ``user`` (the folder name homes always had)."""
+    return Volume(name="home", storage_name=HOME_STORAGE, mount_path="/home/jovyan",
+                  sub_path=legacy_home_folder(user),
                   mount_options="uid=1000,gid=100,dir_mode=0755,file_mode=0644,mfsymlinks,nobrl")
 
 
@@ -73,21 +77,27 @@ def request(op: Op = Op.START, user: str = "alice", server_name: str = "", gener
         user=user,
         server_name=server_name,
         generation=next_generation() if generation is None else generation,
-        spec=spec(**spec_changes) if op is Op.START else None,
+        spec=spec(**{"volumes": [home_volume(user)], **spec_changes}) if op is Op.START else None,
     )
 
 
 class RecordingHomes:
-    """A home share that records what the lifecycle asked of it."""
+    """A home share that records what the lifecycle asked of it (and keeps the folders it made)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.folders: set[str] = set()
 
     def ensure(self, sub_path: str) -> None:
         self.calls.append(("ensure", sub_path))
+        self.folders.add(sub_path)
+
+    def exists(self, sub_path: str) -> bool:
+        return sub_path in self.folders
 
     def delete(self, sub_path: str) -> None:
         self.calls.append(("delete", sub_path))
+        self.folders.discard(sub_path)
 
 
 class FakeApps:

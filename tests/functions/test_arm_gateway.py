@@ -9,6 +9,7 @@ identity may not make. Each answer below is the emulator's, which
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import pytest
@@ -149,3 +150,24 @@ def test_messages_for_users_keep_the_meaning_and_drop_ids():
     shown = for_users(message)
     assert "3f2b6a1c" not in shown and "/subscriptions/" not in shown
     assert shown.startswith("The subscription '<id>' has no quota left in <Azure resource>")
+
+
+# every public method of the gateway, and the tests above that run it through the SDK against the emulator
+RUN_ABOVE = {
+    "send_create_or_update": "test_create_stop_start_and_delete_answer_what_arm_answers",
+    "send_stop": "test_create_stop_start_and_delete_answer_what_arm_answers",
+    "send_start": "test_create_stop_start_and_delete_answer_what_arm_answers",
+    "send_delete": "test_deleting_or_stopping_nothing_is_done_at_once_and_starting_nothing_fails",
+    "get": "test_get_and_list_read_the_apps_of_the_resource_group",
+    "list": "test_get_and_list_read_the_apps_of_the_resource_group",
+    "operation_error": "test_a_refused_or_unknown_operation_read_is_no_error_of_the_operation",
+    "close": "apps",
+}
+
+
+def test_no_gateway_method_is_left_to_fakes():
+    """A new ArmApps method fails this until a test here runs it against the emulator (DESIGN.md, Trust)."""
+    methods = {name for name, _ in inspect.getmembers(ArmApps, inspect.isfunction) if not name.startswith("_")}
+    assert methods == set(RUN_ABOVE)
+    for where in RUN_ABOVE.values():
+        assert where in globals(), where

@@ -21,6 +21,7 @@ from fn_support import HUB, TOKEN, deliver, request, settle, status_of
 
 from acaspawner import wire
 from acaspawner.contract import SCHEMA_VERSION, Op, Phase, Request
+from acaspawner.naming import home_folder
 from acaspawner.sealing import Sealer, generate_key
 from functions.arm import TerminalArmError, TransientArmError
 from functions.lifecycle import Deps, Outcome, RetryLater, handle_message
@@ -47,7 +48,7 @@ def test_start_then_stop(deps):
     assert [e["phase"] for e in status.events] == ["provisioning", "provisioning", "running"]
     assert "Azure is provisioning" in status.events[1]["message"]
     assert status.user == "alice" and status.error_code == "" and status.step == ""
-    assert deps.homes.calls == [("ensure", "users/alice")]  # before the app exists
+    assert deps.homes.folders.calls == [("ensure", home_folder("alice"))]  # before the app exists
 
     stop = request(Op.STOP)
     assert deliver(deps, stop) is Outcome.APPLIED
@@ -238,7 +239,7 @@ def test_policy_violations_fail_without_arm(deps, changes, words):
     assert deliver(deps, start) is Outcome.REJECTED
     status = status_of(deps, start)
     assert status.phase is Phase.FAILED and status.error_code == "PolicyViolation" and words in status.message
-    assert deps.apps.calls == [] and deps.homes.calls == []
+    assert deps.apps.calls == [] and deps.homes.folders.calls == []
 
 
 def test_a_request_for_another_hub_is_poisoned(deps):
@@ -301,15 +302,15 @@ def test_home_folder_is_deleted_only_when_configured(make_deps):
     keep = make_deps()
     deliver(keep, request(Op.START))
     deliver(keep, delete_with_home())
-    assert [c for c in keep.homes.calls if c[0] == "delete"] == []
+    assert [c for c in keep.homes.folders.calls if c[0] == "delete"] == []
 
     remove = make_deps(ACA_HOME_DELETE_ON_DELETE="true")
     deliver(remove, request(Op.START))
     deliver(remove, request(Op.DELETE))  # no spec: no folder named, nothing removed
-    assert [c for c in remove.homes.calls if c[0] == "delete"] == []
+    assert [c for c in remove.homes.folders.calls if c[0] == "delete"] == []
     final = delete_with_home()
     assert deliver(remove, final) is Outcome.APPLIED
-    assert ("delete", "users/alice") in remove.homes.calls
+    assert ("delete", home_folder("alice")) in remove.homes.folders.calls
     status = status_of(remove, final)
     assert status.phase is Phase.STOPPED and status.message == "server deleted"
     assert remove.apps.apps == {}

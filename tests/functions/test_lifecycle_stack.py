@@ -14,27 +14,31 @@ import logging
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 
 import pytest
-from fn_support import HUB, TOKEN, base_env, request
+from fn_support import HUB, TOKEN, base_env, home_volume, request
 from waiting import wait_until
 
 from acaspawner import wire
-from acaspawner.contract import Op, Phase, Request, Status
+from acaspawner.contract import Op, Phase, Request, ServerSpec, Status
 from acaspawner.hub_storage import HubStorage
+from acaspawner.naming import home_folder, legacy_home_folder
 from acaspawner.sealing import Sealer, generate_key
 from functions import arm, runtime
 from functions.settings import Settings
 from functions.storage import FunctionStorage
 from local.emulator import pytest_fixtures
+from local.emulator.faults import Faults
 from local.emulator.threaded import EmulatorThread
 from local.funchost import FunctionsHost
+from local.homes import provision_homes, share_dir
 from local.tinyapp import APP_COMMAND
 
 REPO = Path(__file__).resolve().parents[2]
+FAULT_SETTINGS = {f.name for f in fields(Faults)}
 
 aca_emulator_factory = pytest_fixtures.aca_emulator_factory
 
@@ -56,6 +60,7 @@ class Stack:
     settings: Settings
     sealer: Sealer
     storage: FunctionStorage
+    setup_requests: dict  # the emulator's counters once the stack was up (homes provisioned): not the functions'
 
     def send(self, req: Request, now: float | None = None) -> bytes:
         sealed = self.sealer.seal(req, now=now)
@@ -75,8 +80,11 @@ class Stack:
         return [m.content for m in self.host.queue_client("lifecycle", poison=True).peek_messages(max_messages=32)]
 
     def arm_requests(self, method: str | None = None) -> int:
-        stats = self.emulator.stats
-        return stats["requests"] if method is None else stats["requests_by_method"].get(method, 0)
+        """ARM requests the functions made (setting the stack up does not count)."""
+        def count(stats: dict) -> int:
+            return stats["requests"] if method is None else stats["requests_by_method"].get(method, 0)
+
+        return count(self.emulator.stats) - count(self.setup_requests)
 
 
 @pytest.fixture
@@ -86,7 +94,11 @@ def make_stack(aca_emulator_factory, storage_connection_string, unique_name):
 
     def make(emulator_kwargs: dict | None = None, queue_changes: dict | None = None, listen: bool = False,
              **overrides: str) -> Stack:
-        emulator = aca_emulator_factory(**(emulator_kwargs or {}))
+        # faults and pacing apply once the deployment's parts (the homes) are in place
+        given = emulator_kwargs or {}
+        emulator = aca_emulator_factory(**{k: v for k, v in given.items() if k not in FAULT_SETTINGS})
+        homes = provision_homes(emulator.info())
+        emulator.set_faults(**{k: v for k, v in given.items() if k in FAULT_SETTINGS})
         env = base_env(
             AcaStorage=storage_connection_string,
             AzureWebJobsStorage=storage_connection_string,
@@ -99,6 +111,8 @@ def make_stack(aca_emulator_factory, storage_connection_string, unique_name):
             ACA_ARM_ENDPOINT=emulator.arm_endpoint,
             ACA_ARM_CA_BUNDLE=str(emulator.ca_bundle),
             ACA_ARM_TOKEN="emulator-token",
+            # the homes share and its environment storage, as the deployment makes them
+            **homes,
             # the timers are indexed (their schedules must resolve) but switched off: these tests are the queue's
             ACA_CULL_SCHEDULE="0 0 0 1 1 *",
             ACA_RECONCILE_SCHEDULE="0 0 0 1 1 *",
@@ -110,7 +124,8 @@ def make_stack(aca_emulator_factory, storage_connection_string, unique_name):
         host.start(listen=listen)
         hosts.append(host)
         settings = Settings.from_environ(env)
-        return Stack(emulator, host, settings, Sealer(settings.sealing_keys), FunctionStorage(settings.storage))
+        return Stack(emulator, host, settings, Sealer(settings.sealing_keys), FunctionStorage(settings.storage),
+                     emulator.stats)
 
     yield make
     for host in hosts:
@@ -123,6 +138,8 @@ def stack(make_stack) -> Stack:
 
 
 def start_request(**changes) -> Request:
+    # a Jupyter image: its home (/home/jovyan) is where the user's folder is mounted, and the server's directory
+    changes.setdefault("image", "quay.io/jupyter/base-notebook:latest")
     changes.setdefault("command", SERVER_COMMAND)
     changes.setdefault("args", [])
     return request(Op.START, **changes)
@@ -408,3 +425,49 @@ def test_stop_mode_parks_the_app_and_a_start_resumes_it(make_stack):
     assert (stats["creates"], stats["stops"], stats["starts"], stats["deletes"]) == (1, 1, 1, 0)
     lifecycle = stack.host.stats["lifecycle"]
     assert lifecycle.failed == 0 and stack.poison() == []
+
+
+def listing(url: str) -> str:
+    """The server's answer at its root: ``http.server`` lists its working directory, the user's home."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_homes_are_made_mounted_kept_and_removed_only_with_their_user(make_stack):
+    stack = make_stack(ACA_HOME_DELETE_ON_DELETE="true")
+    share = Path(share_dir(stack.emulator.info()))
+    # carol has a home from before the 128-bit names: it keeps serving her
+    (share / legacy_home_folder("carol")).mkdir()
+    (share / legacy_home_folder("carol") / "thesis.tex").write_text("kept")
+    starts = {user: start_request(user=user) for user in ("alice", "bob", "carol")}
+    for req in starts.values():
+        stack.send(req)
+    stack.drain()
+    urls = {user: stack.status(req).url for user, req in starts.items()}
+    assert sorted(p.name for p in share.iterdir()) == sorted([home_folder("alice"), home_folder("bob"),
+                                                              legacy_home_folder("carol")])
+    (share / home_folder("alice") / "notes.ipynb").write_text("{}")
+    assert "notes.ipynb" in listing(urls["alice"]) and "notes.ipynb" not in listing(urls["bob"])
+    assert "thesis.tex" in listing(urls["carol"])
+    owners = {e["RowKey"]: e["user"] for e in stack.storage.table.query_entities(
+        "PartitionKey eq @p", parameters={"p": f"{HUB}~homes"})}
+    assert owners == {home_folder("alice"): "alice", home_folder("bob"): "bob", legacy_home_folder("carol"): "carol"}
+
+    # a stop deletes the app, a start makes a new one: the file is still there
+    stack.send(request(Op.STOP, user="alice"))
+    stack.drain()
+    again = start_request(user="alice")
+    stack.send(again)
+    stack.drain()
+    assert "notes.ipynb" in listing(stack.status(again).url)
+
+    # deleting alice (as JupyterHub does with the user) removes her folder and record, and nothing else
+    delete = request(Op.DELETE, user="alice")
+    delete.spec = ServerSpec(image="quay.io/jupyter/base-notebook:latest", volumes=[home_volume("alice")])
+    stack.send(delete)
+    stack.drain()
+    assert stack.status(delete).phase is Phase.STOPPED
+    assert sorted(p.name for p in share.iterdir()) == sorted([home_folder("bob"), legacy_home_folder("carol")])
+    assert f"{HUB}~homes" not in [e["PartitionKey"] for e in stack.storage.table.query_entities(
+        "RowKey eq @r", parameters={"r": home_folder("alice")})]
+    assert "thesis.tex" in listing(urls["carol"])

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fn_support import HOME_STORAGE, base_env, home_volume, request
 
-from acaspawner.contract import Op, Request, Volume
-from acaspawner.naming import server_key
+from acaspawner.contract import Op, Request, ServerSpec, Volume
+from acaspawner.naming import home_folder, legacy_home_folder, server_key
 from functions.policy import ForeignHub, PolicyViolation, check_request, image_allowed, key_belongs_to
 from functions.settings import Settings, SettingsError, read_host_limits
 from local.funchost import parse_timespan
@@ -48,7 +48,12 @@ def test_all_problems_at_once():
     ({"ACA_SEALING_KEYS": "not-a-key"}, "ACA_SEALING_KEYS"),
     ({"ACA_MAX_MEMORY": "8GB"}, "ACA_MAX_MEMORY"),
     ({"ACA_REGISTRY_SERVER": "r.azurecr.io"}, "ACA_REGISTRY_IDENTITY"),
-    ({"ACA_HOME_FILES_ACCOUNT_URL": "https://x.file.core.windows.net"}, "ACA_HOME_SHARE_NAME"),
+    ({"ACA_HOME_SHARE_NAME": ""}, "ACA_HOME_SHARE_NAME"),
+    ({"ACA_HOME_FILES_ACCOUNT_URL": "http://x.file.core.windows.net"}, "ACA_HOME_FILES_ACCOUNT_URL"),
+    ({"ACA_HOME_MOUNT_PATH": "home/jovyan"}, "ACA_HOME_MOUNT_PATH"),
+    ({"ACA_HOME_MOUNT_PATH": "/"}, "ACA_HOME_MOUNT_PATH"),
+    ({"ACA_HOME_MOUNT_OPTIONS": "uid=1000\nx"}, "ACA_HOME_MOUNT_OPTIONS"),
+    ({"ACA_HOME_FILES_CA_BUNDLE": "/nonexistent/ca.pem"}, "ACA_HOME_FILES_CA_BUNDLE"),
     ({"ACA_ARM_ENDPOINT": "http://127.0.0.1:1"}, "ACA_ARM_ENDPOINT"),
     ({"ACA_ARM_CA_BUNDLE": "/nonexistent/ca.pem"}, "ACA_ARM_CA_BUNDLE"),
     ({"ACA_HOME_DELETE_ON_DELETE": "maybe"}, "ACA_HOME_DELETE_ON_DELETE"),
@@ -127,19 +132,41 @@ def test_a_valid_request_passes(settings):
     ({"memory": "16Gi"}, "memory"),
     ({"memory": "lots"}, "memory"),
     ({"volumes": [Volume(name="data", storage_name="other", mount_path="/data")]}, "home storage"),
-    ({"volumes": [dataclasses.replace(home_volume(), sub_path="../bob")]}, "subPath"),
-    ({"volumes": [dataclasses.replace(home_volume(), sub_path="/abs")]}, "subPath"),
-    ({"volumes": [dataclasses.replace(home_volume(), mount_path="relative")]}, "mount path"),
-    ({"volumes": [home_volume(), home_volume()]}, "duplicate"),
+    ({"volumes": [dataclasses.replace(home_volume(), sub_path="../bob")]}, "not the home folder of user 'alice'"),
+    ({"volumes": [dataclasses.replace(home_volume(), sub_path="/abs")]}, "not the home folder"),
+    ({"volumes": [dataclasses.replace(home_volume(), sub_path=".")]}, "not the home folder"),
+    # another user's folder, by either naming
+    ({"volumes": [dataclasses.replace(home_volume(), sub_path=home_folder("bob"))]}, "not the home folder"),
+    ({"volumes": [home_volume("bob")]}, "not the home folder"),
+    ({"volumes": [home_volume(), dataclasses.replace(home_volume(), name="data")]}, "one volume at most"),
+    ({"volumes": [dataclasses.replace(home_volume(), name="Bad_Name")]}, "invalid volume name"),
 ])
 def test_violations(settings, changes, words):
     with pytest.raises(PolicyViolation, match=words):
         check_request(request(**changes), settings)
 
 
+def test_the_users_own_folder_by_either_naming_or_none_passes(settings):
+    for sub_path in (home_folder("alice"), legacy_home_folder("alice"), ""):
+        check_request(request(volumes=[dataclasses.replace(home_volume(), sub_path=sub_path)]), settings)
+    # what the hub says about where and how to mount does not count (the functions' settings do)
+    check_request(request(volumes=[dataclasses.replace(home_volume(), mount_path="relative", mount_options="\n")]),
+                  settings)
+
+
+def test_a_delete_may_only_name_its_users_own_home(settings):
+    own = Request(op=Op.DELETE, hub_id="hub-test", server_key=server_key("hub-test", "alice"), user="alice",
+                  server_name="", generation=1, spec=ServerSpec(image="x", volumes=[home_volume()]))
+    check_request(own, settings)
+    bobs = dataclasses.replace(own, spec=ServerSpec(image="x", volumes=[home_volume("bob")]))
+    with pytest.raises(PolicyViolation, match="not the home folder"):
+        check_request(bobs, settings)
+
+
 def test_volumes_need_a_home_storage():
     env = base_env()
-    del env["ACA_HOME_STORAGE_NAME"]
+    for name in ("ACA_HOME_STORAGE_NAME", "ACA_HOME_FILES_ACCOUNT_URL", "ACA_HOME_SHARE_NAME"):
+        del env[name]
     with pytest.raises(PolicyViolation, match="no home storage"):
         check_request(request(), Settings.from_environ(env))
 

@@ -8,12 +8,20 @@ import re
 import pytest
 from fn_support import ENV_ID, HOME_STORAGE, TOKEN, base_env, request
 
+from acaspawner.contract import Volume
+from acaspawner.naming import home_folder
 from functions.settings import Settings
 from functions.spec import MAX_TAG_VALUE, build_container_app, secret_names, tag_value
 
 
+def build(req, settings, **kwargs):
+    """The body for ``req``, its home (when it asks for one) being the user's folder."""
+    kwargs.setdefault("home_folder", home_folder(req.user) if req.spec.volumes else "")
+    return build_container_app(req, settings, **kwargs)
+
+
 def test_ingress_is_internal_plain_http_and_allows_insecure(settings):
-    body = build_container_app(request(), settings)
+    body = build(request(), settings)
     ingress = body["properties"]["configuration"]["ingress"]
     assert ingress == {"external": False, "targetPort": 8888, "transport": "http", "allowInsecure": True}
     assert body["properties"]["configuration"]["activeRevisionsMode"] == "Single"
@@ -21,12 +29,12 @@ def test_ingress_is_internal_plain_http_and_allows_insecure(settings):
 
 
 def test_target_port_follows_the_spec(settings):
-    body = build_container_app(request(target_port=9999), settings)
+    body = build(request(target_port=9999), settings)
     assert body["properties"]["configuration"]["ingress"]["targetPort"] == 9999
 
 
 def test_the_token_travels_only_as_a_secret_reference(settings):
-    body = build_container_app(request(), settings)
+    body = build(request(), settings)
     container = body["properties"]["template"]["containers"][0]
     token_env = [e for e in container["env"] if e["name"] == "JUPYTERHUB_API_TOKEN"]
     assert token_env == [{"name": "JUPYTERHUB_API_TOKEN", "secretRef": "jupyterhub-api-token"}]
@@ -40,12 +48,12 @@ def test_the_token_travels_only_as_a_secret_reference(settings):
 
 def test_a_name_in_both_env_and_secret_env_is_only_a_secret(settings):
     req = request(env={"JUPYTERHUB_API_TOKEN": "plain!"}, secret_env={"JUPYTERHUB_API_TOKEN": TOKEN})
-    container = build_container_app(req, settings)["properties"]["template"]["containers"][0]
+    container = build(req, settings)["properties"]["template"]["containers"][0]
     assert container["env"] == [{"name": "JUPYTERHUB_API_TOKEN", "secretRef": "jupyterhub-api-token"}]
 
 
 def test_no_identity_on_the_app_without_a_private_registry(settings):
-    body = build_container_app(request(), settings)
+    body = build(request(), settings)
     assert "identity" not in body
     assert "registries" not in body["properties"]["configuration"]
     assert "identitySettings" not in body["properties"]["configuration"]
@@ -54,7 +62,7 @@ def test_no_identity_on_the_app_without_a_private_registry(settings):
 def test_registry_pull_identity_is_only_for_the_platform():
     identity = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pull"
     settings = Settings.from_environ(base_env(ACA_REGISTRY_SERVER="myreg.azurecr.io", ACA_REGISTRY_IDENTITY=identity))
-    body = build_container_app(request(), settings)
+    body = build(request(), settings)
     configuration = body["properties"]["configuration"]
     assert configuration["registries"] == [{"server": "myreg.azurecr.io", "identity": identity}]
     # ACA needs the pull identity assigned; lifecycle None keeps it away from the user's code
@@ -64,7 +72,7 @@ def test_registry_pull_identity_is_only_for_the_platform():
 
 def test_tags_resources_location_environment(settings):
     req = request(user="alice", server_name="gpu", cpu=1.0, memory="2Gi")
-    body = build_container_app(req, settings)
+    body = build(req, settings)
     assert body["location"] == "westeurope"
     assert body["properties"]["environmentId"] == settings.environment_id
     assert body["tags"] == {"aca-hub": "hub-test", "aca-user": "alice", "aca-server": "gpu",
@@ -81,32 +89,48 @@ def test_user_tag_is_sanitised_and_truncated(settings):
     long_user = "ü" * 300 + "\n\x00x"
     assert len(tag_value(long_user)) == MAX_TAG_VALUE
     assert "\n" not in tag_value("a\nb") and tag_value("a\nb") == "ab"
-    body = build_container_app(request(user=long_user), settings)
+    body = build(request(user=long_user), settings)
     assert len(body["tags"]["aca-user"]) <= MAX_TAG_VALUE
 
 
 def test_workload_profile_from_spec_or_settings(settings):
-    assert "workloadProfileName" not in build_container_app(request(), settings)["properties"]
-    assert build_container_app(request(workload_profile="D4"), settings)["properties"]["workloadProfileName"] == "D4"
+    assert "workloadProfileName" not in build(request(), settings)["properties"]
+    assert build(request(workload_profile="D4"), settings)["properties"]["workloadProfileName"] == "D4"
     configured = Settings.from_environ(base_env(ACA_WORKLOAD_PROFILE="Consumption"))
-    assert build_container_app(request(), configured)["properties"]["workloadProfileName"] == "Consumption"
-    assert build_container_app(request(workload_profile="D4"), configured)["properties"]["workloadProfileName"] == "D4"
+    assert build(request(), configured)["properties"]["workloadProfileName"] == "Consumption"
+    assert build(request(workload_profile="D4"), configured)["properties"]["workloadProfileName"] == "D4"
 
 
-def test_volumes_with_sub_path_and_mount_options(settings):
-    body = build_container_app(request(), settings)
+def test_the_home_is_the_users_folder_mounted_as_the_functions_say(settings):
+    body = build(request(), settings)
     template = body["properties"]["template"]
     assert template["volumes"] == [{
         "name": "home", "storageType": "AzureFile", "storageName": HOME_STORAGE,
         "mountOptions": "uid=1000,gid=100,dir_mode=0755,file_mode=0644,mfsymlinks,nobrl",
     }]
     assert template["containers"][0]["volumeMounts"] == [
-        {"volumeName": "home", "mountPath": "/home/jovyan", "subPath": "users/alice"}
+        {"volumeName": "home", "mountPath": "/home/jovyan", "subPath": home_folder("alice")}
     ]
 
 
+def test_the_requests_mount_path_and_options_do_not_count(settings):
+    hub_says = Volume(name="data", storage_name=HOME_STORAGE, mount_path="/etc", mount_options="uid=0,gid=0",
+                      sub_path="")
+    configured = Settings.from_environ(base_env(ACA_HOME_MOUNT_PATH="/home/rstudio/",
+                                                ACA_HOME_MOUNT_OPTIONS="uid=1001,gid=1001,nobrl"))
+    template = build(request(volumes=[hub_says]), configured)["properties"]["template"]
+    assert template["volumes"][0]["name"] == "home" and template["volumes"][0]["mountOptions"] == "uid=1001,gid=1001,nobrl"
+    assert template["containers"][0]["volumeMounts"] == [
+        {"volumeName": "home", "mountPath": "/home/rstudio", "subPath": home_folder("alice")}]
+
+
+def test_a_home_without_its_folder_is_not_built(settings):
+    with pytest.raises(ValueError, match="home folder"):
+        build(request(), settings, home_folder="")
+
+
 def test_no_volumes_no_mounts(settings):
-    body = build_container_app(request(volumes=[]), settings)
+    body = build(request(volumes=[]), settings)
     assert body["properties"]["template"]["volumes"] == []
     assert "volumeMounts" not in body["properties"]["template"]["containers"][0]
 
@@ -122,7 +146,7 @@ def test_secret_names_are_valid_and_unique():
 
 def test_an_empty_secret_is_an_empty_plain_variable(settings):
     req = request(secret_env={"JUPYTERHUB_API_TOKEN": TOKEN, "OPTIONAL": ""})
-    body = build_container_app(req, settings)
+    body = build(req, settings)
     env = body["properties"]["template"]["containers"][0]["env"]
     assert {"name": "OPTIONAL", "value": ""} in env
     assert [s["name"] for s in body["properties"]["configuration"]["secrets"]] == ["jupyterhub-api-token"]
@@ -131,7 +155,7 @@ def test_an_empty_secret_is_an_empty_plain_variable(settings):
 def test_the_body_is_accepted_by_the_sdk_model(settings):
     from azure.mgmt.appcontainers.models import ContainerApp
 
-    app = ContainerApp(build_container_app(request(), settings))
+    app = ContainerApp(build(request(), settings))
     assert app.configuration.ingress.transport == "http"
     assert app.template.containers[0].env[-1].secret_ref == "jupyterhub-api-token"
 
@@ -152,14 +176,14 @@ def test_an_internal_environment_of_the_pool_gets_network_ingress_and_the_hubs_r
         container = body["properties"]["template"]["containers"][0]
         return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
-    moved = build_container_app(req, settings, environment_id=other)
+    moved = build(req, settings, environment_id=other)
     assert moved["properties"]["environmentId"] == other
     assert moved["properties"]["configuration"]["ingress"]["external"] is True
     assert plain_env(moved) == {"JUPYTERHUB_API_URL": "https://hub.example.org/hub/api",
                                 "JUPYTERHUB_ACTIVITY_URL": "https://hub.example.org/hub/api/users/alice/activity",
                                 "JUPYTERHUB_USER": "alice"}
     # the hub's own environment: unchanged (internal ingress, the hub's internal address)
-    home = build_container_app(req, settings, environment_id=ENV_ID)
+    home = build(req, settings, environment_id=ENV_ID)
     assert home["properties"]["configuration"]["ingress"]["external"] is False
     assert plain_env(home) == hub_env
 

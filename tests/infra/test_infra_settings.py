@@ -38,7 +38,8 @@ HUB_CONFIG = ROOT / "hub" / "jupyterhub_config.py"
 
 # Documented settings that must NOT be set in Azure: the connection-string form of
 # the queue/table connection (production is identity-based) and the emulator's.
-NOT_IN_AZURE = {"AcaStorage", "ACA_ARM_ENDPOINT", "ACA_ARM_CA_BUNDLE", "ACA_ARM_TOKEN"}
+NOT_IN_AZURE = {"AcaStorage", "ACA_ARM_ENDPOINT", "ACA_ARM_CA_BUNDLE", "ACA_ARM_TOKEN", "ACA_HOME_FILES_CA_BUNDLE",
+                "ACA_HOME_FILES_TOKEN"}
 # What the hub config reads only for local development (Azurite).
 HUB_LOCAL_ONLY = {"ACA_STORAGE_CONNECTION_STRING"}
 # Flex Consumption rejects these (runtime and deployment live in functionAppConfig).

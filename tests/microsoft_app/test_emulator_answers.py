@@ -78,6 +78,17 @@ def test_create_replays_the_published_example(arm):
     # no process starts within the test: only ARM's synchronous answers are looked at
     emu, session = arm(provisioning_delay=120, retry_after=1, workload_profiles=[PROFILE])
     version = example("ContainerApps_CreateOrUpdate")["parameters"]["api-version"]
+    # the storages its volumes name, as ManagedEnvironmentsStorages_CreateOrUpdate makes them
+    environment = emu.environment_id.split("/")[-1]
+    storages = {"storage": {"azureFile": {"accountName": "account1", "accountKey": "key", "shareName": "share1",
+                                          "accessMode": "ReadOnly"}},
+                "nfsStorage": {"nfsAzureFile": {"server": "account1.file.core.windows.net",
+                                                "shareName": "/account1/share2", "accessMode": "ReadWrite"}}}
+    for name, props in storages.items():
+        url = f"{emu.arm_endpoint}/subscriptions/{emu.subscription_id}/resourceGroups/{emu.resource_group}" \
+              f"/providers/Microsoft.App/managedEnvironments/{environment}/storages/{name}?api-version={version}"
+        stored = session.put(url, json={"properties": props})
+        assert stored.status_code == 201 and "accountKey" not in stored.text, stored.text
     created = session.put(_url(emu, "testcontainerApp0".lower(), version=version), json=_example_envelope(emu))
     assert created.status_code == 201, created.text
     _check("ContainerApps_CreateOrUpdate", created)

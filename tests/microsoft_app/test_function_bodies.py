@@ -18,7 +18,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 from acaspawner.contract import Op, Request, ServerSpec, Volume
-from acaspawner.naming import server_key
+from acaspawner.naming import home_folder, server_key
 from acaspawner.sealing import generate_key
 from functions.arm import ArmApps, make_credential
 from functions.settings import Settings
@@ -26,7 +26,7 @@ from functions.spec import build_container_app
 
 REGISTRY_IDENTITY = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ids/providers/"
                      "Microsoft.ManagedIdentity/userAssignedIdentities/acr-pull")
-HOME = Volume(name="home", storage_name="homes", mount_path="/home/jovyan", sub_path="users/alice",
+HOME = Volume(name="home", storage_name="homes", mount_path="/home/jovyan", sub_path="",
               mount_options="uid=1000,gid=100,dir_mode=0755,file_mode=0644,mfsymlinks,nobrl")
 
 
@@ -54,6 +54,8 @@ def _settings(emu, **env: str) -> Settings:
         "ACA_LOCATION": emu.location,
         "ACA_ALLOWED_IMAGES": "quay.io/jupyter/*",
         "ACA_HOME_STORAGE_NAME": "homes",
+        "ACA_HOME_FILES_ACCOUNT_URL": "https://sthomes.file.core.windows.net",
+        "ACA_HOME_SHARE_NAME": "homes",
         "ACA_ARM_ENDPOINT": emu.arm_endpoint,
         "ACA_ARM_CA_BUNDLE": str(emu.ca_bundle),
         "ACA_ARM_TOKEN": "emulator",
@@ -90,9 +92,17 @@ def test_the_body_on_the_wire_holds_to_the_contract(aca_emulator_factory, case):
     recorder = WireRecorder()
     client = ContainerAppsAPIClient(make_credential(settings), settings.subscription_id, base_url=emu.arm_endpoint,
                                     connection_verify=str(emu.ca_bundle), per_call_policies=[recorder])
+    # the home storage every deployment defines on its environments (infra/modules/environment.bicep)
+    client.managed_environments_storages.create_or_update(
+        settings.resource_group, emu.environment_name, "homes",
+        {"properties": {"azureFile": {"accountName": "sthomes", "accountKey": "a2V5", "shareName": "homes",
+                                      "accessMode": "ReadWrite"}}})
+    recorder.bodies.clear()
     apps = ArmApps(client, settings.resource_group)
     try:
-        accepted = apps.send_create_or_update(request.server_key, build_container_app(request, settings))
+        home = home_folder(request.user) if request.spec.volumes else ""
+        accepted = apps.send_create_or_update(request.server_key,
+                                              build_container_app(request, settings, home_folder=home))
         answer = apps.get(request.server_key)
         gone = apps.send_delete(request.server_key)
         missing = apps.send_delete(request.server_key + "x")
@@ -105,7 +115,7 @@ def test_the_body_on_the_wire_holds_to_the_contract(aca_emulator_factory, case):
     assert answer is not None and violations(answer, "ContainerApp", "response") == []
     assert not gone.done and missing.done  # ARM answers 204 for an app that is not there
     if case == "home volume with subPath":
-        assert sent["properties"]["template"]["containers"][0]["volumeMounts"][0]["subPath"] == "users/alice"
+        assert sent["properties"]["template"]["containers"][0]["volumeMounts"][0]["subPath"] == home_folder("alice")
     if case == "registry identity":
         assert answer["identity"]["type"] == "UserAssigned"
         assigned = answer["identity"]["userAssignedIdentities"][REGISTRY_IDENTITY]
