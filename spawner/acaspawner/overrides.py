@@ -33,6 +33,8 @@ from .spec import validate_cpu, validate_memory
 KEYS = ("image", "cpu", "memory", "workload_profile", *sizes.SIZE_KEYS, "environment", "default_url")
 #: KubeSpawner's names for keys of :data:`KEYS`
 ALIASES = {"image_spec": "image"}
+#: keys whose (string) value the spawner runs through ``format_string`` before use
+FORMATTED_KEYS = frozenset({"default_url"})
 #: where a user's free-form value (``unlisted_choice``) is put in: KubeSpawner's placeholder
 VALUE = "{value}"
 _IMAGE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,512}$")  # what the functions' policy accepts, bounded
@@ -120,11 +122,18 @@ def check(layer: Mapping[str, Any], where: str, *, partial: bool = False) -> Non
         raise ValueError(f"{where}: {e}") from None
 
 
+def escape_format(text: str) -> str:
+    """``text`` as a ``str.format`` template that renders as ``text`` itself (braces doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def substitute(value: Any, chosen: str) -> Any:
     """``value`` with ``{value}`` replaced by the user's ``chosen`` text, in strings, lists and dicts.
 
     Plain replacement, not ``str.format``: a user's text must never reach
-    format specifications or attribute lookups.
+    format specifications or attribute lookups. For a whole layer use
+    :func:`substitute_layer`, which also keeps the text inert in values that are
+    formatted later.
     """
     if isinstance(value, str):
         return value.replace(VALUE, chosen)
@@ -133,6 +142,19 @@ def substitute(value: Any, chosen: str) -> Any:
     if isinstance(value, Mapping):
         return {k: substitute(v, chosen) for k, v in value.items()}
     return value
+
+
+def substitute_layer(layer: Mapping[str, Any], chosen: str) -> dict[str, Any]:
+    """A layer (an ``unlisted_choice``'s overrides) with ``{value}`` replaced by the user's ``chosen`` text.
+
+    The values of :data:`FORMATTED_KEYS` are formatted later with the spawner's
+    ``format_string`` (``{username}`` and the like, as JupyterHub formats
+    ``default_url``): there the text goes in with its braces doubled, so that
+    formatting renders it literally. A user typing ``{username:>900000000}``
+    gets exactly that text, never a format specification the hub evaluates.
+    """
+    inert = escape_format(chosen)
+    return {key: substitute(value, inert if key in FORMATTED_KEYS else chosen) for key, value in layer.items()}
 
 
 async def _evaluate(value: Any, spawner: Any) -> Any:

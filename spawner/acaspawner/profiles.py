@@ -110,7 +110,7 @@ def _chosen_layer(profile: Profile, option: Option, options: Mapping[str, Any]) 
         if regex and not re.match(regex, typed):  # re.match, as KubeSpawner checks it
             hint = option.unlisted.validation_message or f"it must match {regex}"
             raise ProfileError(f"{where}: {typed[:80]!r} is not allowed ({hint})")
-        layer = ov.substitute(option.unlisted.overrides, typed)
+        layer = ov.substitute_layer(option.unlisted.overrides, typed)
         try:
             ov.check(layer, where, partial=True)
         except ValueError as e:

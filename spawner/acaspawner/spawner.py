@@ -252,6 +252,8 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         size = self.server_size(overrides)
         env = apply_environment(self.get_env(), overrides.get("environment"))
         if overrides.get("default_url"):
+            # formatted like JupyterHub's own default_url; text a user typed into it (an unlisted
+            # choice) arrives with its braces doubled and comes out literally (overrides.substitute_layer)
             env["JUPYTERHUB_DEFAULT_URL"] = self.format_string(overrides["default_url"])
         env.update(size.env())  # MEM_LIMIT and friends say what the app really gets, whichever setting chose it
         return build_spec(

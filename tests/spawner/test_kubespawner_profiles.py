@@ -11,6 +11,7 @@ import ast
 import copy
 import logging
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -400,6 +401,34 @@ async def test_an_unlisted_choice_that_is_not_enabled_is_refused(db, sent):
     with pytest.raises(SpawnException, match="only takes one of its choices") as info:
         await spawner.start()
     assert info.value.status_code == 400 and sent == []
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "{username:>1000000}",  # a format specification: a megabyte here, a gigabyte and the hub's memory in the review
+        "{username:>{username}}",
+        "{base_url}{username!r}",
+        "{username.__class__.__mro__}",  # attribute lookups
+        "{0}{}{",  # positional fields and an unbalanced brace: a format error, i.e. a start refused
+        "}}{{",
+    ],
+)
+async def test_a_typed_value_is_text_never_a_format_string(db, sent, typed):
+    """An ``unlisted_choice`` value reaches the server literally, also where JupyterHub formats the value (L2)."""
+    profile_list = [{"display_name": "Open", "slug": "open", "profile_options": {"folder": {
+        "display_name": "Folder", "unlisted_choice": {
+            "enabled": True, "display_name": "Folder",
+            "kubespawner_override": {"default_url": "/lab/tree/{username}/{value}", "environment": {"FOLDER": "{value}"}},
+        }}}}]
+    started = time.perf_counter()
+    request = await start_request(db, sent, profile_list, {"folder--unlisted-choice": typed})
+    assert time.perf_counter() - started < 5
+    env = request.spec.env
+    # the admin's {username} is still formatted; the user's text is not
+    assert env["JUPYTERHUB_DEFAULT_URL"] == f"/lab/tree/{request.user}/{typed}"
+    assert env["FOLDER"] == typed
+    assert len(repr(request)) < 20_000
 
 
 async def test_callables_in_kubespawner_override(db, sent):
