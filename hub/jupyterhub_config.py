@@ -56,6 +56,14 @@ def _number(name: str, default: str, kind=float):
         raise RuntimeError(f"jupyterhub_config.py: {name} must be a number, not {value!r}") from None
 
 
+def _count(name: str, default: int) -> int:
+    """A whole number of at least 0 (0: JupyterHub's "no limit")."""
+    value = os.environ.get(name, "").strip() or str(default)
+    if not (value.isascii() and value.isdigit()):
+        raise RuntimeError(f"jupyterhub_config.py: {name} must be a whole number, 0 or more, not {value!r}")
+    return int(value)
+
+
 def _names(name: str) -> set[str]:
     """A comma separated list of user names."""
     return {part.strip() for part in os.environ.get(name, "").split(",") if part.strip()}
@@ -97,6 +105,22 @@ c.Authenticator.enable_auth_state = True
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.allow_named_servers = _flag("ACA_ALLOW_NAMED_SERVERS")
 
+# --- limits ------------------------------------------------------------------------------
+# JupyterHub's defaults leave named servers unlimited (0): one user could start
+# enough of them to fill every environment's core budget, and every other start
+# would then end NoCapacity. It counts a user's named servers, running or stopped,
+# besides the default server.
+c.JupyterHub.named_server_limit_per_user = _count("ACA_NAMED_SERVER_LIMIT_PER_USER", 2)
+# Servers running at once on the whole hub (0: no limit; the functions' core
+# budget per environment still refuses starts beyond it with NoCapacity).
+c.JupyterHub.active_server_limit = _count("ACA_ACTIVE_SERVER_LIMIT", 0)
+# Starts in progress at once. JupyterHub's default, 100, is one class: on
+# Container Apps a start takes minutes, not seconds, so a whole class pressing
+# "Start" at the beginning of a lesson would see the 101st and later refused
+# with "too many users trying to log in right now" (HTTP 429). 150 leaves room
+# for a class and retries; a start beyond it is refused, not queued.
+c.JupyterHub.concurrent_spawn_limit = _count("ACA_CONCURRENT_SPAWN_LIMIT", 150)
+
 # --- the spawner -----------------------------------------------------------------------
 
 c.JupyterHub.spawner_class = "aca"
@@ -124,6 +148,9 @@ c.AcaSpawner.home_mount_options = _env("ACA_HOME_MOUNT_OPTIONS", DEFAULT_MOUNT_O
 c.AcaSpawner.start_timeout = _number("ACA_START_TIMEOUT", "900", int)
 c.Spawner.http_timeout = 120
 c.Spawner.default_url = "/lab"
+# single-user servers ignore Jupyter config files in the user's home ($HOME/.jupyter and
+# the like): a file there cannot loosen the server's settings (docs/security.md)
+c.Spawner.disable_user_config = True
 try:
     c.AcaSpawner.profile_list = json.loads(_env("ACA_PROFILE_LIST", "[]"))
 except json.JSONDecodeError as e:

@@ -83,6 +83,18 @@ param allowedUsers string = ''
 @description('Let users run several named servers.')
 param allowNamedServers bool = false
 
+@minValue(0)
+@description('Named servers a user may have, running or stopped, besides the default one (allowNamedServers; 0 = no limit, which lets one user fill the core budget).')
+param namedServerLimitPerUser int = 2
+
+@minValue(0)
+@description('Servers running at once on the whole hub; a start beyond it is refused (0 = no limit: the core budget of the environments still applies).')
+param activeServerLimit int = 0
+
+@minValue(0)
+@description('Starts in progress at once; a start beyond it is refused (HTTP 429, try again). Above JupyterHub\'s 100: a start takes minutes here, and a class starts together (0 = no limit).')
+param concurrentSpawnLimit int = 150
+
 // --- user servers ---------------------------------------------------------------
 
 @description('Default single-user image.')
@@ -151,11 +163,15 @@ param cullSchedule string = '0 */5 * * * *'
 @description('Idle seconds before a server is stopped.')
 param cullTimeout int = 3600
 
-@description('Maximum age of a server in seconds (0 = none).')
-param cullMaxAge int = 0
+@minValue(0)
+@description('Seconds after its start when a server is stopped even if active (0 = never). A server\'s own token can report activity, so without a maximum age a server kept "active" runs for ever.')
+param cullMaxAge int = 28800
 
-@description('Also delete idle users (adds read:users and delete:users to the culler\'s role).')
+@description('Also delete idle users (adds read:users and delete:users to the culler\'s role). Refused together with homeDeleteOnDelete.')
 param cullUsers bool = false
+
+@description('Cull admins too: their servers and, with cullUsers, the admin users themselves. Default: true, false when cullUsers.')
+param cullAdminUsers bool = !cullUsers
 
 @description('NCRONTAB of the reconciler.')
 param reconcileSchedule string = '30 */10 * * * *'
@@ -242,6 +258,13 @@ var resolvedHubId = empty(hubId) ? environmentName : hubId
 var resolvedTenantId = empty(aadTenantId) ? tenant().tenantId : aadTenantId
 var registryResourceGroupName = empty(existingRegistryResourceGroup) ? hubGroup.name : existingRegistryResourceGroup
 var useExistingRegistry = !createRegistry && !empty(existingRegistryName)
+
+// Culling users deletes every user idle for cullTimeout (an hour by default), and deleting a
+// user with homeDeleteOnDelete removes that user's home folder: together they would delete the
+// home of anyone away for an hour. The deployment refuses the pair: fail() stops it when ARM
+// evaluates the variable the functions' module takes (docs/settings.md).
+var cullingDeletesHomes = cullUsers && homeDeleteOnDelete
+var checkedHomeDeleteOnDelete = cullingDeletesHomes ? fail('cullUsers and homeDeleteOnDelete cannot both be true: the culler would delete the home folder of every user idle for cullTimeout. Turn one of them off.') : homeDeleteOnDelete
 
 // Environments 2..N of the pool (environment k = index i + 2); none with environmentCount = 1.
 var extraEnvironmentIndexes = range(0, environmentCount - 1)
@@ -559,6 +582,9 @@ module hub 'modules/hub.bicep' = {
     startTimeout: startTimeout
     profileList: profileList
     allowNamedServers: allowNamedServers
+    namedServerLimitPerUser: namedServerLimitPerUser
+    activeServerLimit: activeServerLimit
+    concurrentSpawnLimit: concurrentSpawnLimit
     cullUsers: cullUsers
     authenticator: authenticator
     oauthClientId: oauthClientId
@@ -617,7 +643,7 @@ module functions 'modules/functions.bicep' = {
     homeShareName: homesStorage.outputs.shareName
     homeMountPath: homeMountPath
     homeMountOptions: homeMountOptions
-    homeDeleteOnDelete: homeDeleteOnDelete
+    homeDeleteOnDelete: checkedHomeDeleteOnDelete
     armPollInterval: 1
     spawnDeadline: 480
     hubApiUrl: '${publicUrl}hub/api'
@@ -625,7 +651,7 @@ module functions 'modules/functions.bicep' = {
     cullTimeout: cullTimeout
     cullMaxAge: cullMaxAge
     cullUsers: cullUsers
-    cullAdminUsers: true
+    cullAdminUsers: cullAdminUsers
     cullDefaultServers: true
     cullNamedServers: true
     removeNamedServers: false

@@ -97,8 +97,15 @@ c.AcaSpawner.http_timeout = 120
 # revision roll-out can briefly run two hubs. Use PostgreSQL flexible server.
 c.JupyterHub.db_url = os.environ["JUPYTERHUB_DB_URL"]
 
-# Named servers work: each becomes its own container app.
+# Named servers work: each becomes its own container app. Limit them: JupyterHub's
+# default (0) is no limit, and one user could fill the environment's cores.
 c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 2
+# Starts take minutes on ACA: JupyterHub's default of 100 starts at once is about
+# one class starting together; a start beyond the limit is refused (HTTP 429).
+c.JupyterHub.concurrent_spawn_limit = 150
+# Servers ignore Jupyter config files in users' homes.
+c.Spawner.disable_user_config = True
 
 # --- the idle culler ---------------------------------------------------------------------------
 

@@ -39,6 +39,12 @@ param homeMountOptions string
 param startTimeout int
 param profileList string
 param allowNamedServers bool
+@description('Named servers per user besides the default one (0: no limit).')
+param namedServerLimitPerUser int
+@description('Servers running at once on the hub (0: no limit).')
+param activeServerLimit int
+@description('Starts in progress at once (0: no limit).')
+param concurrentSpawnLimit int
 param cullUsers bool
 @allowed([
   'github'
@@ -95,6 +101,10 @@ var containerEnv = [
   { name: 'ACA_START_TIMEOUT', value: string(startTimeout) }
   { name: 'ACA_PROFILE_LIST', value: profileList }
   { name: 'ACA_ALLOW_NAMED_SERVERS', value: allowNamedServers ? 'true' : 'false' }
+  // limits
+  { name: 'ACA_NAMED_SERVER_LIMIT_PER_USER', value: string(namedServerLimitPerUser) }
+  { name: 'ACA_ACTIVE_SERVER_LIMIT', value: string(activeServerLimit) }
+  { name: 'ACA_CONCURRENT_SPAWN_LIMIT', value: string(concurrentSpawnLimit) }
   // idle culler service
   { name: 'ACA_CULLER_API_TOKEN', secretRef: 'culler-api-token' }
   { name: 'ACA_CULL_USERS', value: cullUsers ? 'true' : 'false' }

@@ -29,7 +29,7 @@ infra/, and ``test_pycep_reads_every_bicep_file`` fails as soon as one is):
 
 - read: ``resource ... existing = {``, ``= if (c) {``, decorators (also spread
   over lines, or separated from the declaration by comments),
-  ``loadJsonContent(...)`` (a ``Call``), single-parameter lambdas
+  ``loadJsonContent(...)`` and ``fail('...')`` (``Call``s), single-parameter lambdas
   (``x => ...``), user-defined types (``type t = {...}``, ``'a' | 'b'``),
   ``import``/``@export()``/``func``, ``string[]``, ``targetScope``,
   ``metadata``, ``'''`` strings, ``#disable-next-line``.
@@ -108,6 +108,10 @@ _SECTIONS = {
 
 class BicepSyntaxError(ValueError):
     """Bicep that pycep (or ``strip_comments``) cannot read."""
+
+
+class DeploymentFailure(Exception):
+    """``fail(message)`` reached while evaluating: ARM would stop the deployment with ``message``."""
 
 
 # --- the tree ---------------------------------------------------------------------------
@@ -419,6 +423,10 @@ _ARITHMETIC = {
     "substract": lambda a, b: a - b,
     "multiply": lambda a, b: a * b,
 }
+_LOGICAL = {
+    "and": lambda a, b: a and b,
+    "or": lambda a, b: a or b,
+}
 _COMPARISONS = {
     "equals": lambda a, b: a == b,
     "not_equals": lambda a, b: a != b,
@@ -467,6 +475,8 @@ def _call(name: str, args: list[Any]) -> Any:
         return args[0] if isinstance(args[0], str) else json.dumps(args[0], separators=(",", ":"))
     if name in ("cidrSubnet", "cidr_subnet") and len(args) == 3 and known(args):
         return _cidr_subnet(*args)
+    if name == "fail" and len(args) == 1 and isinstance(args[0], str) and known(args[0]):
+        raise DeploymentFailure(args[0])
     return _UNKNOWN
 
 
@@ -493,9 +503,11 @@ def evaluate(tree: Tree, value: Any, bindings: dict[str, Any] | None = None) -> 
     values; a parameter without one takes its default, a variable its (evaluated)
     value if that is a literal, an object or an array. Computed: loops over a known
     array (``[for ...]`` becomes the list of its bodies), ``range``, ``concat``,
-    ``length``, ``string``, ``cidrSubnet``, ``${...}`` interpolations, one arithmetic
-    or comparison operator between known operands, ``cond ? a : b`` with a known
-    condition, ``[...]`` and ``.name`` on known arrays and objects. Left: references
+    ``length``, ``string``, ``cidrSubnet``, ``${...}`` interpolations, one arithmetic,
+    comparison or logical operator (``&&``, ``||``, ``!``) between known operands,
+    ``cond ? a : b`` with a known condition (only the branch taken, as ARM does),
+    ``[...]`` and ``.name`` on known arrays and objects; ``fail(message)`` reached
+    that way raises :class:`DeploymentFailure`. Left: references
     to resources, modules and their outputs, other functions, and every operator
     nested directly in another (pycep's grouping may not be the compiler's, see the
     module's docstring) — with the known parts inside computed, so that a loop's
@@ -545,10 +557,26 @@ def evaluate(tree: Tree, value: Any, bindings: dict[str, Any] | None = None) -> 
     return value
 
 
+def _evaluate_unless_failing(tree: Tree, value: Any, bindings: dict[str, Any]) -> Any:
+    """``evaluate``, or ``value`` as written where it would reach ``fail()`` (a branch that may never be taken)."""
+    try:
+        return evaluate(tree, value, bindings)
+    except DeploymentFailure:
+        return value
+
+
 def _operator(tree: Tree, value: Op, bindings: dict[str, Any]) -> Any:
+    nested = any(isinstance(o, Op) and o.type in _GROUPED for o in value.operands.values())
+    if value.type == "conditional":
+        # short-circuit, as ARM's if(): only the branch taken is evaluated (it may call fail())
+        condition = evaluate(tree, value.operands["condition"], bindings)
+        if not nested and isinstance(condition, bool):
+            return evaluate(tree, value.operands["true_value" if condition else "false_value"], bindings)
+        branches = {key: _evaluate_unless_failing(tree, value.operands[key], bindings)
+                    for key in ("true_value", "false_value")}
+        return Op(value.type, {"condition": condition, **branches})
     operands = {key: evaluate(tree, operand, bindings) for key, operand in value.operands.items()}
     residual = Op(value.type, operands)
-    nested = any(isinstance(o, Op) and o.type in _GROUPED for o in value.operands.values())
     if value.type == "property_accessor":
         owner, key = operands["operand_1"], value.operands["operand_2"]
         if isinstance(owner, dict) and isinstance(key, Ref) and key.name in owner:
@@ -575,8 +603,12 @@ def _operator(tree: Tree, value: Op, bindings: dict[str, Any]) -> Any:
         return residual
     if value.type in _COMPARISONS:
         return _COMPARISONS[value.type](operands["operand_1"], operands["operand_2"])
-    if value.type == "conditional" and isinstance(operands["condition"], bool):
-        return operands["true_value"] if operands["condition"] else operands["false_value"]
+    if value.type in _LOGICAL:
+        a, b = operands["operand_1"], operands["operand_2"]
+        return _LOGICAL[value.type](a, b) if isinstance(a, bool) and isinstance(b, bool) else residual
+    if value.type == "not":
+        (operand,) = operands.values()
+        return (not operand) if isinstance(operand, bool) else residual
     return residual
 
 

@@ -4,6 +4,7 @@ import pytest
 from bicepcheck import (
     BicepSyntaxError,
     Call,
+    DeploymentFailure,
     If,
     Loop,
     Op,
@@ -30,6 +31,7 @@ from bicepcheck import (
     strip_comments,
     top_level_declarations,
     variable,
+    walk,
 )
 
 FUNCTIONS_SNIPPET = """
@@ -465,3 +467,32 @@ def test_cidr_subnet_is_bicep_s():
     assert evaluate(docs, Ref("v4subnets")) == [f"10.144.{i}.0/24" for i in range(5)]
     with pytest.raises(ValueError, match="no such subnet"):
         evaluate(docs, expression("cidrSubnet('10.144.0.0/20', 24, 16)"))
+
+
+GUARDED_SNIPPET = """
+param a bool = false
+param b bool = false
+param c bool = !a
+var both = a && b
+var either = a || b
+var checked = both ? fail('a and b together') : b
+var unknownCondition = other.outputs.flag ? fail('maybe') : b
+"""
+
+
+def test_evaluate_computes_logic_and_reaches_fail_only_on_the_branch_taken():
+    tree = parse(GUARDED_SNIPPET)
+    assert evaluate(tree, Ref("c")) is True and evaluate(tree, Ref("c"), {"a": True}) is False
+    for a in (False, True):
+        for b in (False, True):
+            bindings = {"a": a, "b": b}
+            assert evaluate(tree, Ref("both"), bindings) is (a and b)
+            assert evaluate(tree, Ref("either"), bindings) is (a or b)
+            if a and b:
+                with pytest.raises(DeploymentFailure, match="a and b together"):
+                    evaluate(tree, Ref("checked"), bindings)
+            else:
+                assert evaluate(tree, Ref("checked"), bindings) is b
+    # a condition known only during the deployment: fail() stays as written, not raised
+    residual = evaluate(tree, variable(tree, "unknownCondition"))
+    assert not known(residual) and Call("fail", {"arg_1": "maybe"}) in list(walk(residual))

@@ -4,12 +4,14 @@ import pytest
 from bicepcheck import (
     INFRA,
     ROOT,
+    Call,
     Ref,
     environment_reads,
     expression,
     get,
     module_params,
     output,
+    params,
     parse_file,
     resources,
     strip_comments,
@@ -268,3 +270,72 @@ def test_postgres_accepts_entra_logins_only_with_the_hub_as_administrator():
     assert output(postgres, "entraDbUrl").startswith("postgresql+psycopg2://${uriComponent(adminPrincipalName)}@")
     main = parse_file(INFRA / "main.bicep")
     assert module_params(main, "postgres")["adminPrincipalName"] == expression("identities.outputs.hubName")
+
+
+# --- limits (review M3) and user config (S3) --------------------------------------------------------
+
+LIMITS = {
+    # variable: (JupyterHub trait, default)
+    "ACA_NAMED_SERVER_LIMIT_PER_USER": ("named_server_limit_per_user", 2),
+    "ACA_ACTIVE_SERVER_LIMIT": ("active_server_limit", 0),
+    "ACA_CONCURRENT_SPAWN_LIMIT": ("concurrent_spawn_limit", 150),
+}
+
+
+def test_named_servers_are_limited_by_default(environ):
+    """JupyterHub's own default (0) lets one user start named servers until the core budget is full."""
+    from jupyterhub.app import JupyterHub
+
+    environ(**REQUIRED, ACA_ALLOW_NAMED_SERVERS="true")
+    c = load()
+    for trait, default in LIMITS.values():
+        assert c.JupyterHub[trait] == default, trait
+    assert c.JupyterHub.named_server_limit_per_user > 0
+    # above JupyterHub's 100, about one class: starts take minutes here
+    assert c.JupyterHub.concurrent_spawn_limit > JupyterHub.class_traits()["concurrent_spawn_limit"].default_value
+    hub = JupyterHub(config=c)
+    assert (hub.named_server_limit_per_user, hub.concurrent_spawn_limit) == (2, 150)
+
+
+def test_limits_come_from_the_environment(environ):
+    environ(**REQUIRED, ACA_NAMED_SERVER_LIMIT_PER_USER="5", ACA_ACTIVE_SERVER_LIMIT="300",
+            ACA_CONCURRENT_SPAWN_LIMIT="0")
+    c = load()
+    assert (c.JupyterHub.named_server_limit_per_user, c.JupyterHub.active_server_limit,
+            c.JupyterHub.concurrent_spawn_limit) == (5, 300, 0)
+
+
+@pytest.mark.parametrize("variable", sorted(LIMITS))
+@pytest.mark.parametrize("value", ["-1", "lots", "2.5", "²"])
+def test_a_limit_that_is_not_a_whole_number_fails_clearly(environ, variable, value):
+    environ(**REQUIRED, **{variable: value})
+    with pytest.raises(RuntimeError, match=variable):
+        load()
+
+
+def test_servers_ignore_jupyter_config_in_the_users_home(environ):
+    """disable_user_config: a config file in a (shared or planted) home cannot loosen the server's settings.
+
+    That the spawner hands it on to the server is checked in tests/spawner (JUPYTERHUB_DISABLE_USER_CONFIG).
+    """
+    from acaspawner.spawner import AcaSpawner
+
+    environ(**REQUIRED)
+    c = load()
+    assert c.Spawner.disable_user_config is True
+    assert AcaSpawner(config=c).disable_user_config is True
+
+
+def test_hub_bicep_sets_each_limit_from_a_main_bicep_parameter():
+    hub = parse_file(INFRA / "modules" / "hub.bicep")
+    main = parse_file(INFRA / "main.bicep")
+    defaults = {p.name: p.default for p in params((INFRA / "main.bicep").read_text())}
+    passed = module_params(main, "hub")
+    env = variable(hub, "containerEnv")
+    for name, (_trait, default) in LIMITS.items():
+        (entry,) = [e for e in env if isinstance(e, dict) and e.get("name") == name]
+        argument = entry["value"]
+        assert isinstance(argument, Call) and argument.name == "string", name
+        (parameter,) = argument.args.values()
+        assert isinstance(parameter, Ref) and passed[parameter.name] == Ref(parameter.name), name
+        assert defaults[parameter.name] == default, name  # what Azure gets is the config's own default

@@ -178,6 +178,12 @@ def test_hub_api_url_is_the_internal_one(db):
     assert spec.env["JUPYTERHUB_API_URL"] == "http://other-hub:8081/hub/api"
 
 
+def test_disable_user_config_reaches_the_server(db):
+    """hub/jupyterhub_config.py sets Spawner.disable_user_config; the server learns it from its environment."""
+    assert make_spawner(db, disable_user_config=True).server_spec().env["JUPYTERHUB_DISABLE_USER_CONFIG"] == "1"
+    assert "JUPYTERHUB_DISABLE_USER_CONFIG" not in make_spawner(db).server_spec().env
+
+
 def test_command_args_and_port(db):
     spec = make_spawner(db, args=["--debug"]).server_spec()
     assert spec.command == ["jupyterhub-singleuser"]
