@@ -207,6 +207,9 @@ param postgresSkuTier string = 'Burstable'
 @description('PostgreSQL storage (GiB).')
 param postgresStorageSizeGB int = 32
 
+@description('Key Vault purge protection (irreversible): on, `azd down --purge` cannot purge the vault, and the same environment name can be deployed again only 7 days after a teardown. For policies that require it; the vault only holds copies of values the azd environment keeps (docs/security.md).')
+param vaultPurgeProtection bool = false
+
 @description('Flex Consumption scale-out limit.')
 param functionsMaximumInstanceCount int = 40
 
@@ -417,6 +420,7 @@ module vault 'modules/keyvault.bicep' = {
     name: 'kv-${token}'
     hubPrincipalId: identities.outputs.hubPrincipalId
     functionsPrincipalId: identities.outputs.functionsPrincipalId
+    purgeProtection: vaultPurgeProtection
     sealingKeys: sealingKeys
     jupyterhubCryptKey: jupyterhubCryptKey
     cookieSecret: cookieSecret

@@ -6,6 +6,8 @@ param tags object
 param name string
 param hubPrincipalId string
 param functionsPrincipalId string
+@description('Purge protection (irreversible once on): a deleted vault cannot be purged before its 7 days of soft delete are over.')
+param purgeProtection bool
 
 @secure()
 param sealingKeys string
@@ -35,6 +37,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 7
+    // ARM refuses `false`: when off, the property is left out (docs/security.md, "Key Vault")
+    enablePurgeProtection: purgeProtection ? true : null
     publicNetworkAccess: 'Enabled'
   }
 }

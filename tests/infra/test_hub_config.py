@@ -339,3 +339,37 @@ def test_hub_bicep_sets_each_limit_from_a_main_bicep_parameter():
         (parameter,) = argument.args.values()
         assert isinstance(parameter, Ref) and passed[parameter.name] == Ref(parameter.name), name
         assert defaults[parameter.name] == default, name  # what Azure gets is the config's own default
+
+
+async def test_client_addresses_cannot_be_trusted_so_trusted_downstream_ips_stays_unset(environ):
+    """docs/security.md: Tornado, which JupyterHub runs with xheaders, takes a client's X-Real-Ip over the chain.
+
+    Trusting the ingress's addresses (``trusted_downstream_ips``) would not make ``remote_ip`` trustworthy, so
+    the hub does not pretend to; JupyterHub uses it for logs and the login page's anonymous XSRF id only.
+    """
+    import tornado.httpclient
+    import tornado.httpserver
+    import tornado.netutil
+    import tornado.web
+
+    environ(**REQUIRED)
+    assert "trusted_downstream_ips" not in load().JupyterHub
+
+    class Echo(tornado.web.RequestHandler):
+        def get(self):
+            self.write(self.request.remote_ip)
+
+    # as JupyterHub starts its server (app.py: xheaders=True, trusted_downstream=trusted_downstream_ips)
+    server = tornado.httpserver.HTTPServer(tornado.web.Application([(r"/", Echo)]), xheaders=True,
+                                           trusted_downstream=["10.0.0.7"])
+    [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server.add_sockets([sock])
+    try:
+        client = tornado.httpclient.AsyncHTTPClient()
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+        chain = {"X-Forwarded-For": "203.0.113.5, 10.0.0.7"}  # client, then a trusted ingress
+        assert (await client.fetch(url, headers=chain)).body == b"203.0.113.5"
+        spoofed = {**chain, "X-Real-Ip": "198.51.100.66"}  # a header the client chose
+        assert (await client.fetch(url, headers=spoofed)).body == b"198.51.100.66"
+    finally:
+        server.stop()

@@ -65,7 +65,8 @@ def settings_table() -> dict[str, str]:
         if len(cells) < 3 or not cells[0].startswith("`"):
             continue
         names = re.findall(r"`([^`]+)`", cells[0])
-        defaults = re.findall(r"`([^`]+)`", cells[2])
+        # a remark in parentheses is not a default: `false`, `true` (`false` when ...)
+        defaults = re.findall(r"`([^`]+)`", re.sub(r"\([^()]*\)", "", cells[2]))
         for i, name in enumerate(names):
             found[name] = defaults[i] if len(defaults) == len(names) else cells[2]
     return found
