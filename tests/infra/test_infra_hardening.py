@@ -162,6 +162,16 @@ def test_the_proxy_runs_on_a_node_lts_line_still_supported():
         assert int(re.fullmatch(r">=\s*(\d+)", engines).group(1)) <= major
 
 
+def test_what_is_left_as_it_is_is_as_the_docs_say():
+    """docs/security.md, "Left as they are": no peer traffic encryption, user names from upn by default."""
+    left = security_section("Left as they are")
+    for path in MODULES.glob("*.bicep"):
+        assert "peerTrafficConfiguration" not in path.read_text(), path.name
+    assert "`peerTrafficConfiguration`" in left
+    defaults = {p.name: p.default for p in params((INFRA / "main.bicep").read_text())}
+    assert defaults["aadUsernameClaim"] == "upn" and "`upn`" in left and "`oid`" in left
+
+
 @pytest.mark.parametrize("path", sorted(MODULES.glob("*.bicep")), ids=lambda p: p.name)
 def test_no_module_turns_purge_protection_off_explicitly(path):
     """A literal ``enablePurgeProtection: false`` fails the deployment (ARM: it cannot be set to false)."""
