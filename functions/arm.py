@@ -23,6 +23,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.exceptions import (
@@ -53,6 +54,7 @@ READ_TIMEOUT = 60
 
 # 409: another operation on the app is still in progress (e.g. a delete racing a create)
 TRANSIENT_STATUS = {408, 409, 429}
+ARM_PUBLIC = "https://management.azure.com"
 
 
 class ArmFailure(Exception):
@@ -239,6 +241,25 @@ class FirstAnswer(PollingMethod):
         return None
 
 
+def operations_under(settings: Settings) -> str:
+    """Where ARM reports the operations of these functions' subscription: the only URLs they read with their token."""
+    base = (settings.arm_endpoint or ARM_PUBLIC).rstrip("/")
+    return f"{base}/subscriptions/{settings.subscription_id}/providers/Microsoft.App/"
+
+
+def is_under(url: str, prefix: str) -> bool:
+    """True when ``url`` is an https URL on ``prefix``'s host (and port) whose path lies below ``prefix``'s."""
+    try:
+        given, allowed = urlsplit(url), urlsplit(prefix)
+    except ValueError:
+        return False
+    path = unquote(given.path)
+    return (given.scheme == "https" and not given.username and not given.password
+            and given.netloc.lower() == allowed.netloc.lower()
+            and path.lower().startswith(allowed.path.lower())
+            and not any(part in (".", "..") for part in path.split("/")))
+
+
 @dataclass
 class ArmApps:
     """Send writes for, list and read the container apps of one resource group.
@@ -247,11 +268,18 @@ class ArmApps:
     request and returns what ARM accepted (:class:`Accepted`); completion is
     observed later, by listing the apps (:meth:`list`) or reading the
     operation (:meth:`operation_error`). Every method raises
-    :class:`ArmFailure` subclasses only.
+    :class:`ArmFailure` subclasses only. An operation URL is read only when it
+    lies on the ARM host under this subscription's Microsoft.App operations
+    (``operations_under``): the client sends the functions' ARM token with it.
     """
 
     client: ContainerAppsAPIClient
     resource_group: str
+    operations_under: str
+
+    @classmethod
+    def for_settings(cls, client: ContainerAppsAPIClient, settings: Settings) -> ArmApps:
+        return cls(client, settings.resource_group, operations_under(settings))
 
     def _send(self, begin: Any, *args: Any) -> Accepted:
         first = FirstAnswer()
@@ -302,6 +330,19 @@ class ArmApps:
         except AzureError as e:
             raise classify(e) from e
 
+    def environment_is_internal(self, environment_id: str) -> bool:
+        """Whether ARM reports the managed environment as internal (its external ingress is the virtual network's)."""
+        parts = environment_id.strip("/").split("/")
+        try:
+            group = parts[[p.lower() for p in parts].index("resourcegroups") + 1]
+        except (ValueError, IndexError):
+            raise TerminalArmError("InvalidEnvironmentId", f"not a managed environment id: {environment_id}") from None
+        try:
+            environment = _as_dict(self.client.managed_environments.get(group, parts[-1]))
+        except AzureError as e:
+            raise classify(e) from e
+        return bool(((environment.get("properties") or {}).get("vnetConfiguration") or {}).get("internal"))
+
     def list(self) -> list[dict[str, Any]]:
         """Every app of the resource group (one ARM read per page)."""
         try:
@@ -318,6 +359,10 @@ class ArmApps:
         raising, and their error is about the read, not the operation.
         """
         if not operation_url:
+            return None
+        if not is_under(operation_url, self.operations_under):
+            log.warning("not reading an operation outside %s (host %s): the ARM token goes only there",
+                        self.operations_under, urlsplit(operation_url).netloc or "?")
             return None
         try:
             response = self.client.send_request(HttpRequest("GET", operation_url))

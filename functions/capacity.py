@@ -7,13 +7,16 @@ see it), with two kinds of rows:
 - one *count* per environment (``environment-<digest of its id>``): cores,
   memory and servers held there;
 - one *reservation* per server key (``server-<key>``): the environment, the
-  footprint, whether it is held, and the generation of the request that last
-  changed it.
+  footprint, its user, whether it is held, and the generation of the request
+  that last changed it;
+- one *count* per user (``user-<digest of the name>``): what that user's
+  servers hold, checked against the per-user limits (``ACA_MAX_SERVERS_PER_USER``,
+  ``ACA_MAX_CORES_PER_USER``), so that one user cannot take a class's pool.
 
 How it stays consistent: every change is one entity group transaction of
 that partition, conditional on the ETags that were read: the reservation
 (created only if absent, else replaced only if unchanged) together with the
-count of every environment it changes. The counts are therefore always the
+count of every environment and user it changes. The counts are therefore always the
 sum of the held reservations, and two starts racing for the last cores of an
 environment cannot both commit: the loser re-reads and places again. A
 duplicate delivery finds its reservation already held at its generation and
@@ -35,8 +38,8 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, NoReturn
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -46,10 +49,14 @@ from .environments import EnvironmentBudget, budget_of
 from .footprint import Footprint, rounded
 from .placement import Usage, choose, fits, full_message, usage_of
 
+if TYPE_CHECKING:
+    from .settings import Settings
+
 log = logging.getLogger(__name__)
 
 COUNT_PREFIX = "environment-"
 RESERVATION_PREFIX = "server-"
+USER_PREFIX = "user-"
 #: how often one call re-reads and tries again after losing a race
 MAX_RACES = 64
 _CONFLICTS = {"UpdateConditionNotSatisfied", "EntityAlreadyExists", "ResourceNotFound", "EntityNotFound"}
@@ -57,6 +64,18 @@ _CONFLICTS = {"UpdateConditionNotSatisfied", "EntityAlreadyExists", "ResourceNot
 
 class NoCapacity(Exception):
     """No environment has room; the message is for the user and the admin."""
+
+
+class UserLimit(NoCapacity):
+    """The user already holds what one user may hold; the message says which limit."""
+
+
+@dataclass(frozen=True)
+class UserLimits:
+    """What one user's servers may hold together (0: no limit)."""
+
+    servers: int = 0
+    cores: float = 0.0
 
 
 class Superseded(Exception):
@@ -80,6 +99,10 @@ def count_key(environment_id: str) -> str:
     return COUNT_PREFIX + hashlib.sha256(environment_id.rstrip("/").lower().encode()).hexdigest()[:24]
 
 
+def user_key(user: str) -> str:
+    return USER_PREFIX + hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
 def env_key(environment_id: str) -> str:
     return environment_id.rstrip("/").lower()
 
@@ -96,6 +119,7 @@ class Reservation:
     stopped: bool = False  # last changed by a stop: a start of the same generation is superseded
     updated: float = 0.0
     etag: str | None = None
+    user: str = ""  # "" for reservations written before per-user counts: they count for no user
 
 
 @dataclass(frozen=True)
@@ -108,11 +132,21 @@ class Count:
 
 
 @dataclass(frozen=True)
+class UserCount:
+    """The row that sums one user's held reservations."""
+
+    user: str
+    usage: Usage
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
 class Ledger:
     """One read of the whole capacity partition."""
 
     counts: dict[str, Count]  # by lower-case environment id
     reservations: dict[str, Reservation]  # by server key
+    users: dict[str, UserCount] = field(default_factory=dict)  # by user name
 
 
 def _value(entity: dict[str, Any], name: str, default: Any = 0) -> Any:
@@ -129,33 +163,59 @@ def _reservation(entity: dict[str, Any]) -> Reservation:
         held=bool(_value(entity, "held", False)),
         stopped=bool(_value(entity, "stopped", False)),
         updated=float(_value(entity, "updated", 0.0)),
-        etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+        etag=_etag(entity),
+        user=str(_value(entity, "user", "")),
     )
 
 
+def _etag(entity: Any) -> str | None:
+    return entity.metadata.get("etag") if hasattr(entity, "metadata") else None
+
+
+def _usage(entity: dict[str, Any]) -> Usage:
+    return Usage(float(_value(entity, "cores", 0.0)), float(_value(entity, "memory_gib", 0.0)),
+                 int(_value(entity, "servers", 0)))
+
+
 def _count(entity: dict[str, Any]) -> Count:
-    usage = Usage(float(_value(entity, "cores", 0.0)), float(_value(entity, "memory_gib", 0.0)),
-                  int(_value(entity, "servers", 0)))
-    return Count(str(_value(entity, "environment_id", "")), usage,
-                 entity.metadata.get("etag") if hasattr(entity, "metadata") else None)
+    return Count(str(_value(entity, "environment_id", "")), _usage(entity), _etag(entity))
+
+
+def _user_count(entity: dict[str, Any]) -> UserCount:
+    return UserCount(str(_value(entity, "user", "")), _usage(entity), _etag(entity))
 
 
 class CapacityLedger:
     """Reservations and per-environment counts of one hub, changed only by ETag-conditional transactions."""
 
     def __init__(self, table: TableClient, hub_id: str, pool: Sequence[EnvironmentBudget],
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, user_limits: UserLimits | None = None) -> None:
         self.table = table
         self.hub_id = hub_id
         self.pool = tuple(pool)
+        self.user_limits = user_limits or UserLimits()
         self.partition = partition(hub_id)
         self._rng = rng or random.Random()
+
+    @classmethod
+    def for_settings(cls, table: TableClient, settings: Settings) -> CapacityLedger:
+        """The ledger of ``settings``' hub: its pool of environments and its per-user limits."""
+        return cls(table, settings.hub_id, settings.environments,
+                   user_limits=UserLimits(settings.max_servers_per_user, settings.max_cores_per_user))
 
     # -- reading ----------------------------------------------------------------------------------------
 
     def reservation(self, server_key: str) -> Reservation | None:
         try:
             return _reservation(self.table.get_entity(self.partition, RESERVATION_PREFIX + server_key))
+        except ResourceNotFoundError:
+            return None
+
+    def user_count(self, user: str) -> UserCount | None:
+        if not user:
+            return None
+        try:
+            return _user_count(self.table.get_entity(self.partition, user_key(user)))
         except ResourceNotFoundError:
             return None
 
@@ -171,7 +231,7 @@ class CapacityLedger:
 
     def read(self) -> Ledger:
         """The whole partition in one query (the reconciler's view)."""
-        counts, reservations = {}, {}
+        counts, reservations, users = {}, {}, {}
         for entity in self.table.query_entities("PartitionKey eq @p", parameters={"p": self.partition}):
             key = entity["RowKey"]
             if key.startswith(COUNT_PREFIX):
@@ -180,7 +240,10 @@ class CapacityLedger:
             elif key.startswith(RESERVATION_PREFIX):
                 reservation = _reservation(entity)
                 reservations[reservation.server_key] = reservation
-        return Ledger(counts, reservations)
+            elif key.startswith(USER_PREFIX):
+                user_count = _user_count(entity)
+                users[user_count.user] = user_count
+        return Ledger(counts, reservations, users)
 
     # -- writing ----------------------------------------------------------------------------------------
 
@@ -194,14 +257,21 @@ class CapacityLedger:
             "generation": (reservation.generation, "Edm.Int64"),
             "held": reservation.held,
             "stopped": reservation.stopped,
+            "user": reservation.user,
             "updated": time.time(),
         }
 
     def _count_entity(self, environment_id: str, usage: Usage) -> dict[str, Any]:
+        return self._usage_entity(count_key(environment_id), usage, environment_id=environment_id)
+
+    def _user_entity(self, user: str, usage: Usage) -> dict[str, Any]:
+        return self._usage_entity(user_key(user), usage, user=user)
+
+    def _usage_entity(self, row_key: str, usage: Usage, **what: str) -> dict[str, Any]:
         return {
             "PartitionKey": self.partition,
-            "RowKey": count_key(environment_id),
-            "environment_id": environment_id,
+            "RowKey": row_key,
+            **what,
             "cores": float(rounded(max(usage.cores, 0.0))),
             "memory_gib": float(rounded(max(usage.memory_gib, 0.0))),
             "servers": max(usage.servers, 0),
@@ -225,28 +295,31 @@ class CapacityLedger:
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as e:
             raise _Raced() from e
 
-    def _commit(self, before: Reservation | None, after: Reservation, counts: dict[str, Count]) -> None:
-        """Write ``after`` over ``before`` and move the counts by the difference, in one transaction."""
-        deltas: dict[str, tuple[str, float, float, int]] = {}
+    def _commit(self, before: Reservation | None, after: Reservation, counts: dict[str, Count],
+                user_count: UserCount | None = None) -> None:
+        """Write ``after`` over ``before`` and move the counts (environments', the user's) by the difference,
+        in one transaction. ``user_count``: the user's count as read (None: there is none yet)."""
+        deltas: dict[tuple[str, str], tuple[str, float, float, int]] = {}
 
-        def add(environment_id: str, fp: Footprint, sign: int) -> None:
-            key = env_key(environment_id)
-            _, cpu, memory, servers = deltas.get(key, (environment_id, 0.0, 0.0, 0))
-            deltas[key] = (environment_id, cpu + sign * fp.cpu, memory + sign * fp.memory_gib, servers + sign)
+        def add(kind: str, name: str, fp: Footprint, sign: int) -> None:
+            key = (kind, env_key(name) if kind == "environment" else name)
+            _, cpu, memory, servers = deltas.get(key, (name, 0.0, 0.0, 0))
+            deltas[key] = (name, cpu + sign * fp.cpu, memory + sign * fp.memory_gib, servers + sign)
 
-        if before is not None and before.held:
-            add(before.environment_id, before.footprint, -1)
-        if after.held:
-            add(after.environment_id, after.footprint, +1)
+        for reservation, sign in ((before, -1), (after, +1)):
+            if reservation is not None and reservation.held:
+                add("environment", reservation.environment_id, reservation.footprint, sign)
+                if reservation.user:
+                    add("user", reservation.user, reservation.footprint, sign)
         operations = []
-        for key, (environment_id, cpu, memory, servers) in deltas.items():
+        for (kind, key), (name, cpu, memory, servers) in deltas.items():
             if rounded(cpu) == 0 and rounded(memory) == 0 and servers == 0:
                 continue
-            count = counts.get(key)
-            usage = count.usage if count else Usage()
+            row = counts.get(key) if kind == "environment" else user_count
+            usage = row.usage if row else Usage()
             moved = Usage(usage.cores + cpu, usage.memory_gib + memory, usage.servers + servers)
-            operations.append(self._conditional(self._count_entity(environment_id, moved),
-                                                count.etag if count else None))
+            entity = self._count_entity(name, moved) if kind == "environment" else self._user_entity(name, moved)
+            operations.append(self._conditional(entity, row.etag if row else None))
         operations.append(self._conditional(self._entity(after), before.etag if before else None))
         self._submit(operations)
 
@@ -264,24 +337,25 @@ class CapacityLedger:
     # -- the lifecycle's operations ----------------------------------------------------------------------
 
     def reserve(self, server_key: str, generation: int, need: Footprint, *, pinned: str = "",
-                pin_previous: bool = False) -> str:
-        """Hold ``need`` for ``server_key`` and return the environment's id.
+                pin_previous: bool = False, user: str = "") -> str:
+        """Hold ``need`` for ``server_key`` (a server of ``user``) and return the environment's id.
 
         ``pinned``: the environment of an app the server already has (it cannot move);
         ``pin_previous``: treat the environment it held last as pinned (a parked app lives there).
-        Raises :class:`NoCapacity`, :class:`Superseded`, :class:`CapacityBusy`.
+        Raises :class:`NoCapacity` (:class:`UserLimit` when the user holds all one user may),
+        :class:`Superseded`, :class:`CapacityBusy`.
         """
         for _ in self._races(f"reserving for {server_key}"):
             try:
-                return self._reserve_once(server_key, generation, need, pinned, pin_previous)
+                return self._reserve_once(server_key, generation, need, pinned, pin_previous, user)
             except _Raced:
                 continue
         raise AssertionError("unreachable")
 
     def _reserve_once(self, server_key: str, generation: int, need: Footprint, pinned: str,
-                      pin_previous: bool) -> str:
+                      pin_previous: bool, user: str) -> str:
         # the counts first: a twin delivery's hold that they include shows in the reservation read after
-        counts = self.counts()
+        counts, user_count = self.counts(), self.user_count(user)
         before = self.reservation(server_key)
         if before is not None and (before.generation > generation
                                    or (before.generation == generation and before.stopped)):
@@ -297,6 +371,7 @@ class CapacityLedger:
             where = before.environment_id
         else:
             where = ""
+        self._check_user(user, user_count, before, need)
         used = {k: c.usage for k, c in counts.items()}
         if where:
             if not self._room_for(where, before, need, used):
@@ -308,10 +383,29 @@ class CapacityLedger:
             if chosen is None:
                 self._full(server_key, generation, need, before, full_message(self.pool, used, need))
             target = chosen.id
-        after = Reservation(server_key, target, need, max(generation, before.generation if before else 0), held=True)
-        self._commit(before, after, counts)
+        after = Reservation(server_key, target, need, max(generation, before.generation if before else 0), held=True,
+                            user=user)
+        self._commit(before, after, counts, user_count)
         log.info("reserved %s for %s (generation %s) in %s", need, server_key, generation, target)
         return target
+
+    def _check_user(self, user: str, user_count: UserCount | None, before: Reservation | None,
+                    need: Footprint) -> None:
+        """Raise UserLimit when holding ``need`` too would take ``user`` past a per-user limit."""
+        limits = self.user_limits
+        if not user or not (limits.servers or limits.cores):
+            return
+        usage = user_count.usage if user_count else Usage()
+        if before is not None and before.held and before.user == user:  # what it holds already is its own
+            usage = Usage(usage.cores - before.footprint.cpu, usage.memory_gib - before.footprint.memory_gib,
+                          usage.servers - 1)
+        if limits.servers and usage.servers + 1 > limits.servers:
+            raise UserLimit(f"you have {usage.servers} servers running, the most one user may run here "
+                            f"(ACA_MAX_SERVERS_PER_USER {limits.servers}); stop one of them first")
+        if limits.cores and rounded(usage.cores + need.cpu) > limits.cores:
+            raise UserLimit(f"this server's {need.cpu:g} vCPU and the {usage.cores:g} your servers hold would be "
+                            f"more than one user may hold here ({limits.cores:g} vCPU, ACA_MAX_CORES_PER_USER); "
+                            "stop a server or choose a smaller one")
 
     def _full(self, server_key: str, generation: int, need: Footprint, before: Reservation | None,
               message: str) -> NoReturn:
@@ -358,8 +452,10 @@ class CapacityLedger:
                 after = replace(before, generation=generation, stopped=True)
             else:
                 after = replace(before, generation=generation, held=False, stopped=fence)
+            holding = before is not None and before.held
             try:
-                self._commit(before, after, self.counts() if before is not None and before.held else {})
+                self._commit(before, after, self.counts() if holding else {},
+                             self.user_count(before.user) if holding else None)
             except _Raced:
                 if etag is not None:
                     return False
@@ -374,21 +470,27 @@ class CapacityLedger:
     # -- the reconciler's operations -------------------------------------------------------------------
 
     def adopt(self, server_key: str, environment_id: str, footprint: Footprint, generation: int,
-              before: Reservation | None) -> bool:
-        """Hold what an app holds that has no reservation (``before`` as read: absent, or released); once."""
+              before: Reservation | None, user: str = "") -> bool:
+        """Hold what an app of ``user`` holds that has no reservation (``before`` as read: absent, or released); once."""
         after = Reservation(server_key, environment_id, footprint,
-                            max(generation, before.generation if before else 0), held=True)
+                            max(generation, before.generation if before else 0), held=True, user=user)
         try:
-            self._commit(before, after, self.counts())
+            self._commit(before, after, self.counts(), self.user_count(user))
         except _Raced:
             return False
         return True
 
     def recount(self, environment_id: str, usage: Usage, count: Count | None) -> bool:
         """Set an environment's count to ``usage`` (the sum of its held reservations), unless it changed since read."""
-        entity = self._count_entity(environment_id, usage)
+        return self._rewrite(self._count_entity(environment_id, usage), count.etag if count else None)
+
+    def recount_user(self, user: str, usage: Usage, count: UserCount | None) -> bool:
+        """Set a user's count to ``usage`` (the sum of their held reservations), unless it changed since read."""
+        return self._rewrite(self._user_entity(user, usage), count.etag if count else None)
+
+    def _rewrite(self, entity: dict[str, Any], etag: str | None) -> bool:
         try:
-            self._submit([self._conditional(entity, count.etag if count else None)])
+            self._submit([self._conditional(entity, etag)])
         except _Raced:
             return False
         return True

@@ -12,9 +12,9 @@ it listed this hub's apps and read the statuses:
 2. *releases* every held reservation whose server has no app holding cores
    and is not active (queued, provisioning, running), once it is older than
    the grace period and the status, read again, still says so;
-3. *recounts* each environment from the held reservations and rewrites a
-   count that differs (ETag-conditional: a lifecycle write in between wins,
-   the next run looks again);
+3. *recounts* each environment and each user from the held reservations and
+   rewrites a count that differs (ETag-conditional: a lifecycle write in
+   between wins, the next run looks again);
 4. reports, per environment, servers, cores in use and cores left.
 
 Steps 1 and 2 need a complete listing of the apps; without one only 3 and 4 run.
@@ -36,6 +36,7 @@ from .capacity import CapacityBusy, CapacityLedger, Ledger, env_key
 from .environments import EnvironmentBudget, environment_name
 from .footprint import app_environment, holds_cores, of_app, rounded
 from .placement import Usage
+from .spec import TAG_USER
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,22 @@ class CapacityReport:
         return head + (" environments: " + "; ".join(parts) if parts else "")
 
 
+def _user_sums(ledger: Ledger) -> dict[str, Usage]:
+    """Per user: the sum of their held reservations."""
+    sums: dict[str, Usage] = {}
+    for reservation in ledger.reservations.values():
+        if reservation.held and reservation.user:
+            usage, fp = sums.get(reservation.user, Usage()), reservation.footprint
+            sums[reservation.user] = Usage(rounded(usage.cores + fp.cpu), rounded(usage.memory_gib + fp.memory_gib),
+                                           usage.servers + 1)
+    return sums
+
+
+def _same(a: Usage, b: Usage) -> bool:
+    return rounded(a.cores) == rounded(b.cores) and rounded(a.memory_gib) == rounded(b.memory_gib) \
+        and a.servers == b.servers
+
+
 def _sums(ledger: Ledger) -> dict[str, tuple[str, Usage]]:
     """Per environment (lower-case id): its id and the sum of its held reservations."""
     sums: dict[str, tuple[str, Usage]] = {}
@@ -101,12 +118,12 @@ class CapacityRepair:
         """``apps``: this hub's apps by name (None when the listing is incomplete); ``statuses`` by server key."""
         if apps is not None:
             ledger = self.ledger.read()
-            self._adopt(apps, ledger)
+            self._adopt(apps, ledger, statuses)
             self._release(apps, ledger, statuses, read_status)
         self._recount()
         return self.report
 
-    def _adopt(self, apps: Mapping[str, dict[str, Any]], ledger: Ledger) -> None:
+    def _adopt(self, apps: Mapping[str, dict[str, Any]], ledger: Ledger, statuses: Mapping[str, Status]) -> None:
         for key, app in sorted(apps.items()):
             environment_id = app_environment(app)
             if not environment_id or not holds_cores(app):
@@ -116,7 +133,9 @@ class CapacityRepair:
                 continue
             if before is not None and self.now - before.updated < self.grace:
                 continue  # released a moment ago: the app may be on its way out
-            if self.ledger.adopt(key, environment_id, of_app(app), app_generation(app) or 0, before):
+            status = statuses.get(key)
+            user = status.user if status is not None else str((app.get("tags") or {}).get(TAG_USER, ""))
+            if self.ledger.adopt(key, environment_id, of_app(app), app_generation(app) or 0, before, user):
                 log.warning("Capacity: adopted container app %s in %s (%s): it held cores without a reservation",
                             key, environment_name(environment_id), of_app(app))
                 self.report.adopted.append(key)
@@ -148,14 +167,21 @@ class CapacityRepair:
             count = ledger.counts.get(key)
             # an environment with a count but nothing held any more counts zero
             environment_id, usage = sums.get(key) or (count.environment_id if count else key, Usage())
-            if count is not None and rounded(count.usage.cores) == usage.cores \
-                    and rounded(count.usage.memory_gib) == usage.memory_gib and count.usage.servers == usage.servers:
+            if count is not None and _same(count.usage, usage):
                 continue
             if self.ledger.recount(environment_id, usage, count):
                 was = count.usage if count is not None else Usage()
                 log.warning("Capacity: recounted %s: %g cores, %d servers (the count said %g cores, %d servers)",
                             environment_name(environment_id), usage.cores, usage.servers, was.cores, was.servers)
                 self.report.recounted.append(environment_name(environment_id))
+        user_sums = _user_sums(ledger)
+        for user in sorted(set(user_sums) | set(ledger.users)):
+            count, usage = ledger.users.get(user), user_sums.get(user, Usage())
+            if count is not None and _same(count.usage, usage):
+                continue
+            if self.ledger.recount_user(user, usage, count):
+                log.warning("Capacity: recounted what user %r holds: %g cores, %d servers", user, usage.cores,
+                            usage.servers)
         self._describe(sums)
 
     def _describe(self, sums: Mapping[str, tuple[str, Usage]]) -> None:

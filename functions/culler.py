@@ -30,8 +30,9 @@ from typing import Any
 
 from acaspawner.culler_service import SERVICE_NAME, culler_scopes
 
-from .appsettings import count, flag, number
+from .appsettings import InvalidSetting, count, flag, number
 from .hubapi import HubApi, HubApiError, HubApiSettings, HubUnavailable
+from .settings import CULL_USERS_DELETES_HOMES
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,15 @@ class CullOptions:
     @classmethod
     def from_settings(cls, settings: Mapping[str, str]) -> CullOptions:
         """The ``ACA_CULL_*`` settings; raises :class:`~functions.appsettings.InvalidSetting` naming a bad one."""
+        cull_users = flag(settings, "ACA_CULL_USERS", False)
+        if cull_users and flag(settings, "ACA_HOME_DELETE_ON_DELETE", False):
+            raise InvalidSetting(CULL_USERS_DELETES_HOMES)
         return cls(
             timeout=number(settings, "ACA_CULL_TIMEOUT", 3600, minimum=1),
             max_age=number(settings, "ACA_CULL_MAX_AGE", 0),
-            cull_users=flag(settings, "ACA_CULL_USERS", False),
-            cull_admin_users=flag(settings, "ACA_CULL_ADMIN_USERS", True),
+            cull_users=cull_users,
+            # deleting idle users spares admins unless asked: an admin idle for a weekend keeps their account
+            cull_admin_users=flag(settings, "ACA_CULL_ADMIN_USERS", not cull_users),
             cull_default_servers=flag(settings, "ACA_CULL_DEFAULT_SERVERS", True),
             cull_named_servers=flag(settings, "ACA_CULL_NAMED_SERVERS", True),
             remove_named_servers=flag(settings, "ACA_REMOVE_NAMED_SERVERS", False),

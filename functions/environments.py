@@ -17,13 +17,18 @@ only from inside its own environment, so there ``"vnet_ingress": true`` gives
 apps ``external: true`` ingress, which on an internal environment means "the
 virtual network", never the internet; and the hub's internal name does not
 resolve there, so ``"hub_api_url"`` is the hub API address its servers use
-(typically the hub's public URL + ``hub/api``).
+(typically the hub's public URL + ``hub/api``). Such apps accept connections
+only from ``"allow_from"`` (required with ``vnet_ingress``: the address
+ranges of the hub's proxy, e.g. its subnet), and the functions refuse to
+place a server in a ``vnet_ingress`` environment that ARM does not report as
+internal, where external would mean the internet.
 Without the setting the pool is ``ACA_ENVIRONMENT_ID`` alone with the
 default budget. ``ACA_ENVIRONMENT_ID`` must be one of the pool.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 from collections.abc import Sequence
@@ -34,7 +39,7 @@ DEFAULT_CORES = 100.0
 #: Consumption sizes pair 2 GiB with every core
 MEMORY_GIB_PER_CORE = 2.0
 
-_KEYS = {"id", "cores", "memory_gib", "vnet_ingress", "hub_api_url"}
+_KEYS = {"id", "cores", "memory_gib", "vnet_ingress", "hub_api_url", "allow_from"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class EnvironmentBudget:
     memory_gib: float = DEFAULT_CORES * MEMORY_GIB_PER_CORE
     vnet_ingress: bool = False  # apps get external ingress: the virtual network's, on an internal environment
     hub_api_url: str = ""  # the hub API as servers here reach it; empty: the address the hub sent
+    allow_from: tuple[str, ...] = ()  # with vnet_ingress: the only address ranges its apps accept connections from
 
     @property
     def name(self) -> str:
@@ -93,8 +99,20 @@ def _budget(entry: object, index: int) -> EnvironmentBudget:
     hub_api_url = entry.get("hub_api_url", "")
     if not isinstance(hub_api_url, str) or (hub_api_url and not hub_api_url.startswith(("https://", "http://"))):
         raise ValueError(f"{where} needs an http(s) URL as hub_api_url, not {hub_api_url!r}")
+    allow_from = entry.get("allow_from", [])
+    if not isinstance(allow_from, list) or not all(isinstance(a, str) for a in allow_from):
+        raise ValueError(f"{where} needs a list of address ranges as allow_from, not {allow_from!r}")
+    try:
+        ranges = tuple(str(ipaddress.ip_network(a.strip(), strict=False)) for a in allow_from)
+    except ValueError as e:
+        raise ValueError(f"{where} has an invalid address range in allow_from ({e})") from None
+    if vnet_ingress and not ranges:
+        raise ValueError(f"{where} sets vnet_ingress without allow_from: every server there would accept "
+                         "connections from the whole virtual network; name the hub's address ranges")
+    if ranges and not vnet_ingress:
+        raise ValueError(f"{where} sets allow_from without vnet_ingress (internal ingress needs none)")
     return EnvironmentBudget(id=env_id.strip().rstrip("/"), cores=cores, memory_gib=memory,
-                             vnet_ingress=vnet_ingress, hub_api_url=hub_api_url.rstrip("/"))
+                             vnet_ingress=vnet_ingress, hub_api_url=hub_api_url.rstrip("/"), allow_from=ranges)
 
 
 def parse_environments(raw: str, environment_id: str) -> tuple[EnvironmentBudget, ...]:

@@ -5,9 +5,12 @@ write, the invocation puts a :class:`FollowUp` on the lifecycle queue,
 invisible for the operation's ``Retry-After``, and returns. The invocation
 that receives it looks at the app once (in the shared listing,
 :mod:`functions.listing`) and either records the outcome or sends the next
-follow-up, ``ACA_ARM_POLL_INTERVAL`` seconds later. A follow-up is sealed like a request (the queue is
-shared with the hub, and only holders of the sealing key may steer the
-functions) and names the request it follows by key and generation, so it is
+follow-up, ``ACA_ARM_POLL_INTERVAL`` seconds later. A follow-up is sealed
+with the functions' own keys (``ACA_FOLLOWUP_KEYS``), which the hub's identity
+cannot read: the queue is shared with the hub, and a follow-up steers what
+the functions do with their ARM rights, so a hub (or whoever holds its
+sealing keys) cannot forge one; a follow-up sealed with a hub key is
+poisoned. It names the request it follows by key and generation, so it is
 ignored as soon as the status table has moved on.
 """
 
@@ -20,8 +23,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from acaspawner import wire
-from acaspawner.contract import SCHEMA_VERSION, ContractError, Op, Request
-from acaspawner.sealing import Sealer
+from acaspawner.contract import QUEUE_TTL_MARGIN, SCHEMA_VERSION, ContractError, Op, Request
+from acaspawner.sealing import Sealer, SealError
 
 KIND = "follow-up"
 
@@ -103,6 +106,55 @@ class FollowUp:
                 f"generation={self.generation}, attempt={self.attempt}, correlation_id={self.correlation_id})")
 
 
+class HubSealedFollowUp(SealError):
+    """A follow-up sealed with a hub key: only the functions seal follow-ups, with keys of their own."""
+
+
+class FollowUpSealedRequest(SealError):
+    """A request sealed with the functions' own key: the hub cannot hold it, so no request can carry it."""
+
+
+def sealer_for(sealed: bytes | str, *sealers: Sealer | None) -> Sealer | None:
+    """Of ``sealers``, the one whose key ``sealed`` names (the hub's or the functions' own), else the first."""
+    present = [s for s in sealers if s is not None]
+    return next((s for s in present if s.holds_key_of(sealed)), present[0] if present else None)
+
+
+class Keyring:
+    """The hub's sealer and the functions' own as one opener: a message opens under the key it names.
+
+    For the poison drain, which only tells why a message was poisoned.
+    """
+
+    def __init__(self, hub_sealer: Sealer, followup_sealer: Sealer | None = None):
+        self.hub_sealer, self.followup_sealer = hub_sealer, followup_sealer
+        self.max_age = hub_sealer.max_age
+
+    def sealed_by_functions(self, sealed: bytes | str) -> bool:
+        return self.followup_sealer is not None and self.followup_sealer.holds_key_of(sealed)
+
+    def open_bytes(self, sealed: bytes | str, now: float | None = None) -> bytes:
+        opener = self.followup_sealer if self.sealed_by_functions(sealed) else self.hub_sealer
+        assert opener is not None
+        return opener.open_bytes(sealed, now)
+
+
+def open_message(sealed: bytes, hub_sealer: Sealer, followup_sealer: Sealer) -> Request | FollowUp:
+    """The request (hub key) or follow-up (functions' key) inside ``sealed``; raises SealError/ContractError.
+
+    A follow-up under a hub key, or a request under the functions' key, is refused as forged.
+    """
+    if followup_sealer.holds_key_of(sealed):
+        message = read_payload(followup_sealer.open_bytes(sealed))
+        if not isinstance(message, FollowUp):
+            raise FollowUpSealedRequest("a request sealed with the functions' own key")
+        return message
+    message = read_payload(hub_sealer.open_bytes(sealed))
+    if isinstance(message, FollowUp):
+        raise HubSealedFollowUp("a follow-up sealed with a hub key (only the functions seal follow-ups)")
+    return message
+
+
 def is_follow_up(payload: dict[str, Any]) -> bool:
     return payload.get("kind") == KIND
 
@@ -119,7 +171,7 @@ def read_payload(plaintext: bytes) -> Request | FollowUp:
 
 
 class MessageSender(Protocol):
-    def send_lifecycle_message(self, body: str, delay: int) -> None: ...
+    def send_lifecycle_message(self, body: str, delay: int, time_to_live: int | None = None) -> None: ...
 
 
 @dataclass
@@ -132,4 +184,7 @@ class FollowUps:
     def send(self, follow_up: FollowUp) -> None:
         body = wire.encode(self.sealer.seal_bytes(follow_up.to_json().encode("utf-8")))
         # queue visibility has whole seconds; never 0, so a follow-up cannot spin on an unchanged app
-        self.queue.send_lifecycle_message(body, max(1, math.ceil(follow_up.delay)))
+        delay = max(1, math.ceil(follow_up.delay))
+        # past the sealing maximum age it is refused anyway: the queue need not keep it longer
+        ttl = delay + math.ceil(self.sealer.max_age) + QUEUE_TTL_MARGIN
+        self.queue.send_lifecycle_message(body, delay, time_to_live=ttl)

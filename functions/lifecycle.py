@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from acaspawner import wire
 from acaspawner.contract import ContractError, Op, Request, ServerSpec
@@ -60,7 +60,7 @@ from acaspawner.sealing import ExpiredMessage, Sealer, SealError
 
 from .arm import ArmApps, for_users
 from .capacity import CapacityLedger
-from .followup import FollowUp, FollowUps, read_payload
+from .followup import FollowUp, FollowUps, open_message, sealer_for
 from .listing import AppListing
 from .policy import ForeignHub, PolicyViolation, check_request, key_belongs_to
 from .rules import Outcome, RetryLater, Verdict, decide
@@ -81,10 +81,13 @@ class Deps:
     settings: Settings
     storage: FunctionStorage
     apps: ArmApps
-    sealer: Sealer
-    follow_ups: FollowUps
+    sealer: Sealer  # the hub's keys: requests
+    follow_ups: FollowUps  # sealed with ``followup_sealer``
     listing: AppListing
     homes: UserHomes | None = None  # users' home folders; None: servers get no home
+    followup_sealer: Sealer | None = None  # the functions' own keys (ACA_FOLLOWUP_KEYS): follow-ups
+    # environments of the pool with vnet_ingress that ARM reported internal (checked once per instance)
+    internal_environments: set[str] = field(default_factory=set)
     max_dequeue_count: int = 5
     # where servers are placed and what they hold there; None: everything in ACA_ENVIRONMENT_ID, uncounted
     capacity: CapacityLedger | None = None
@@ -103,7 +106,8 @@ def _unusable_request_target(body: bytes, deps: Deps) -> Request | None:
     that server should fail visibly instead of waiting out its timeout.
     """
     try:
-        data = json.loads(deps.sealer.open_bytes_of_any_age(body))
+        sealer = sealer_for(body, deps.sealer, deps.followup_sealer)
+        data = json.loads(sealer.open_bytes_of_any_age(body))
         op = data.get("op") if data.get("op") in ("start", "stop", "delete") else "start"
         target = Request(
             op=Op(op),
@@ -123,8 +127,10 @@ def _unusable_request_target(body: bytes, deps: Deps) -> Request | None:
 
 
 def _open(body: bytes, deps: Deps) -> Request | FollowUp:
-    """The request or follow-up inside a sealed message; raises SealError/ContractError."""
-    return read_payload(deps.sealer.open_bytes(body))
+    """The request (hub key) or follow-up (the functions' key) inside a sealed message; raises SealError/ContractError."""
+    if deps.followup_sealer is None:
+        raise RuntimeError("the lifecycle needs the functions' follow-up keys (ACA_FOLLOWUP_KEYS)")
+    return open_message(body, deps.sealer, deps.followup_sealer)
 
 
 def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:

@@ -90,6 +90,10 @@ def check_spec(spec: ServerSpec, settings: Settings) -> None:
         raise PolicyViolation(str(e)) from None
     if memory > settings.max_memory_gi:
         raise PolicyViolation(f"memory {spec.memory} exceeds the maximum of {settings.max_memory_gi:g}Gi")
+    profile = spec.workload_profile or settings.workload_profile
+    if profile and profile.lower() not in {p.lower() for p in settings.allowed_workload_profiles}:
+        raise PolicyViolation(f"workload profile {profile!r} is not allowed here "
+                              f"(allowed: {', '.join(settings.allowed_workload_profiles)})")
 
 
 

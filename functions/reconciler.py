@@ -70,7 +70,7 @@ from .arm import app_generation, make_client
 from .capacity import CapacityLedger
 from .capacity_repair import CapacityReport, repair_capacity
 from .culler import read_page_size
-from .followup import FollowUp, read_payload
+from .followup import FollowUp, Keyring, read_payload
 from .hubapi import HubApi, HubApiError, HubApiSettings
 from .policy import key_belongs_to
 from .settings import (
@@ -92,6 +92,24 @@ NAME = "aca-reconciler"
 STUCK_PHASES = (Phase.QUEUED, Phase.PROVISIONING)
 STUCK_ERROR_CODE = "StuckTimeout"
 NOT_IN_HUB = "the hub no longer counts its server as active"
+#: a hub answer that would have the reconciler remove more active servers than this (and more than half of
+#: them) is not believed: a restored database or a wrong ACA_HUB_API_URL must not delete a class's servers
+FORGOTTEN_AT_MOST = 5
+
+
+def implausible_hub_answer(hub_active: set[tuple[str, str]], statuses: dict[str, Status], now: float,
+                           grace: float) -> str:
+    """Why the hub's list of active servers is not believed (``""``: it is)."""
+    active = [s for s in statuses.values() if s.phase.is_active and now - s.updated >= grace]
+    forgotten = [s for s in active if (s.user, s.server_name) not in hub_active]
+    if not forgotten:
+        return ""
+    if not hub_active:
+        return (f"the hub lists no active server while {len(active)} are active in the status table "
+                "(a new or restored hub database, or ACA_HUB_API_URL naming another hub?)")
+    if len(forgotten) > max(FORGOTTEN_AT_MOST, len(active) / 2):
+        return f"the hub does not list {len(forgotten)} of the {len(active)} servers active in the status table"
+    return ""
 # poison queue: one receive returns at most 32 messages; a run looks at a bounded number
 POISON_PAGE = 32
 POISON_MAX_PER_RUN = 256
@@ -438,7 +456,7 @@ class PoisonVerdict:
 NO_KEYS = "not classified: ACA_SEALING_KEYS not set"
 
 
-def classify_poison(body: str | bytes, sealer: Sealer | None, *, poisoned_at: float, now: float, hub_id: str,
+def classify_poison(body: str | bytes, sealer: Sealer | Keyring | None, *, poisoned_at: float, now: float, hub_id: str,
                     max_dequeue_count: int = DEFAULT_MAX_DEQUEUE_COUNT) -> PoisonVerdict:
     """Why the poison message ``body`` was poisoned, as the lifecycle saw it when it was poisoned.
 
@@ -476,6 +494,10 @@ def classify_poison(body: str | bytes, sealer: Sealer | None, *, poisoned_at: fl
     except ContractError as e:
         return PoisonVerdict(f"authentic but unreadable ({type(e).__name__}): its schema is unknown or "
                              "invalid (a hub or functions of another version?)", expired=expired)
+    by_functions = isinstance(sealer, Keyring) and sealer.sealed_by_functions(sealed)
+    if isinstance(sealer, Keyring) and isinstance(message, FollowUp) != by_functions:
+        return PoisonVerdict("forged: a follow-up sealed with a hub key, or a request with the functions' own key "
+                             "(HubSealedFollowUp, FollowUpSealedRequest): refused by the lifecycle", expired=expired)
     what = (f"follow-up ({message.step.value})" if isinstance(message, FollowUp) else "request")
     what += f" op={message.op.value} server_key={message.server_key} generation={message.generation}"
     if message.hub_id != hub_id:
@@ -511,7 +533,7 @@ class _PoisonDrain:
     looks, not the lifecycle's deliveries, which the host does not carry over.)
     """
 
-    def __init__(self, queue: PoisonQueue, sealer: Sealer | None, options: ReconcileOptions, now: float,
+    def __init__(self, queue: PoisonQueue, sealer: Sealer | Keyring | None, options: ReconcileOptions, now: float,
                  summary: ReconcileSummary):
         self.queue = queue
         self.sealer = sealer
@@ -592,7 +614,7 @@ def _age_s(seconds: float) -> str:
     return f"{int(seconds)} s" if seconds < 120 else _age(seconds)
 
 
-def drain_poison(queue: PoisonQueue, sealer: Sealer | None, options: ReconcileOptions, summary: ReconcileSummary,
+def drain_poison(queue: PoisonQueue, sealer: Sealer | Keyring | None, options: ReconcileOptions, summary: ReconcileSummary,
                  now: float) -> None:
     """Step 7 on its own: storage errors end up in ``summary`` (errors and a note), never raised."""
     try:
@@ -610,7 +632,7 @@ def reconcile(
     hub_servers: Callable[[], Iterable[tuple[str, str, bool]]] | None = None,
     now: float | None = None,
     poison: PoisonQueue | None = None,
-    sealer: Sealer | None = None,
+    sealer: Sealer | Keyring | None = None,
     capacity: CapacityLedger | None = None,
 ) -> ReconcileSummary:
     """One reconciler run against explicit dependencies.
@@ -654,6 +676,11 @@ def reconcile(
                 summary.errors.append(f"hub API: {e}")
                 summary.notes.append("could not ask the hub which servers run")
         hub_active = None if servers is None else {(user, name) for user, name, _ in servers}
+        if hub_active is not None:
+            doubt = implausible_hub_answer(hub_active, statuses, now, options.grace)
+            if doubt:
+                summary.errors.append(f"hub API: {doubt}; no server was removed for being unknown to the hub")
+                hub_active = None
         try:
             run.delete_leftovers(apps, statuses, hub_active)
         except _BudgetExhausted as e:
@@ -700,7 +727,8 @@ def run_reconciler(settings: Mapping[str, str], *, now: float | None = None) -> 
         hub_settings = HubApiSettings.from_settings(settings)
     except (ValueError, SettingsError) as e:
         raise ReconcilerError(f"invalid reconciler settings: {e}") from None
-    sealer = config.sealer() if config.sealing_keys else None
+    sealer = Keyring(config.sealer(), config.followup_sealer() if config.followup_keys else None) \
+        if config.sealing_keys else None
     storage = FunctionStorage(config.storage)
     client = make_client(config)
     hub: HubApi | None = hub_settings.client() if hub_settings.configured else None

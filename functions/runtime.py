@@ -38,21 +38,22 @@ def build_deps(settings: Settings) -> Deps:
     """Clients for ``settings``: status table (and its capacity ledger), lifecycle and poison queues, ARM, the
     shared listing, home share."""
     limits = read_host_limits()
-    apps = ArmApps(make_client(settings, retry_timeout=min(ARM_RETRY_BUDGET, limits.function_timeout / 2)),
-                   settings.resource_group)
+    apps = ArmApps.for_settings(make_client(settings, retry_timeout=min(ARM_RETRY_BUDGET, limits.function_timeout / 2)),
+                                settings)
     storage = FunctionStorage(settings.storage)
-    sealer = settings.sealer()
+    sealer, followup_sealer = settings.sealer(), settings.followup_sealer()
     folders = make_homes(settings)
     return Deps(
         settings=settings,
         storage=storage,
         apps=apps,
         sealer=sealer,
-        follow_ups=FollowUps(sealer, storage),
+        follow_ups=FollowUps(followup_sealer, storage),
+        followup_sealer=followup_sealer,
         listing=AppListing(apps),
         homes=UserHomes(folders, HomeOwners(storage.table, settings.hub_id)) if folders is not None else None,
         max_dequeue_count=limits.max_dequeue_count,
-        capacity=CapacityLedger(storage.table, settings.hub_id, settings.environments),
+        capacity=CapacityLedger.for_settings(storage.table, settings),
     )
 
 

@@ -20,7 +20,8 @@ from .arm import (
     classify,
     for_users,
 )
-from .capacity import CapacityBusy, NoCapacity, Superseded
+from .capacity import CapacityBusy, NoCapacity, Superseded, UserLimit
+from .environments import budget_of
 from .followup import FollowUp, Step
 from .footprint import app_environment, of_spec
 from .placement import NO_CAPACITY
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from .lifecycle import Deps
 
 log = logging.getLogger("functions.lifecycle")  # one logger for the lifecycle, whichever module speaks
+
+#: the error code of a start refused because its user holds all that one user may (ACA_MAX_*_PER_USER)
+USER_LIMIT = "UserLimitReached"
 
 #: while ARM works, a follow-up writes "still provisioning" this often: the user sees time pass, and the
 #: spawner sees the follow-ups are alive (a row silent for much longer means they were lost)
@@ -265,13 +269,13 @@ class ServerRun:
         try:
             try:
                 return ledger.reserve(self.key, self.request.generation, need, pinned=_staying(existing),
-                                      pin_previous=parks)
+                                      pin_previous=parks, user=self.request.user)
             except NoCapacity:
                 if not (_staying(existing) or parks):
                     raise
                 # the listing may be older than the app's delete: ask the app itself before refusing
                 return ledger.reserve(self.key, self.request.generation, need,
-                                      pinned=_staying(self.deps.apps.get(self.key)))
+                                      pinned=_staying(self.deps.apps.get(self.key)), user=self.request.user)
         except CapacityBusy as e:
             raise RetryLater(str(e)) from e
 
@@ -335,6 +339,24 @@ class ServerRun:
         """Whether this stop leaves the app in place, stopped (``ACA_STOP_MODE=stop``), instead of deleting it."""
         return self.request.op is Op.STOP and self.settings.stop_mode == "stop"
 
+    def _check_network_ingress(self, environment_id: str) -> None:
+        """Refuse to give servers the network's ingress in an environment ARM does not report internal.
+
+        ``vnet_ingress`` makes an app's ingress external, which is the virtual
+        network's only in an internal environment; in an external one it would
+        be the internet (security review L1).
+        """
+        budget = budget_of(self.settings.environments, environment_id)
+        known = self.deps.internal_environments
+        if budget is None or not budget.vnet_ingress or environment_id.lower() in known:
+            return
+        if not self.deps.apps.environment_is_internal(environment_id):
+            raise TerminalArmError(
+                "EnvironmentNotInternal",
+                f"environment {budget.name} is not internal, but ACA_ENVIRONMENTS gives its servers vnet_ingress, "
+                "which would put them on the internet; an administrator must correct ACA_ENVIRONMENTS")
+        known.add(environment_id.lower())
+
     # -- the user's home (functions.user_homes): never a path from a message ----------
 
     def _removes_home(self) -> bool:
@@ -381,10 +403,12 @@ class ServerRun:
             try:
                 environment = self._place(existing)
             except NoCapacity as e:  # it holds nothing: what a twin delivery of it may hold is not its to give
-                return self._failed(mine, TerminalArmError(NO_CAPACITY, str(e)), release=False)
+                code = USER_LIMIT if isinstance(e, UserLimit) else NO_CAPACITY
+                return self._failed(mine, TerminalArmError(code, str(e)), release=False)
             except Superseded as e:
                 log.info("%r ignored: %s", self.request, e)
                 return Outcome.IGNORED
+            self._check_network_ingress(environment)
             home = self._prepare_home()
             body = build_container_app(self.request, self.settings, environment_id=environment, home_folder=home)
             accepted = self.deps.apps.send_create_or_update(self.key, body)

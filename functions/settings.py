@@ -63,6 +63,13 @@ STOP_MODES = ("delete", "stop")
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 DEFAULT_MAX_DEQUEUE_COUNT = 5
 DEFAULT_FUNCTION_TIMEOUT = 300.0  # the host's own default on Consumption
+#: the culler deletes users idle past ACA_CULL_TIMEOUT (an hour by default): with homes removed on delete, their files
+CULL_USERS_DELETES_HOMES = ("app settings ACA_CULL_USERS and ACA_HOME_DELETE_ON_DELETE must not both be true: the "
+                            "culler would delete every user idle for ACA_CULL_TIMEOUT, and with them their home "
+                            "folders; keep homes (ACA_HOME_DELETE_ON_DELETE=false) or delete users by hand")
+# a class's defaults: the default server and two named ones, the largest Consumption size in all
+DEFAULT_MAX_SERVERS_PER_USER = 3
+DEFAULT_MAX_CORES_PER_USER = 4.0
 
 
 class SettingsError(ValueError):
@@ -127,22 +134,33 @@ def _storage(reader: SettingsReader) -> dict[str, Any]:
 
 
 def _sealing(reader: SettingsReader, *, keys_needed: bool) -> dict[str, Any]:
-    """The keys shared with the hub (the first one seals) and how long a sealed message stays valid."""
+    """The keys shared with the hub (the first one seals), the functions' own keys for their follow-ups
+    (the hub must not hold them), and how long a sealed message stays valid."""
 
-    def keys(settings: Mapping[str, str]) -> tuple[str, ...]:
-        raw = text(settings, "ACA_SEALING_KEYS")
-        if not raw:
-            if keys_needed:
-                raise MissingSetting("ACA_SEALING_KEYS", "Fernet keys shared with the hub")
-            return ()
-        parsed = tuple(parse_keys(raw))
-        try:
-            Sealer(parsed)
-        except ValueError as e:
-            raise InvalidSetting(f"ACA_SEALING_KEYS: {e}") from None
-        return parsed
+    def keys(name: str, what: str) -> Any:
+        def read(settings: Mapping[str, str]) -> tuple[str, ...]:
+            raw = text(settings, name)
+            if not raw:
+                if keys_needed:
+                    raise MissingSetting(name, what)
+                return ()
+            parsed = tuple(parse_keys(raw))
+            try:
+                Sealer(parsed)
+            except ValueError as e:
+                raise InvalidSetting(f"{name}: {e}") from None
+            return parsed
 
-    return {"sealing_keys": reader.read(keys, ()), "seal_max_age": reader.read(read_seal_max_age, DEFAULT_MAX_AGE)}
+        return read
+
+    sealing = reader.read(keys("ACA_SEALING_KEYS", "Fernet keys shared with the hub"), ())
+    follow_up = reader.read(keys("ACA_FOLLOWUP_KEYS", "Fernet keys of the functions' own follow-up messages, "
+                                 "which the hub must not hold"), ())
+    if set(sealing) & set(follow_up):
+        reader.problem("app settings ACA_FOLLOWUP_KEYS and ACA_SEALING_KEYS must not share a key: whoever holds "
+                       "the hub's keys could then forge the functions' follow-ups")
+    return {"sealing_keys": sealing, "followup_keys": follow_up,
+            "seal_max_age": reader.read(read_seal_max_age, DEFAULT_MAX_AGE)}
 
 
 def _arm_target(reader: SettingsReader) -> dict[str, Any]:
@@ -197,10 +215,19 @@ def _policy(reader: SettingsReader) -> dict[str, Any]:
         except ValueError as e:
             raise InvalidSetting(f"ACA_MAX_MEMORY: {e}") from None
 
+    def allowed_profiles(settings: Mapping[str, str]) -> tuple[str, ...]:
+        # default: the one profile servers run on (dedicated and GPU profiles bill per node)
+        return items(settings, "ACA_ALLOWED_WORKLOAD_PROFILES") or (text(settings, "ACA_WORKLOAD_PROFILE")
+                                                                    or "Consumption",)
+
     return {
         "allowed_images": reader.read(allowed_images, ()),
         "max_cpu": reader.number("ACA_MAX_CPU", 4.0, positive=True),
         "max_memory_gi": reader.read(max_memory_gi, 8.0),
+        "allowed_workload_profiles": reader.read(allowed_profiles, ("Consumption",)),
+        # one user must not take a class's pool (named servers): 0 lifts a limit
+        "max_servers_per_user": int(reader.number("ACA_MAX_SERVERS_PER_USER", DEFAULT_MAX_SERVERS_PER_USER)),
+        "max_cores_per_user": reader.number("ACA_MAX_CORES_PER_USER", DEFAULT_MAX_CORES_PER_USER),
     }
 
 
@@ -223,6 +250,8 @@ def _homes(reader: SettingsReader) -> dict[str, Any]:
     options = reader.text("ACA_HOME_MOUNT_OPTIONS", HOME_MOUNT_OPTIONS)
     if any(c in options for c in "\n\r\x00"):
         reader.problem("app setting ACA_HOME_MOUNT_OPTIONS contains control characters")
+    if reader.flag("ACA_HOME_DELETE_ON_DELETE", False) and reader.flag("ACA_CULL_USERS", False):
+        reader.problem(CULL_USERS_DELETES_HOMES)
     token, ca_bundle = reader.text("ACA_HOME_FILES_TOKEN"), reader.text("ACA_HOME_FILES_CA_BUNDLE")
     if token and not url:
         reader.problem("app setting ACA_HOME_FILES_TOKEN is for the emulator only: it needs ACA_HOME_FILES_ACCOUNT_URL")
@@ -262,8 +291,13 @@ class Settings:
     location: str
     allowed_images: tuple[str, ...]
     seal_max_age: float = DEFAULT_MAX_AGE
+    # the functions' own keys: their follow-ups are sealed with these, which the hub's identity cannot read
+    followup_keys: tuple[str, ...] = field(default=(), repr=False)
     max_cpu: float = 4.0
     max_memory_gi: float = 8.0
+    allowed_workload_profiles: tuple[str, ...] = ("Consumption",)
+    max_servers_per_user: int = 0  # 0: no limit (Settings.from_environ defaults to DEFAULT_MAX_SERVERS_PER_USER)
+    max_cores_per_user: float = 0.0
     stop_mode: str = "delete"
     workload_profile: str = ""
     registry_server: str = ""
@@ -301,6 +335,10 @@ class Settings:
     def sealer(self) -> Sealer:
         """The :class:`Sealer` of the sealing keys and maximum age (ValueError without keys, which the timers allow)."""
         return Sealer(self.sealing_keys, max_age=self.seal_max_age)
+
+    def followup_sealer(self) -> Sealer:
+        """The :class:`Sealer` of the functions' own follow-up keys (ValueError without keys)."""
+        return Sealer(self.followup_keys, max_age=self.seal_max_age)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, *, sealing: bool = True) -> Settings:

@@ -157,6 +157,12 @@ def build_container_app(request: Request, settings: Settings, environment_id: st
         },
         "secrets": secrets,
     }
+    if budget is not None and budget.vnet_ingress:
+        # the virtual network's ingress: only the hub's proxy may connect
+        configuration["ingress"]["ipSecurityRestrictions"] = [
+            {"name": f"hub-{i + 1}", "description": "the hub's proxy", "ipAddressRange": cidr, "action": "Allow"}
+            for i, cidr in enumerate(budget.allow_from)
+        ]
     body: dict[str, Any] = {
         "location": settings.location,
         "tags": app_tags(request),

@@ -109,6 +109,6 @@ class FunctionStorage:
             log.debug("not creating poison queue: %s", e.reason)
         self.poison.send_message(body)
 
-    def send_lifecycle_message(self, body: str, delay: int) -> None:
+    def send_lifecycle_message(self, body: str, delay: int, time_to_live: int | None = None) -> None:
         """Put an (already encoded) message on the lifecycle queue, invisible for ``delay`` seconds."""
-        self.lifecycle.send_message(body, visibility_timeout=delay)
+        self.lifecycle.send_message(body, visibility_timeout=delay, time_to_live=time_to_live)

@@ -124,6 +124,16 @@ param maxCpu string = '4'
 @description('Upper bound of memory a server may request.')
 param maxMemory string = '8Gi'
 
+@description('Workload profiles a server may name, comma separated (dedicated and GPU profiles bill per node); empty: singleuserWorkloadProfile (or Consumption) alone.')
+param allowedWorkloadProfiles string = ''
+
+@minValue(0)
+@description('Servers one user may run at once, counted by the functions whatever the hub says (0: no limit); keep it above namedServerLimitPerUser (the default server counts too).')
+param maxServersPerUser int = 3
+
+@description('vCPU one user\'s servers may hold together, counted by the functions (0: no limit).')
+param maxCoresPerUser string = '4'
+
 @minValue(1)
 @description('Cores the functions may fill in each Container Apps environment (keep it at or below its core quota, 100 by default on Consumption); a start beyond it fails at once with NoCapacity.')
 param environmentCoreBudget int = 100
@@ -234,6 +244,11 @@ param extraAppsSubnetsPrefix string = '10.42.64.0/18'
 @minLength(44)
 @description('Fernet keys shared by hub and functions, comma separated; the first one seals.')
 param sealingKeys string
+
+@secure()
+@minLength(44)
+@description('Fernet keys of the functions alone (their follow-up messages), comma separated; never the hub\'s.')
+param followUpKeys string
 
 @secure()
 @minLength(32)
@@ -422,6 +437,7 @@ module vault 'modules/keyvault.bicep' = {
     functionsPrincipalId: identities.outputs.functionsPrincipalId
     purgeProtection: vaultPurgeProtection
     sealingKeys: sealingKeys
+    followUpKeys: followUpKeys
     jupyterhubCryptKey: jupyterhubCryptKey
     cookieSecret: cookieSecret
     cullerApiToken: cullerApiToken
@@ -641,6 +657,10 @@ module functions 'modules/functions.bicep' = {
     environmentCoreBudget: environmentCoreBudget
     extraEnvironmentIds: [for i in extraEnvironmentIndexes: extraEnvironments[i].outputs.id]
     maxMemory: maxMemory
+    allowedWorkloadProfiles: allowedWorkloadProfiles
+    maxServersPerUser: maxServersPerUser
+    maxCoresPerUser: maxCoresPerUser
+    hubSubnetPrefix: appsSubnetPrefix
     stopMode: stopMode
     homeStorageName: appsEnvironment.outputs.homeStorageName
     homeFilesAccountUrl: homesStorage.outputs.fileEndpoint

@@ -132,6 +132,7 @@ def function_settings(azurite, emulator) -> dict[str, str]:
         "ACA_STATUS_TABLE": DEFAULT_TABLE,
         "ACA_HUB_ID": HUB_ID,
         "ACA_SEALING_KEYS": generate_key(),
+        "ACA_FOLLOWUP_KEYS": generate_key(),
         "ACA_SUBSCRIPTION_ID": emulator.subscription_id,
         "ACA_RESOURCE_GROUP": emulator.resource_group,
         "ACA_ENVIRONMENT_ID": emulator.environment_id,

@@ -50,6 +50,7 @@ def smoke_settings(example: dict[str, Any], emulator_info: dict[str, Any], stora
         "AzureWebJobsStorage": storage,
         "AcaStorage": storage,
         "ACA_SEALING_KEYS": sealing_key,
+        "ACA_FOLLOWUP_KEYS": generate_key(),
         "ACA_SUBSCRIPTION_ID": emulator_info["subscription_id"],
         "ACA_RESOURCE_GROUP": emulator_info["resource_group"],
         "ACA_ENVIRONMENT_ID": emulator_info["environment_id"],
@@ -92,7 +93,7 @@ async def run(values: dict[str, str], step_seconds: float) -> None:
     from functions.settings import Settings
 
     settings = Settings.from_environ(values)
-    apps = ArmApps(make_client(settings), settings.resource_group)
+    apps = ArmApps.for_settings(make_client(settings), settings)
     storage = HubStorage(settings.storage)
     sealer = settings.sealer()
     generation = int(time.time() * 1000)

@@ -67,6 +67,7 @@ class Stack:
         self.home_settings: dict[str, str] = {}  # the functions' ACA_HOME_* settings (local.homes)
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self.sealing_key = generate_key()
+        self.followup_key = generate_key()  # the functions' own: the hub never gets it
         self.culler_token = secrets.token_hex(32)
         self.public_url = f"http://127.0.0.1:{self.options.port}"
         self.hub_api_url = f"http://127.0.0.1:{free_port()}"  # the hub's internal address
@@ -151,6 +152,7 @@ class Stack:
             "AzureWebJobsStorage": self.azurite.connection_string,
             "ACA_HUB_ID": self.options.hub_id,
             "ACA_SEALING_KEYS": self.sealing_key,
+            "ACA_FOLLOWUP_KEYS": self.followup_key,
             "ACA_LIFECYCLE_QUEUE": "aca-lifecycle",
             "ACA_STATUS_TABLE": "acaservers",
             "ACA_CULL_SCHEDULE": "0 */5 * * * *",

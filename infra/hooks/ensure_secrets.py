@@ -29,6 +29,7 @@ def hex32() -> str:
 
 GENERATED = {
     "ACA_SEALING_KEYS": fernet_key,
+    "ACA_FOLLOWUP_KEYS": fernet_key,  # the functions' own: Key Vault lets only their identity read it
     "JUPYTERHUB_CRYPT_KEY": hex32,
     "JUPYTERHUB_COOKIE_SECRET": hex32,
     "ACA_CULLER_API_TOKEN": hex32,

@@ -25,7 +25,7 @@ param tableServiceUri string
 param queueName string
 param tableName string
 param hubId string
-@description('Versionless Key Vault secret URIs (sealingKeys, cullerApiToken).')
+@description('Versionless Key Vault secret URIs (sealingKeys, followUpKeys, cullerApiToken).')
 param vaultUris object
 param sealMaxAge int
 param usersResourceGroupName string
@@ -40,6 +40,14 @@ param environmentCoreBudget int
 @description('Resource ids of the pool\'s environments after environmentId (ACA_ENVIRONMENTS); empty: environmentId alone.')
 param extraEnvironmentIds array
 param maxMemory string
+@description('Workload profiles a server may name (ACA_ALLOWED_WORKLOAD_PROFILES); empty: workloadProfile alone.')
+param allowedWorkloadProfiles string
+@description('Servers one user may run at once (ACA_MAX_SERVERS_PER_USER; 0: no limit).')
+param maxServersPerUser int
+@description('vCPU one user\'s servers may hold together (ACA_MAX_CORES_PER_USER; 0: no limit).')
+param maxCoresPerUser string
+@description('Address range the hub\'s proxy connects from (its environment\'s subnet): the only one servers of environments 2..N accept.')
+param hubSubnetPrefix string
 @allowed([
   'delete'
   'stop'
@@ -88,6 +96,7 @@ var extraEnvironmentBudgets = [for id in extraEnvironmentIds: {
   cores: environmentCoreBudget
   vnet_ingress: true
   hub_api_url: hubApiUrl
+  allow_from: [hubSubnetPrefix]
 }]
 var environmentBudgets = concat(firstEnvironmentBudget, extraEnvironmentBudgets)
 
@@ -111,6 +120,8 @@ var appSettings = {
   // --- the hub these functions serve, and the sealing keys they share ---
   ACA_HUB_ID: hubId
   ACA_SEALING_KEYS: '@Microsoft.KeyVault(SecretUri=${vaultUris.sealingKeys})'
+  // the functions' own keys for their follow-ups: a secret the hub's identity cannot read
+  ACA_FOLLOWUP_KEYS: '@Microsoft.KeyVault(SecretUri=${vaultUris.followUpKeys})'
   ACA_SEAL_MAX_AGE: string(sealMaxAge)
 
   // --- where and what user servers may be ---
@@ -123,6 +134,9 @@ var appSettings = {
   ACA_REGISTRY_SERVER: registryServer
   ACA_REGISTRY_IDENTITY: registryIdentityId
   ACA_ALLOWED_IMAGES: allowedImages
+  ACA_ALLOWED_WORKLOAD_PROFILES: empty(allowedWorkloadProfiles) ? (empty(workloadProfile) ? 'Consumption' : workloadProfile) : allowedWorkloadProfiles
+  ACA_MAX_SERVERS_PER_USER: string(maxServersPerUser)
+  ACA_MAX_CORES_PER_USER: maxCoresPerUser
   ACA_MAX_CPU: maxCpu
   ACA_MAX_MEMORY: maxMemory
   ACA_STOP_MODE: stopMode

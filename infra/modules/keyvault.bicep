@@ -12,6 +12,9 @@ param purgeProtection bool
 @secure()
 param sealingKeys string
 @secure()
+@description('The functions\' own Fernet keys for their follow-up messages: only the functions may read them.')
+param followUpKeys string
+@secure()
 param jupyterhubCryptKey string
 @secure()
 param cookieSecret string
@@ -49,6 +52,15 @@ resource sealingKeysSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   properties: {
     value: sealingKeys
     contentType: 'Fernet keys, comma separated; the first one seals'
+  }
+}
+
+resource followUpKeysSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'aca-followup-keys'
+  properties: {
+    value: followUpKeys
+    contentType: 'Fernet keys of the functions alone (their follow-ups), comma separated; the first one seals'
   }
 }
 
@@ -152,6 +164,17 @@ resource functionsReadSealingKeys 'Microsoft.Authorization/roleAssignments@2022-
   }
 }
 
+// the hub gets no role here: whoever holds the hub's keys must not be able to forge the functions' follow-ups
+resource functionsReadFollowUpKeys 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(followUpKeysSecret.id, functionsPrincipalId, secretsUser)
+  scope: followUpKeysSecret
+  properties: {
+    roleDefinitionId: secretsUser
+    principalId: functionsPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource functionsReadCullerToken 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(cullerTokenSecret.id, functionsPrincipalId, secretsUser)
   scope: cullerTokenSecret
@@ -167,6 +190,7 @@ output uri string = vault.properties.vaultUri
 @description('Versionless secret URIs: consumers pick up a rotated value without a redeployment.')
 output uris object = {
   sealingKeys: sealingKeysSecret.properties.secretUri
+  followUpKeys: followUpKeysSecret.properties.secretUri
   cryptKey: cryptKeySecret.properties.secretUri
   cookie: cookieSecretSecret.properties.secretUri
   cullerApiToken: cullerTokenSecret.properties.secretUri

@@ -58,7 +58,8 @@ class Emulator:
     ``{"name": "gpu", "workloadProfileType": "NC24-A100"}``); ``api_versions`` replaces the
     accepted ``api-version`` values (:data:`~local.emulator.apiversions.SUPPORTED_API_VERSIONS`).
     ``environment`` names the default environment; ``more_environments`` adds others (each its own
-    id and default domain, same region and profiles); ``core_quota`` (a fault setting) caps the
+    id and default domain, same region and profiles); ``internal_environments`` names those ARM
+    reports as internal (``vnetConfiguration.internal``); ``core_quota`` (a fault setting) caps the
     cores of each (see :mod:`.environments`).
     """
 
@@ -76,6 +77,7 @@ class Emulator:
         hubs: Mapping[str, str] | None = None,
         workload_profiles: Iterable[Mapping[str, Any]] = (),
         more_environments: Iterable[str] = (),
+        internal_environments: Iterable[str] = (),
         api_versions: Iterable[str] = SUPPORTED_API_VERSIONS,
         faults: Faults | None = None,
         **fault_settings: Any,
@@ -93,8 +95,9 @@ class Emulator:
         extra = [dict(p) for p in workload_profiles if str(p.get("name", "")).lower() != "consumption"]
         self.workload_profiles: list[dict[str, Any]] = [dict(CONSUMPTION_PROFILE), *extra]
         names = [environment, *(n for n in more_environments if n.lower() != environment.lower())]
-        self.environments = [ManagedEnvironment(n, subscription_id, resource_group, location,
-                                                self.workload_profiles, host) for n in dict.fromkeys(names)]
+        inside = {n.lower() for n in internal_environments}
+        self.environments = [ManagedEnvironment(n, subscription_id, resource_group, location, self.workload_profiles,
+                                                host, internal=n.lower() in inside) for n in dict.fromkeys(names)]
         self.default_domain = self.environments[0].default_domain
         self._accounting = CoreAccounting(self.environments, lambda: self._faults.core_quota)
         self.api_versions: tuple[str, ...] = tuple(api_versions)

@@ -37,6 +37,7 @@ class ManagedEnvironment:
     location: str
     workload_profiles: list[dict[str, Any]] = field(default_factory=list)
     static_ip: str = "127.0.0.1"
+    internal: bool = False  # an internal environment: its external ingress is its virtual network's
 
     @property
     def id(self) -> str:
@@ -60,6 +61,7 @@ class ManagedEnvironment:
                 "staticIp": self.static_ip,
                 "zoneRedundant": False,
                 "workloadProfiles": [dict(p) for p in self.workload_profiles],
+                **({"vnetConfiguration": {"internal": True}} if self.internal else {}),
                 "customDomainConfiguration": {"customDomainVerificationId": "0" * 64},
             },
         }

@@ -21,6 +21,8 @@ from .naming import is_valid_app_name
 
 SCHEMA_VERSION = 1
 MAX_EVENTS = 10
+#: seconds a lifecycle message stays on the queue beyond its sealing maximum age (then it could only be refused)
+QUEUE_TTL_MARGIN = 60
 
 #: where a user's home is mounted, and the SMB options that fit the Jupyter images' jovyan user
 #: (uid 1000, gid 100): without them the share is root-owned 0777, chmod fails (git breaks) and

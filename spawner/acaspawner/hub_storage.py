@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import weakref
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -79,10 +80,12 @@ class HubStorage:
                 log.debug("not creating %s: %s", self.config, e.reason or describe(e))
         self._ensured = True
 
-    async def send(self, sealed: bytes) -> None:
+    async def send(self, sealed: bytes, time_to_live: float | None = None) -> None:
         """Put one sealed request on the lifecycle queue."""
         await self.ensure()
-        await self.queue.send_message(sealed)
+        # a sealed message is refused once past its maximum age: the queue need not keep its token longer
+        ttl = None if time_to_live is None else max(1, math.ceil(time_to_live))
+        await self.queue.send_message(sealed, time_to_live=ttl)
         self.requests_sent += 1
 
     async def get_status(self, hub_id: str, server_key: str) -> Status | None:

@@ -78,6 +78,13 @@ class Sealer:
     def __repr__(self) -> str:
         return f"Sealer({len(self._known)} key(s), max_age={self.max_age})"
 
+    def holds_key_of(self, sealed: bytes | str) -> bool:
+        """True when ``sealed`` names one of this sealer's keys (whether or not it opens)."""
+        if isinstance(sealed, str):
+            sealed = sealed.encode("utf-8", "replace")
+        kid, dot, _ = sealed.partition(b".")
+        return bool(dot) and kid.decode("ascii", "replace") in self._known
+
     def seal(self, request: Request, now: float | None = None) -> bytes:
         return self.seal_bytes(request.to_json().encode("utf-8"), now)
 

@@ -21,7 +21,7 @@ from sqlalchemy import inspect
 from traitlets import default
 
 from . import logs, naming, outcomes, profile_config, profile_form, profiles, sizes
-from .contract import Op, Request, ServerSpec, Status, Volume
+from .contract import QUEUE_TTL_MARGIN, Op, Request, ServerSpec, Status, Volume
 from .errors import SpawnException
 from .hub_storage import HubStorage
 from .logs import describe
@@ -282,7 +282,8 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
     async def _send(self, request: Request) -> None:
         """Seal and enqueue ``request``; remember (and save) it as the last one."""
         async with asyncio.timeout(SEND_TIMEOUT):
-            await HubStorage.shared(self.storage_config).send(self.sealer.seal(request))
+            await HubStorage.shared(self.storage_config).send(self.sealer.seal(request),
+                                                              time_to_live=self.seal_max_age + QUEUE_TTL_MARGIN)
         self.generation, self.last_op = request.generation, request.op.value
         self.log.info("Sent %s for %s (%s, generation %d)", request.op.value, self._log_name, request.server_key,
                       request.generation)

@@ -360,3 +360,19 @@ def test_without_the_hub_servers_it_forgot_are_left_alone(aca_emulator, aca_clie
     put_status(store, "unknown", Phase.RUNNING)
     summary = reconcile(options(aca_emulator), store, aca_client.container_apps, now=time.time() + HOUR_AHEAD)
     assert summary.deleted == [] and store.get_status(HUB, key("unknown")).phase is Phase.RUNNING
+
+
+@pytest.mark.parametrize("hub_lists", [0, 2], ids=["empty", "2-of-12"])
+def test_an_implausible_hub_answer_removes_nothing(aca_emulator, aca_client, store, hub_lists):
+    """L6: a hub that answers with no (or few) active servers while a class runs must not get them deleted."""
+    users = [f"student{i:02d}" for i in range(12)]
+    for user in users:
+        create_app(aca_client, aca_emulator, key(user))
+        put_status(store, user, Phase.RUNNING)
+    listed = [(user, "", True) for user in users[:hub_lists]]
+    summary = reconcile(options(aca_emulator), store, aca_client.container_apps, hub_servers=lambda: listed,
+                        now=time.time() + HOUR_AHEAD)
+    assert summary.deleted == []
+    assert app_names(aca_emulator) >= {key(user) for user in users}
+    assert any("no server was removed for being unknown to the hub" in e for e in summary.errors)
+    assert all(store.get_status(HUB, key(user)).phase is Phase.RUNNING for user in users)

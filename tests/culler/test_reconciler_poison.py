@@ -22,7 +22,7 @@ from acaspawner.contract import Op, Request, ServerSpec
 from acaspawner.naming import server_key
 from acaspawner.sealing import DEFAULT_MAX_AGE, Sealer, generate_key
 from acaspawner.storage_config import StorageConfig
-from functions.followup import FollowUp, Step
+from functions.followup import FollowUp, Keyring, Step
 from functions.reconciler import (
     NO_KEYS,
     ReconcileOptions,
@@ -243,9 +243,15 @@ def test_every_reason_is_told_without_the_body():
     wrong_key.server_key = server_key(HUB, "mallory", "")
     assert "server key is not its user's and server's" in why(wire.encode(sealer.seal(wrong_key))).reason
 
+    # follow-ups are the functions' own: sealed with their keys, not the hub's
+    functions_sealer = Sealer([generate_key()], max_age=DEFAULT_MAX_AGE)
+    keyring = Keyring(sealer, functions_sealer)
     follow_up = FollowUp.first(request(), Step.CREATE, since=now, delay=1, deadline=now + 480)
-    verdict = why(wire.encode(sealer.seal_bytes(follow_up.to_json().encode())))
+    verdict = why(wire.encode(functions_sealer.seal_bytes(follow_up.to_json().encode())), with_sealer=keyring)
     assert verdict.reason.startswith("authentic and readable follow-up (create) op=start server_key=")
+    assert why(good, with_sealer=keyring).reason.startswith("authentic and readable request op=start")
+    for forged in (sealer.seal_bytes(follow_up.to_json().encode()), functions_sealer.seal(request())):
+        assert why(wire.encode(forged), with_sealer=keyring).reason.startswith("forged: ")
 
     for verdict in (why(good), unreadable, foreign):
         assert TOKEN not in verdict.reason

@@ -39,12 +39,13 @@ def make_deps(storage_connection_string, unique_name):
                        ACA_STATUS_TABLE=unique_name("t"), **overrides)
         settings = Settings.from_environ(env)
         apps, sealer = FakeApps(), Sealer(settings.sealing_keys, settings.seal_max_age)
+        followup_sealer = settings.followup_sealer()
         storage = FunctionStorage(settings.storage)
-        return Deps(settings=settings, storage=storage, apps=apps, sealer=sealer,
-                    follow_ups=FollowUps(sealer, RecordingQueue()), listing=AppListing(apps),
+        return Deps(settings=settings, storage=storage, apps=apps, sealer=sealer, followup_sealer=followup_sealer,
+                    follow_ups=FollowUps(followup_sealer, RecordingQueue()), listing=AppListing(apps),
                     homes=UserHomes(RecordingHomes(), HomeOwners(storage.table, settings.hub_id)),
                     max_dequeue_count=5,
-                    capacity=CapacityLedger(storage.table, settings.hub_id, settings.environments))
+                    capacity=CapacityLedger.for_settings(storage.table, settings))
 
     return make
 

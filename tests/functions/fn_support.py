@@ -6,6 +6,9 @@ import copy
 import time
 from itertools import count
 
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueClient
+
 from acaspawner import wire
 from acaspawner.contract import Op, Request, ServerSpec, Volume
 from acaspawner.naming import legacy_home_folder, server_key
@@ -32,6 +35,7 @@ def base_env(**overrides: str) -> dict[str, str]:
         "AcaStorage": "UseDevelopmentStorage=true",
         "ACA_HUB_ID": HUB,
         "ACA_SEALING_KEYS": generate_key(),
+        "ACA_FOLLOWUP_KEYS": generate_key(),
         "ACA_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
         "ACA_RESOURCE_GROUP": "rg",
         "ACA_ENVIRONMENT_ID": ENV_ID,
@@ -208,6 +212,10 @@ class FakeApps:
     def send_start(self, name: str) -> Accepted:
         return self._write("start", name)
 
+    def environment_is_internal(self, environment_id: str) -> bool:
+        self._call("environment", environment_id)
+        return True
+
     def get(self, name: str) -> dict | None:
         self._call("get", name)
         self._read()
@@ -231,9 +239,11 @@ class RecordingQueue:
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, int]] = []
+        self.ttls: list[int | None] = []
 
-    def send_lifecycle_message(self, body: str, delay: int) -> None:
+    def send_lifecycle_message(self, body: str, delay: int, time_to_live: int | None = None) -> None:
         self.messages.append((body, delay))
+        self.ttls.append(time_to_live)
 
     def take(self) -> list[bytes]:
         """The queued follow-ups (as the host hands them to the function), emptying the queue."""
@@ -263,3 +273,14 @@ def deliver(deps: Deps, req: Request | bytes, dequeue_count: int = 1) -> Outcome
 
 def status_of(deps: Deps, req: Request):
     return deps.storage.get_status(HUB, req.server_key)
+
+
+def poison_bodies(deps: Deps) -> list[str]:
+    client = QueueClient.from_connection_string(deps.settings.storage.connection_string,
+                                                f"{deps.settings.queue_name}-poison")
+    try:
+        return [m.content for m in client.peek_messages(max_messages=32)]
+    except ResourceNotFoundError:  # no poison queue: nothing poisoned
+        return []
+    finally:
+        client.close()

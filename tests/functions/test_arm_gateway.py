@@ -57,7 +57,8 @@ def apps(emulator):
         ACA_ARM_CA_BUNDLE=str(emulator.ca_bundle),
         ACA_ARM_TOKEN="emulator-token",
     )
-    gateway = ArmApps(make_client(Settings.from_environ(env)), emulator.resource_group)
+    settings = Settings.from_environ(env)
+    gateway = ArmApps.for_settings(make_client(settings), settings)
     yield gateway
     gateway.close()
 
@@ -144,6 +145,45 @@ def test_a_refused_or_unknown_operation_read_is_no_error_of_the_operation(emulat
     assert apps.operation_error(unknown) is None
 
 
+def test_an_environment_reports_whether_it_is_internal(aca_emulator_factory):
+    emulator = aca_emulator_factory(more_environments=["cae-inside"], internal_environments=["cae-inside"])
+    env = base_env(ACA_SUBSCRIPTION_ID=emulator.subscription_id, ACA_RESOURCE_GROUP=emulator.resource_group,
+                   ACA_ENVIRONMENT_ID=emulator.environment_id, ACA_ARM_ENDPOINT=emulator.arm_endpoint,
+                   ACA_ARM_CA_BUNDLE=str(emulator.ca_bundle), ACA_ARM_TOKEN="emulator-token")
+    settings = Settings.from_environ(env)
+    gateway = ArmApps.for_settings(make_client(settings), settings)
+    try:
+        outside, inside = emulator.environment_ids
+        assert (gateway.environment_is_internal(outside), gateway.environment_is_internal(inside)) == (False, True)
+        with pytest.raises(TerminalArmError) as missing:
+            gateway.environment_is_internal(outside + "-gone")
+        assert missing.value.status == 404
+    finally:
+        gateway.close()
+
+
+def test_an_operation_url_elsewhere_is_never_sent_the_arm_token(aca_emulator_factory, emulator, apps):
+    """The functions read an operation with their ARM token only on the ARM host, under their subscription."""
+    # another HTTPS endpoint the client would trust (same test CA), counting what reaches it
+    elsewhere = aca_emulator_factory(state_dir=emulator.state_dir)
+    sub, arm = emulator.subscription_id, emulator.arm_endpoint
+    operations = f"/subscriptions/{sub}/providers/Microsoft.App/locations/westeurope/containerappOperationStatuses"
+    refused = [
+        f"{elsewhere.arm_endpoint}{operations}/1",  # another host
+        arm.replace("https://", "http://") + f"{operations}/1",  # no TLS
+        f"{arm}/subscriptions/00000000-0000-0000-0000-00000000dead/providers/Microsoft.App/locations/x/op/1",
+        f"{arm}/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/x",
+        f"{arm}/subscriptions/{sub}/providers/Microsoft.App/../../../{elsewhere.arm_endpoint}",
+        f"{arm}/subscriptions/{sub}/providers/Microsoft.App/%2e%2e/%2e%2e/x",
+        arm.replace("https://", "https://someone@") + f"{operations}/1",
+        "not a url at all",
+    ]
+    before = (emulator.stats["requests"], elsewhere.stats["requests"])
+    for url in refused:
+        assert apps.operation_error(url) is None, url
+    assert (emulator.stats["requests"], elsewhere.stats["requests"]) == before
+
+
 def test_messages_for_users_keep_the_meaning_and_drop_ids():
     message = ("The subscription '3f2b6a1c-0d4e-4b7a-9c1e-2a5d8f0b7e61' has no quota left in "
                "/subscriptions/3f2b6a1c-0d4e-4b7a-9c1e-2a5d8f0b7e61/resourceGroups/rg/providers/Microsoft.App/x.")
@@ -161,6 +201,7 @@ RUN_ABOVE = {
     "get": "test_get_and_list_read_the_apps_of_the_resource_group",
     "list": "test_get_and_list_read_the_apps_of_the_resource_group",
     "operation_error": "test_a_refused_or_unknown_operation_read_is_no_error_of_the_operation",
+    "environment_is_internal": "test_an_environment_reports_whether_it_is_internal",
     "close": "apps",
 }
 

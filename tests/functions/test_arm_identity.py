@@ -62,7 +62,7 @@ def test_without_an_arm_token_the_credential_is_the_managed_identity(settings):
 
 def test_arm_calls_carry_a_token_of_the_functions_identity(settings, identity, aca_emulator):
     client = make_client(settings, retry_total=0)
-    apps = ArmApps(client, settings.resource_group)
+    apps = ArmApps.for_settings(client, settings)
     try:
         assert apps.get("nobody-has-this-app") is None
         assert apps.list() == []

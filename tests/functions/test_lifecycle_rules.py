@@ -15,28 +15,15 @@ import logging
 import threading
 
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.queue import QueueClient
-from fn_support import HUB, TOKEN, deliver, request, settle, status_of
+from fn_support import HUB, TOKEN, deliver, poison_bodies, request, settle, status_of
 
 from acaspawner import wire
 from acaspawner.contract import SCHEMA_VERSION, Op, Phase, Request
 from acaspawner.naming import home_folder
 from acaspawner.sealing import Sealer, generate_key
 from functions.arm import TerminalArmError, TransientArmError
-from functions.lifecycle import Deps, Outcome, RetryLater, handle_message
+from functions.lifecycle import Outcome, RetryLater, handle_message
 from functions.spec import app_tags
-
-
-def poison_bodies(deps: Deps) -> list[str]:
-    client = QueueClient.from_connection_string(deps.settings.storage.connection_string,
-                                                f"{deps.settings.queue_name}-poison")
-    try:
-        return [m.content for m in client.peek_messages(max_messages=32)]
-    except ResourceNotFoundError:  # no poison queue: nothing poisoned
-        return []
-    finally:
-        client.close()
 
 
 def test_start_then_stop(deps):

@@ -31,7 +31,9 @@ from functions import arm, runtime
 from functions.settings import Settings
 from functions.storage import FunctionStorage
 from local.emulator import pytest_fixtures
+from local.emulator.emulator import DEFAULT_ENVIRONMENT, DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION
 from local.emulator.faults import Faults
+from local.emulator.model import environment_id
 from local.emulator.threaded import EmulatorThread
 from local.funchost import FunctionsHost
 from local.homes import provision_homes, share_dir
@@ -471,3 +473,26 @@ def test_homes_are_made_mounted_kept_and_removed_only_with_their_user(make_stack
     assert f"{HUB}~homes" not in [e["PartitionKey"] for e in stack.storage.table.query_entities(
         "RowKey eq @r", parameters={"r": home_folder("alice")})]
     assert "thesis.tex" in listing(urls["carol"])
+
+
+@pytest.mark.parametrize("internal", [True, False], ids=["internal", "external"])
+def test_network_ingress_only_in_an_internal_environment(make_stack, internal):
+    """L1: vnet_ingress on an environment ARM does not report internal would put servers on the internet."""
+    first, second = (environment_id(DEFAULT_SUBSCRIPTION, DEFAULT_RESOURCE_GROUP, name)
+                     for name in (DEFAULT_ENVIRONMENT, "cae-two"))
+    pool = json.dumps([{"id": first, "cores": 0.25},  # no room: the server goes to the second
+                       {"id": second, "cores": 10, "vnet_ingress": True, "allow_from": ["127.0.0.0/8"]}])
+    stack = make_stack({"more_environments": ["cae-two"], "internal_environments": ["cae-two"] if internal else []},
+                       ACA_ENVIRONMENTS=pool)
+    start = start_request()
+    stack.send(start)
+    stack.drain()
+    status = stack.status(start)
+    if internal:
+        assert status.phase is Phase.RUNNING, status.message
+        (app,) = stack.emulator.apps.values()
+        assert app.environment.endswith("cae-two")
+    else:
+        assert status.phase is Phase.FAILED and status.error_code == "EnvironmentNotInternal", status.message
+        assert "would put them on the internet" in status.message
+        assert stack.arm_requests("PUT") == 0 and stack.emulator.apps == {}

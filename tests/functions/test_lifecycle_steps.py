@@ -12,19 +12,21 @@ import time
 from dataclasses import replace
 
 import pytest
-from fn_support import HUB, deliver, request, settle, status_of
+from fn_support import HUB, deliver, poison_bodies, request, settle, status_of
 
 from acaspawner import wire
 from acaspawner.contract import Op, Phase
+from acaspawner.sealing import generate_key
 from functions.arm import TerminalArmError, TransientArmError
 from functions.followup import FollowUp, Step
 from functions.lifecycle import Outcome, RetryLater, handle_message
 from functions.listing import AppListing
+from functions.settings import Settings, SettingsError
 
 
 def sent_follow_ups(deps) -> list[FollowUp]:
     """The follow-ups waiting on the queue (left there)."""
-    return [FollowUp.from_dict(json.loads(deps.sealer.open_bytes(wire.decode(body))))
+    return [FollowUp.from_dict(json.loads(deps.followup_sealer.open_bytes(wire.decode(body))))
             for body, _ in deps.follow_ups.queue.messages]
 
 
@@ -269,7 +271,7 @@ def test_a_follow_up_naming_another_hubs_server_is_poisoned(deps):
     handle_message(deps.sealer.seal(start), deps)
     [follow_up] = sent_follow_ups(deps)
     foreign = replace(follow_up, hub_id="other-hub")
-    assert handle_message(deps.sealer.seal_bytes(foreign.to_json().encode()), deps) is Outcome.POISONED
+    assert handle_message(deps.followup_sealer.seal_bytes(foreign.to_json().encode()), deps) is Outcome.POISONED
     assert deps.storage.get_status("other-hub", start.server_key) is None
     assert status_of(deps, start).hub_id == HUB
 
@@ -291,10 +293,45 @@ def test_while_arm_works_a_progress_note_is_written_every_interval(deps):
     start = request()
     deps.apps.hold = True
     handle_message(deps.sealer.seal(start), deps)
-    [first] = [FollowUp.from_dict(json.loads(deps.sealer.open_bytes(b))) for b in deps.follow_ups.queue.take()]
+    [first] = [FollowUp.from_dict(json.loads(deps.followup_sealer.open_bytes(b))) for b in deps.follow_ups.queue.take()]
     quiet = replace(first, noted=time.time() - 31)  # the chain last wrote a note 31 s ago
-    assert handle_message(deps.sealer.seal_bytes(quiet.to_json().encode()), deps) is Outcome.PENDING
+    assert handle_message(deps.followup_sealer.seal_bytes(quiet.to_json().encode()), deps) is Outcome.PENDING
     status = status_of(deps, start)
     assert status.phase is Phase.PROVISIONING and "still provisioning" in status.message
     [after] = sent_follow_ups(deps)
     assert after.noted > quiet.noted + 30  # the next note is due an interval from now
+
+
+# -- H1: a hub, or whoever holds its sealing keys, cannot forge the functions' follow-ups -------------------
+
+
+def test_a_follow_up_sealed_with_a_hub_key_is_poisoned_and_does_nothing(make_deps):
+    """The review's proof of concept: forged follow-ups that asked for an ARM read elsewhere and home deletions."""
+    deps = make_deps(ACA_HOME_DELETE_ON_DELETE="true")
+    start = request()
+    deliver(deps, start)
+    calls_before = list(deps.apps.calls)
+    forged_read = FollowUp.first(start, Step.CREATE, since=time.time(), delay=1, deadline=time.time() + 60,
+                                 operation_url="https://attacker.example/collect")
+    forged_delete = FollowUp.first(request(Op.DELETE), Step.DELETE, since=time.time(), delay=1,
+                                   deadline=time.time() + 60, remove_home=True)
+    for forged in (forged_read, forged_delete):
+        assert handle_message(deps.sealer.seal_bytes(forged.to_json().encode()), deps) is Outcome.POISONED
+    assert deps.apps.calls == calls_before  # no ARM call at all
+    assert [c for c in deps.homes.folders.calls if c[0] == "delete"] == []
+    assert len(poison_bodies(deps)) == 2
+    assert status_of(deps, start).phase is Phase.RUNNING
+
+
+def test_a_request_sealed_with_the_functions_key_is_poisoned(deps):
+    start = request()
+    assert handle_message(deps.followup_sealer.seal(start), deps) is Outcome.POISONED
+    assert deps.apps.calls == [] and status_of(deps, start) is None
+
+
+def test_the_follow_up_keys_are_the_functions_own(env):
+    shared = env["ACA_SEALING_KEYS"]
+    with pytest.raises(SettingsError, match="must not share a key"):
+        Settings.from_environ({**env, "ACA_FOLLOWUP_KEYS": f"{generate_key()}, {shared}"})
+    with pytest.raises(SettingsError, match="ACA_FOLLOWUP_KEYS"):
+        Settings.from_environ({k: v for k, v in env.items() if k != "ACA_FOLLOWUP_KEYS"})

@@ -146,6 +146,20 @@ def test_violations(settings, changes, words):
         check_request(request(**changes), settings)
 
 
+def test_workload_profiles_are_the_operators_choice(settings):
+    """L3: a dedicated or GPU profile bills per node; only the profiles the settings allow may be asked for."""
+    check_request(request(workload_profile="Consumption"), settings)
+    check_request(request(), settings)  # none named: the environment's default
+    with pytest.raises(PolicyViolation, match="workload profile 'gpu-a100' is not allowed here"):
+        check_request(request(workload_profile="gpu-a100"), settings)
+    pinned = Settings.from_environ(base_env(ACA_WORKLOAD_PROFILE="d4"))
+    check_request(request(workload_profile="D4"), pinned)
+    with pytest.raises(PolicyViolation):
+        check_request(request(workload_profile="Consumption"), pinned)
+    several = Settings.from_environ(base_env(ACA_ALLOWED_WORKLOAD_PROFILES="Consumption, gpu-a100"))
+    check_request(request(workload_profile="gpu-a100"), several)
+
+
 def test_the_users_own_folder_by_either_naming_or_none_passes(settings):
     for sub_path in (home_folder("alice"), legacy_home_folder("alice"), ""):
         check_request(request(volumes=[dataclasses.replace(home_volume(), sub_path=sub_path)]), settings)
@@ -189,3 +203,19 @@ def test_a_server_key_must_belong_to_its_user(settings):
 
 def test_home_storage_name_is_the_only_storage(settings):
     assert settings.home_storage_name == HOME_STORAGE
+
+
+def test_culling_users_and_deleting_homes_do_not_go_together():
+    """L5: the culler deletes users idle for an hour; removing homes on delete would take their files too."""
+    from functions.appsettings import InvalidSetting
+    from functions.culler import CullOptions
+
+    both = {"ACA_CULL_USERS": "true", "ACA_HOME_DELETE_ON_DELETE": "true"}
+    with pytest.raises(SettingsError, match="ACA_CULL_USERS and ACA_HOME_DELETE_ON_DELETE must not both be true"):
+        Settings.from_environ(base_env(**both))
+    with pytest.raises(InvalidSetting, match="must not both be true"):
+        CullOptions.from_settings(both)
+    # culling users alone: admins are spared unless asked for
+    assert CullOptions.from_settings({"ACA_CULL_USERS": "true"}).cull_admin_users is False
+    assert CullOptions.from_settings({"ACA_CULL_USERS": "true", "ACA_CULL_ADMIN_USERS": "true"}).cull_admin_users
+    assert CullOptions.from_settings({}).cull_admin_users is True

@@ -165,7 +165,8 @@ def test_an_internal_environment_of_the_pool_gets_network_ingress_and_the_hubs_r
     internal name does not resolve there (docs/deploy.md, "More than one environment")."""
     other = ENV_ID.rsplit("/", 1)[0] + "/cae-two"
     pool = json.dumps([{"id": ENV_ID},
-                       {"id": other, "vnet_ingress": True, "hub_api_url": "https://hub.example.org/hub/api/"}])
+                       {"id": other, "vnet_ingress": True, "hub_api_url": "https://hub.example.org/hub/api/",
+                        "allow_from": ["10.42.0.0/23"]}])
     settings = Settings.from_environ(base_env(ACA_ENVIRONMENTS=pool))
     hub_env = {"JUPYTERHUB_API_URL": "http://jupyterhub:8081/hub/api",
                "JUPYTERHUB_ACTIVITY_URL": "http://jupyterhub:8081/hub/api/users/alice/activity",
@@ -179,12 +180,16 @@ def test_an_internal_environment_of_the_pool_gets_network_ingress_and_the_hubs_r
     moved = build(req, settings, environment_id=other)
     assert moved["properties"]["environmentId"] == other
     assert moved["properties"]["configuration"]["ingress"]["external"] is True
+    # L1: the virtual network's ingress, open to the hub's proxy only
+    assert moved["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"] == [
+        {"name": "hub-1", "description": "the hub's proxy", "ipAddressRange": "10.42.0.0/23", "action": "Allow"}]
     assert plain_env(moved) == {"JUPYTERHUB_API_URL": "https://hub.example.org/hub/api",
                                 "JUPYTERHUB_ACTIVITY_URL": "https://hub.example.org/hub/api/users/alice/activity",
                                 "JUPYTERHUB_USER": "alice"}
     # the hub's own environment: unchanged (internal ingress, the hub's internal address)
     home = build(req, settings, environment_id=ENV_ID)
     assert home["properties"]["configuration"]["ingress"]["external"] is False
+    assert "ipSecurityRestrictions" not in home["properties"]["configuration"]["ingress"]
     assert plain_env(home) == hub_env
 
 
@@ -193,6 +198,9 @@ def test_pool_entries_are_checked():
 
     for entry, problem in [({"id": ENV_ID, "vnet_ingress": "yes"}, "true or false as vnet_ingress"),
                            ({"id": ENV_ID, "hub_api_url": "jupyterhub:8081"}, "http(s) URL as hub_api_url"),
-                           ({"id": ENV_ID, "zone": 1}, "unknown keys ['zone']")]:
+                           ({"id": ENV_ID, "zone": 1}, "unknown keys ['zone']"),
+                           ({"id": ENV_ID, "vnet_ingress": True}, "vnet_ingress without allow_from"),
+                           ({"id": ENV_ID, "vnet_ingress": True, "allow_from": ["10.0.0.300/8"]}, "invalid address"),
+                           ({"id": ENV_ID, "allow_from": ["10.0.0.0/8"]}, "allow_from without vnet_ingress")]:
         with pytest.raises(Exception, match=re.escape(problem)):
             Settings.from_environ(base_env(ACA_ENVIRONMENTS=json.dumps([entry])))

@@ -122,6 +122,7 @@ def test_function_identity_grants():
         ("storage-homes", "Storage File Data Privileged Contributor", "account"),
         ("monitoring", "Monitoring Metrics Publisher", "appInsights"),
         ("keyvault", "Key Vault Secrets User", "sealingKeysSecret"),
+        ("keyvault", "Key Vault Secrets User", "followUpKeysSecret"),
         ("keyvault", "Key Vault Secrets User", "cullerTokenSecret"),
         ("environment-access", "environmentJoinerRoleId", "managedEnvironment"),
         ("environment-access", "Managed Identity Operator", "pullIdentity"),

@@ -94,6 +94,7 @@ TODAY_SUBNETS = """[
 
 ENV_ID = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-x/providers/Microsoft.App/managedEnvironments/{}"
 HUB_API_URL = "https://hub.example.org/hub/api"  # functions.bicep gets main.bicep's '${publicUrl}hub/api'
+HUB_SUBNET = "10.42.0.0/23"  # main.bicep gives functions.bicep its appsSubnetPrefix
 
 
 def main():
@@ -125,7 +126,7 @@ def subnets(extra_prefixes: list) -> list:
 def aca_environments(environment_id: str, extra_ids: list, budget: int = 100) -> str:
     functions = parse_file(MODULES / "functions.bicep")
     bindings = {"environmentId": environment_id, "extraEnvironmentIds": extra_ids, "environmentCoreBudget": budget,
-                "hubApiUrl": HUB_API_URL}
+                "hubApiUrl": HUB_API_URL, "hubSubnetPrefix": HUB_SUBNET}
     value = evaluate(functions, variable(functions, "appSettings")["ACA_ENVIRONMENTS"], bindings)
     assert isinstance(value, str) and known(value), value
     return value
@@ -330,10 +331,13 @@ def test_aca_environments_lists_every_environment(count):
         expression(f"extraEnvironments[{j}].outputs.id") for j in range(count - 1)
     ]
     assert module_params(tree, "functions")["environmentCoreBudget"] == Ref("environmentCoreBudget")
+    # servers there accept only the hub's proxy: its environment's subnet
+    assert module_params(tree, "functions")["hubSubnetPrefix"] == Ref("appsSubnetPrefix")
     ids = [ENV_ID.format("cae-a")] + [ENV_ID.format(f"cae-a-{k}") for k in range(2, count + 1)]
     raw = aca_environments(ids[0], ids[1:])
     # the others: the network's ingress for their apps, and the hub API at an address that resolves there
-    others = [{"id": i, "cores": 100, "vnet_ingress": True, "hub_api_url": HUB_API_URL} for i in ids[1:]]
+    others = [{"id": i, "cores": 100, "vnet_ingress": True, "hub_api_url": HUB_API_URL, "allow_from": [HUB_SUBNET]}
+              for i in ids[1:]]
     assert json.loads(raw) == [{"id": ids[0], "cores": 100}, *others]
     pool = parse_environments(raw, ids[0])  # what the functions read from it
     assert [b.id for b in pool] == ids and all(b.cores == 100 for b in pool)

@@ -54,6 +54,7 @@ def stack(aca_emulator, storage_connection_string, unique_name):
         "AzureWebJobsStorage": storage_connection_string,
         "ACA_HUB_ID": hub_id,
         "ACA_SEALING_KEYS": key,
+        "ACA_FOLLOWUP_KEYS": generate_key(),
         "ACA_LIFECYCLE_QUEUE": queue,
         "ACA_STATUS_TABLE": table,
         "ACA_SUBSCRIPTION_ID": aca_emulator.subscription_id,

@@ -48,6 +48,7 @@ def _settings(emu, **env: str) -> Settings:
         "AcaStorage": "UseDevelopmentStorage=true",
         "ACA_HUB_ID": "hub-contract",
         "ACA_SEALING_KEYS": generate_key(),
+        "ACA_FOLLOWUP_KEYS": generate_key(),
         "ACA_SUBSCRIPTION_ID": emu.subscription_id,
         "ACA_RESOURCE_GROUP": emu.resource_group,
         "ACA_ENVIRONMENT_ID": emu.environment_id,
@@ -78,7 +79,9 @@ CASES = {
     "plain": ({}, {}),
     "home volume with subPath": ({}, {"volumes": [HOME]}),
     "registry identity": ({"ACA_REGISTRY_SERVER": "myreg.azurecr.io", "ACA_REGISTRY_IDENTITY": REGISTRY_IDENTITY}, {}),
-    "workload profile": ({}, {"workload_profile": "gpu", "cpu": 3.0, "memory": "7Gi"}),
+    "workload profile": ({"ACA_ALLOWED_WORKLOAD_PROFILES": "gpu"}, {"workload_profile": "gpu", "cpu": 3.0,
+                                                                      "memory": "7Gi"}),
+    "network ingress open to the hub only": ({"ACA_ENVIRONMENTS": "vnet"}, {}),
 }
 
 
@@ -87,6 +90,9 @@ def test_the_body_on_the_wire_holds_to_the_contract(aca_emulator_factory, case):
     env, spec = CASES[case]
     # a long provisioning delay: only the synchronous answer matters here, no notebook is started
     emu = aca_emulator_factory(provisioning_delay=120, workload_profiles=[{"name": "gpu", "workloadProfileType": "D4"}])
+    if env.get("ACA_ENVIRONMENTS") == "vnet":  # the emulator's environment as one of environments 2..N
+        env = {**env, "ACA_ENVIRONMENTS": json.dumps([{"id": emu.environment_id, "vnet_ingress": True,
+                                                         "allow_from": ["10.42.0.0/23", "10.42.2.0/24"]}])}
     settings = _settings(emu, **env)
     request = _request("alice", **spec)
     recorder = WireRecorder()
@@ -98,7 +104,7 @@ def test_the_body_on_the_wire_holds_to_the_contract(aca_emulator_factory, case):
         {"properties": {"azureFile": {"accountName": "sthomes", "accountKey": "a2V5", "shareName": "homes",
                                       "accessMode": "ReadWrite"}}})
     recorder.bodies.clear()
-    apps = ArmApps(client, settings.resource_group)
+    apps = ArmApps.for_settings(client, settings)
     try:
         home = home_folder(request.user) if request.spec.volumes else ""
         accepted = apps.send_create_or_update(request.server_key,
@@ -122,3 +128,7 @@ def test_the_body_on_the_wire_holds_to_the_contract(aca_emulator_factory, case):
         assert set(assigned) == {"principalId", "clientId"}
     if case == "workload profile":
         assert answer["properties"]["workloadProfileName"] == "gpu"
+    if case == "network ingress open to the hub only":
+        rules = sent["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"]
+        assert [r["ipAddressRange"] for r in rules] == ["10.42.0.0/23", "10.42.2.0/24"]
+        assert answer["properties"]["configuration"]["ingress"]["ipSecurityRestrictions"] == rules

@@ -57,7 +57,7 @@ def sent(monkeypatch) -> Sent:
     requests = Sent()
     requests.sealing_key = generate_key()
 
-    async def send(self, sealed):
+    async def send(self, sealed, time_to_live=None):
         requests.append(Sealer(requests.sealing_key).open(sealed))
         raise ConnectionError("caught by the test")
 

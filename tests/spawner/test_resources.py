@@ -37,7 +37,8 @@ def test_the_consumption_sizes_are_acas_table():
 def test_the_largest_consumption_size_is_the_functions_default_ceiling(db):
     """What the hub maps to never exceeds what the functions' policy allows by default (ACA_MAX_CPU/MEMORY)."""
     settings = Settings.from_environ(
-        {"ACA_HUB_ID": "h", "ACA_SEALING_KEYS": generate_key(), "ACA_SUBSCRIPTION_ID": "s",
+        {"ACA_HUB_ID": "h", "ACA_SEALING_KEYS": generate_key(), "ACA_FOLLOWUP_KEYS": generate_key(),
+         "ACA_SUBSCRIPTION_ID": "s",
          "ACA_RESOURCE_GROUP": "g", "ACA_ENVIRONMENT_ID": "/e", "ACA_LOCATION": "westeurope",
          "ACA_ALLOWED_IMAGES": "quay.io/jupyter/*", "AcaStorage": "UseDevelopmentStorage=true"}
     )
@@ -180,7 +181,7 @@ def test_c_spawner_config_applies(db):
 async def test_a_size_aca_does_not_offer_fails_the_start_before_anything_is_sent(db, monkeypatch):
     sent = []
 
-    async def send(self, sealed):
+    async def send(self, sealed, time_to_live=None):
         sent.append(sealed)
 
     monkeypatch.setattr("acaspawner.hub_storage.HubStorage.send", send)

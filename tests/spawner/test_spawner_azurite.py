@@ -274,11 +274,11 @@ async def test_a_stop_storage_refuses_is_sent_again_until_it_goes_through(db, wo
     real_send = HubStorage.send
     refusals = []
 
-    async def storage_down(self, sealed):
+    async def storage_down(self, sealed, time_to_live=None):
         if len(refusals) < 3:  # the queue is unreachable for the first three tries
             refusals.append(sealed)
             raise ConnectionError("queue unreachable")
-        await real_send(self, sealed)
+        await real_send(self, sealed, time_to_live)
 
     monkeypatch.setattr(HubStorage, "send", storage_down)
     await asyncio.wait_for(spawner.stop(), 5)  # returns at once: the hub is not held up by the outage
@@ -293,9 +293,9 @@ def hang_sends(monkeypatch) -> asyncio.Event:
     real_send = HubStorage.send
     back = asyncio.Event()
 
-    async def frozen(self, sealed):
+    async def frozen(self, sealed, time_to_live=None):
         await back.wait()
-        await real_send(self, sealed)
+        await real_send(self, sealed, time_to_live)
 
     monkeypatch.setattr(HubStorage, "send", frozen)
     return back

@@ -290,7 +290,7 @@ def test_defaults_fit_aca():
 
 
 async def test_unreachable_queue_is_a_clear_spawn_failure(db, monkeypatch):
-    async def refuse(self, sealed):
+    async def refuse(self, sealed, time_to_live=None):
         raise ConnectionError("queue endpoint refused the connection")
 
     monkeypatch.setattr("acaspawner.hub_storage.HubStorage.send", refuse)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from azure.storage.queue import QueueClient
+from waiting import wait_until
 
 from acaspawner import wire
 from acaspawner.contract import Op, Phase, Request, ServerSpec, Status
@@ -14,6 +15,7 @@ from acaspawner.hub_storage import HubStorage, close_shared
 from acaspawner.naming import server_key
 from acaspawner.sealing import Sealer, generate_key
 from acaspawner.storage_config import StorageConfig
+from functions.followup import FollowUp, FollowUps, Step
 from functions.storage import FunctionStorage, StatusConflict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,3 +138,25 @@ def test_storage_config_from_app_settings():
         StorageConfig.from_app_settings({}, "AcaStorage", "q", "t")
     secret = StorageConfig(connection_string="AccountKey=supersecret")
     assert "supersecret" not in repr(secret)
+
+
+def lifetime(message) -> float:
+    return (message.expires_on - message.inserted_on).total_seconds()
+
+
+async def test_lifecycle_messages_live_no_longer_than_their_seal(config):
+    """L4: a sealed message is refused past its maximum age, so the queue drops it soon after, token and all."""
+    hub = HubStorage(config)
+    try:
+        await hub.send(Sealer(generate_key(), max_age=900).seal(start_request()), time_to_live=900 + 60)
+    finally:
+        await hub.close()
+    functions = FunctionStorage(config)
+    follow_up = FollowUp.first(start_request(), Step.CREATE, since=0.0, delay=1, deadline=0.0)
+    FollowUps(Sealer(generate_key(), max_age=900), functions).send(follow_up)
+    queue = QueueClient.from_connection_string(config.connection_string, config.queue_name)
+    with queue:
+        messages = wait_until(lambda: list(queue.peek_messages(max_messages=2)) if len(
+            list(queue.peek_messages(max_messages=2))) == 2 else None, timeout=15, what="both messages to show")
+    # the hub's request: its maximum age and a minute; the follow-up: its delay too
+    assert sorted(round(lifetime(m)) for m in messages) == [960, 961]
