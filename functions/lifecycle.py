@@ -52,45 +52,21 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 
 from acaspawner import wire
 from acaspawner.contract import ContractError, Op, Request, ServerSpec
-from acaspawner.sealing import ExpiredMessage, Sealer, SealError
+from acaspawner.sealing import ExpiredMessage, SealError
 
-from .arm import ArmApps, for_users
-from .capacity import CapacityLedger
-from .followup import FollowUp, FollowUps, open_message, sealer_for
-from .listing import AppListing
+from .arm import for_users
+from .deps import Deps
+from .followup import FollowUp, open_message, sealer_for
 from .policy import ForeignHub, PolicyViolation, check_request, key_belongs_to
 from .rules import Outcome, RetryLater, Verdict, decide
 from .server_run import ServerRun
-from .settings import Settings
-from .storage import FunctionStorage
-from .user_homes import UserHomes
 
 __all__ = ["Deps", "Outcome", "RetryLater", "Verdict", "decide", "handle_message"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Deps:
-    """What the handler works with; tests build their own."""
-
-    settings: Settings
-    storage: FunctionStorage
-    apps: ArmApps
-    sealer: Sealer  # the hub's keys: requests
-    follow_ups: FollowUps  # sealed with ``followup_sealer``
-    listing: AppListing
-    homes: UserHomes | None = None  # users' home folders; None: servers get no home
-    followup_sealer: Sealer | None = None  # the functions' own keys (ACA_FOLLOWUP_KEYS): follow-ups
-    # environments of the pool with vnet_ingress that ARM reported internal (checked once per instance)
-    internal_environments: set[str] = field(default_factory=set)
-    max_dequeue_count: int = 5
-    # where servers are placed and what they hold there; None: everything in ACA_ENVIRONMENT_ID, uncounted
-    capacity: CapacityLedger | None = None
 
 
 def _poison(body: bytes, deps: Deps) -> None:

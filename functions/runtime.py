@@ -15,7 +15,7 @@ from .arm import ArmApps, make_client
 from .capacity import CapacityLedger
 from .followup import FollowUps
 from .homes import make_homes
-from .lifecycle import Deps
+from .deps import Deps
 from .listing import AppListing
 from .settings import CONNECTION, Settings, read_host_limits
 from .storage import FunctionStorage

@@ -31,7 +31,7 @@ from .storage import StatusConflict
 from .user_homes import HomeTaken
 
 if TYPE_CHECKING:
-    from .lifecycle import Deps
+    from .deps import Deps
 
 log = logging.getLogger("functions.lifecycle")  # one logger for the lifecycle, whichever module speaks
 

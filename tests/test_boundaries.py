@@ -8,6 +8,7 @@ import graph it is built on.
 from __future__ import annotations
 
 import ast
+import configparser
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,25 @@ def test_function_app_imports_only_the_functions():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert imported <= FUNCTION_APP_IMPORTS, imported - FUNCTION_APP_IMPORTS
+
+
+def test_the_no_circles_contract_catches_a_circle(tmp_path):
+    """The acyclic contract of .importlinter fails on a package whose modules import each other."""
+    package = tmp_path / "circular"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from . import b\n")
+    (package / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import a\n")
+    shipped = configparser.ConfigParser()
+    shipped.read(REPO / ".importlinter")
+    contract = dict(shipped["importlinter:contract:no-circles"], ancestors="circular")
+    config = configparser.ConfigParser()
+    config["importlinter"] = {"root_package": "circular"}
+    config["importlinter:contract:no-circles"] = contract
+    with open(tmp_path / "importlinter.ini", "w") as f:
+        config.write(f)
+    done = subprocess.run([str(LINT_IMPORTS), "--no-cache", "--no-logo", "--config", "importlinter.ini"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert contract["type"] == "acyclic_siblings"
+    assert done.returncode != 0 and "No cycles are allowed in circular" in done.stdout, done.stdout[-2000:]

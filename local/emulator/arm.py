@@ -28,16 +28,51 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from .apiversions import check_api_version
+from .environments import ManagedEnvironment
 from .errors import ArmError, bad_request, not_found
-from .model import Operation
+from .faults import ErrorInjector, Faults, Stats, Throttle
+from .model import AppInfo, Operation
+from .operations import Operations
+from .volumes import Storages
 
-if TYPE_CHECKING:
-    from .emulator import Emulator
+
+class ArmBackend(Protocol):
+    """What the ARM surface needs of the emulator (:class:`~local.emulator.emulator.Emulator` is one)."""
+
+    subscription_id: str
+    resource_group: str
+    location: str
+    api_versions: tuple[str, ...]
+    environments: list[ManagedEnvironment]
+    storages: Storages
+    _stats: Stats
+    _throttle: Throttle
+    _errors: ErrorInjector
+    _operations: Operations | None
+
+    @property
+    def faults(self) -> Faults: ...
+
+    @property
+    def stats(self) -> dict[str, Any]: ...
+
+    @property
+    def apps(self) -> dict[str, AppInfo]: ...
+
+    @property
+    def environment_usage(self) -> dict[str, dict[str, Any]]: ...
+
+    @property
+    def ingress_hosts(self) -> list[str]: ...
+
+    def set_faults(self, **changes: Any) -> Faults: ...
+
+    def register_hub(self, host: str, upstream: str) -> None: ...
 
 _SUB = r"/subscriptions/(?P<sub>[^/]+)"
 _RG = _SUB + r"/resourcegroups/(?P<rg>[^/]+)"
@@ -56,9 +91,9 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 class ArmApi:
-    """aiohttp handlers for the ARM subset, backed by an :class:`Emulator`."""
+    """aiohttp handlers for the ARM subset, backed by the emulator (an :class:`ArmBackend`)."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: ArmBackend) -> None:
         self.emu = emulator
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", _RG + _APP + r"/managedenvironments/(?P<env>[^/]+)", self.get_environment),

@@ -8,7 +8,7 @@ from fn_support import FakeApps, RecordingHomes, RecordingQueue, base_env
 from acaspawner.sealing import Sealer
 from functions.capacity import CapacityLedger
 from functions.followup import FollowUps
-from functions.lifecycle import Deps
+from functions.deps import Deps
 from functions.listing import AppListing
 from functions.settings import Settings
 from functions.storage import FunctionStorage

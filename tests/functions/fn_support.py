@@ -14,7 +14,8 @@ from acaspawner.contract import Op, Request, ServerSpec, Volume
 from acaspawner.naming import legacy_home_folder, server_key
 from acaspawner.sealing import generate_key
 from functions.arm import Accepted, TerminalArmError
-from functions.lifecycle import Deps, Outcome, handle_message
+from functions.deps import Deps
+from functions.lifecycle import Outcome, handle_message
 
 HUB = "hub-test"
 TOKEN = "secret-api-token-4f1d2c"  # the JupyterHub API token every test start carries
