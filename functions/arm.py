@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -69,6 +70,11 @@ class ArmFailure(Exception):
 
 class TransientArmError(ArmFailure):
     """Worth trying again later: throttling, server errors, timeouts."""
+
+    @property
+    def throttled(self) -> bool:
+        """ARM kept answering 429, or could not be reached, beyond azure-core's retries: stop asking for now."""
+        return self.status == 429 or self.code in ("ServiceRequestError", "ServiceResponseError")
 
 
 class TerminalArmError(ArmFailure):
@@ -260,6 +266,23 @@ def is_under(url: str, prefix: str) -> bool:
             and not any(part in (".", "..") for part in path.split("/")))
 
 
+class BudgetExhausted(Exception):
+    """The ARM calls one run may make are spent (``ACA_RECONCILE_MAX_ARM_CALLS``)."""
+
+
+@dataclass
+class CallBudget:
+    """A number of ARM calls; every call of a gateway that has one spends one."""
+
+    limit: int
+    spent: int = 0
+
+    def spend(self, what: str) -> None:
+        if self.spent >= self.limit:
+            raise BudgetExhausted(what)
+        self.spent += 1
+
+
 @dataclass
 class ArmApps:
     """Send writes for, list and read the container apps of one resource group.
@@ -276,12 +299,18 @@ class ArmApps:
     client: ContainerAppsAPIClient
     resource_group: str
     operations_under: str
+    budget: CallBudget | None = None  # a run's budget of ARM calls (the reconciler's); None: unbounded
 
     @classmethod
     def for_settings(cls, client: ContainerAppsAPIClient, settings: Settings) -> ArmApps:
         return cls(client, settings.resource_group, operations_under(settings))
 
+    def _spend(self, what: str) -> None:
+        if self.budget is not None:
+            self.budget.spend(what)
+
     def _send(self, begin: Any, *args: Any) -> Accepted:
+        self._spend(f"{begin.__name__} {args[0]}")
         first = FirstAnswer()
         # the SDK sends the initial request only and hands ARM's answer to ``first`` as it is
         begin(self.resource_group, *args, polling=first)
@@ -323,6 +352,7 @@ class ArmApps:
             raise classify(e) from e
 
     def get(self, name: str) -> dict[str, Any] | None:
+        self._spend(f"reading {name}")
         try:
             return _as_dict(self.client.container_apps.get(self.resource_group, name))
         except ResourceNotFoundError:
@@ -337,6 +367,7 @@ class ArmApps:
             group = parts[[p.lower() for p in parts].index("resourcegroups") + 1]
         except (ValueError, IndexError):
             raise TerminalArmError("InvalidEnvironmentId", f"not a managed environment id: {environment_id}") from None
+        self._spend(f"reading environment {parts[-1]}")
         try:
             environment = _as_dict(self.client.managed_environments.get(group, parts[-1]))
         except AzureError as e:
@@ -345,8 +376,24 @@ class ArmApps:
 
     def list(self) -> list[dict[str, Any]]:
         """Every app of the resource group (one ARM read per page)."""
+        return [app for page in self.pages() for app in page]
+
+    def pages(self) -> Iterator[list[dict[str, Any]]]:
+        """The apps of the resource group, one page (one ARM read) at a time: what was read stays usable
+        when the budget runs out (:class:`BudgetExhausted`) before the last page."""
         try:
-            return [_as_dict(app) for app in self.client.container_apps.list_by_resource_group(self.resource_group)]
+            pager = self.client.container_apps.list_by_resource_group(self.resource_group).by_page()
+            while True:
+                self._spend("listing container apps")
+                try:
+                    page = next(pager)
+                except StopIteration:
+                    if self.budget is not None:
+                        self.budget.spent -= 1  # the end of the pager made no request
+                    return
+                yield [_as_dict(app) for app in page]
+                if getattr(pager, "continuation_token", "") is None:
+                    return  # that was the last page: no probe that would cost a call
         except AzureError as e:
             raise classify(e) from e
 
@@ -364,6 +411,7 @@ class ArmApps:
             log.warning("not reading an operation outside %s (host %s): the ARM token goes only there",
                         self.operations_under, urlsplit(operation_url).netloc or "?")
             return None
+        self._spend("reading an operation")
         try:
             response = self.client.send_request(HttpRequest("GET", operation_url))
             if response.status_code != 200:

@@ -33,18 +33,33 @@ adopts apps that hold cores without a reservation, and recounts.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from .capacity_rows import (
+    COUNT_PREFIX,
+    RESERVATION_PREFIX,
+    USER_PREFIX,
+    Count,
+    Ledger,
+    Reservation,
+    UserCount,
+    count_key,
+    env_key,
+    partition,
+    read_count,
+    read_reservation,
+    read_user_count,
+    user_key,
+)
 from .environments import EnvironmentBudget, budget_of
 from .footprint import Footprint, rounded
 from .placement import Usage, choose, fits, full_message, usage_of
@@ -54,9 +69,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COUNT_PREFIX = "environment-"
-RESERVATION_PREFIX = "server-"
-USER_PREFIX = "user-"
 #: how often one call re-reads and tries again after losing a race
 MAX_RACES = 64
 _CONFLICTS = {"UpdateConditionNotSatisfied", "EntityAlreadyExists", "ResourceNotFound", "EntityNotFound"}
@@ -90,101 +102,6 @@ class _Raced(Exception):
     pass
 
 
-def partition(hub_id: str) -> str:
-    """The capacity partition of hub ``hub_id`` (``~`` never occurs in a hub id, which names apps)."""
-    return f"{hub_id}~capacity"
-
-
-def count_key(environment_id: str) -> str:
-    return COUNT_PREFIX + hashlib.sha256(environment_id.rstrip("/").lower().encode()).hexdigest()[:24]
-
-
-def user_key(user: str) -> str:
-    return USER_PREFIX + hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-
-
-def env_key(environment_id: str) -> str:
-    return environment_id.rstrip("/").lower()
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """What one server holds (``held``) or last held (its environment is preferred when it starts again)."""
-
-    server_key: str
-    environment_id: str
-    footprint: Footprint
-    generation: int
-    held: bool
-    stopped: bool = False  # last changed by a stop: a start of the same generation is superseded
-    updated: float = 0.0
-    etag: str | None = None
-    user: str = ""  # "" for reservations written before per-user counts: they count for no user
-
-
-@dataclass(frozen=True)
-class Count:
-    """The row that sums an environment's held reservations."""
-
-    environment_id: str
-    usage: Usage
-    etag: str | None = None
-
-
-@dataclass(frozen=True)
-class UserCount:
-    """The row that sums one user's held reservations."""
-
-    user: str
-    usage: Usage
-    etag: str | None = None
-
-
-@dataclass(frozen=True)
-class Ledger:
-    """One read of the whole capacity partition."""
-
-    counts: dict[str, Count]  # by lower-case environment id
-    reservations: dict[str, Reservation]  # by server key
-    users: dict[str, UserCount] = field(default_factory=dict)  # by user name
-
-
-def _value(entity: dict[str, Any], name: str, default: Any = 0) -> Any:
-    value = entity.get(name, default)
-    return getattr(value, "value", value)
-
-
-def _reservation(entity: dict[str, Any]) -> Reservation:
-    return Reservation(
-        server_key=entity["RowKey"][len(RESERVATION_PREFIX):],
-        environment_id=str(_value(entity, "environment_id", "")),
-        footprint=Footprint(float(_value(entity, "cpu", 0.0)), float(_value(entity, "memory_gib", 0.0))),
-        generation=int(_value(entity, "generation", 0)),
-        held=bool(_value(entity, "held", False)),
-        stopped=bool(_value(entity, "stopped", False)),
-        updated=float(_value(entity, "updated", 0.0)),
-        etag=_etag(entity),
-        user=str(_value(entity, "user", "")),
-    )
-
-
-def _etag(entity: Any) -> str | None:
-    return entity.metadata.get("etag") if hasattr(entity, "metadata") else None
-
-
-def _usage(entity: dict[str, Any]) -> Usage:
-    return Usage(float(_value(entity, "cores", 0.0)), float(_value(entity, "memory_gib", 0.0)),
-                 int(_value(entity, "servers", 0)))
-
-
-def _count(entity: dict[str, Any]) -> Count:
-    return Count(str(_value(entity, "environment_id", "")), _usage(entity), _etag(entity))
-
-
-def _user_count(entity: dict[str, Any]) -> UserCount:
-    return UserCount(str(_value(entity, "user", "")), _usage(entity), _etag(entity))
-
-
 class CapacityLedger:
     """Reservations and per-environment counts of one hub, changed only by ETag-conditional transactions."""
 
@@ -207,7 +124,7 @@ class CapacityLedger:
 
     def reservation(self, server_key: str) -> Reservation | None:
         try:
-            return _reservation(self.table.get_entity(self.partition, RESERVATION_PREFIX + server_key))
+            return read_reservation(self.table.get_entity(self.partition, RESERVATION_PREFIX + server_key))
         except ResourceNotFoundError:
             return None
 
@@ -215,7 +132,7 @@ class CapacityLedger:
         if not user:
             return None
         try:
-            return _user_count(self.table.get_entity(self.partition, user_key(user)))
+            return read_user_count(self.table.get_entity(self.partition, user_key(user)))
         except ResourceNotFoundError:
             return None
 
@@ -225,7 +142,7 @@ class CapacityLedger:
         # "-" + 1 is ".": every key with the prefix sorts between the two
         bounds = {"p": self.partition, "lo": COUNT_PREFIX, "hi": COUNT_PREFIX[:-1] + "."}
         for entity in self.table.query_entities(query, parameters=bounds):
-            count = _count(entity)
+            count = read_count(entity)
             found[env_key(count.environment_id)] = count
         return found
 
@@ -235,13 +152,13 @@ class CapacityLedger:
         for entity in self.table.query_entities("PartitionKey eq @p", parameters={"p": self.partition}):
             key = entity["RowKey"]
             if key.startswith(COUNT_PREFIX):
-                count = _count(entity)
+                count = read_count(entity)
                 counts[env_key(count.environment_id)] = count
             elif key.startswith(RESERVATION_PREFIX):
-                reservation = _reservation(entity)
+                reservation = read_reservation(entity)
                 reservations[reservation.server_key] = reservation
             elif key.startswith(USER_PREFIX):
-                user_count = _user_count(entity)
+                user_count = read_user_count(entity)
                 users[user_count.user] = user_count
         return Ledger(counts, reservations, users)
 

@@ -32,7 +32,8 @@ from azure.core.exceptions import AzureError
 from acaspawner.contract import Status
 
 from .arm import app_generation
-from .capacity import CapacityBusy, CapacityLedger, Ledger, env_key
+from .capacity import CapacityBusy, CapacityLedger
+from .capacity_rows import Ledger, env_key
 from .environments import EnvironmentBudget, environment_name
 from .footprint import app_environment, holds_cores, of_app, rounded
 from .placement import Usage

@@ -59,6 +59,7 @@ from acaspawner.sealing import ExpiredMessage, SealError
 
 from .arm import for_users
 from .deps import Deps
+from .follow_run import FollowUpRun
 from .followup import FollowUp, open_message, sealer_for
 from .policy import ForeignHub, PolicyViolation, check_request, key_belongs_to
 from .rules import Outcome, RetryLater, Verdict, decide
@@ -150,9 +151,10 @@ def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
             log.warning("%r refused by policy: %s", message, e)
             return ServerRun(message, deps, dequeue_count).reject(str(e), "PolicyViolation")
 
-    run = ServerRun(message, deps, dequeue_count)
+    run = FollowUpRun(message, deps, dequeue_count) if isinstance(message, FollowUp) else ServerRun(
+        message, deps, dequeue_count)
     try:
-        if isinstance(message, FollowUp):
+        if isinstance(run, FollowUpRun):
             outcome = run.follow(message)
         else:
             outcome = run.start() if message.op is Op.START else run.stop()

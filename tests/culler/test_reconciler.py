@@ -22,14 +22,10 @@ from acaspawner.contract import Phase, Status
 from acaspawner.naming import server_key
 from acaspawner.storage_config import StorageConfig
 from functions.hubapi import HubApi, HubUnavailable
-from functions.reconciler import (
-    STUCK_ERROR_CODE,
-    ReconcileOptions,
-    ReconcilerError,
-    hub_active_servers,
-    reconcile,
-    run_reconciler,
-)
+from functions.reconcile_apps import hub_active_servers
+from functions.reconcile_run import ReconcileOptions
+from functions.reconcile_stuck import STUCK_ERROR_CODE
+from functions.reconciler import ReconcilerError, reconcile, run_reconciler
 from functions.storage import FunctionStorage
 from local.emulator.client import StaticTokenCredential
 from local.procs import free_port
@@ -109,7 +105,7 @@ def test_orphans_and_apps_of_stopped_or_failed_servers_are_deleted(aca_emulator,
     before = requests_made(aca_emulator)
     caplog.set_level(logging.INFO)
 
-    summary = reconcile(options(aca_emulator), store, aca_client.container_apps, now=time.time() + HOUR_AHEAD)
+    summary = reconcile(options(aca_emulator), store, aca_client, now=time.time() + HOUR_AHEAD)
 
     assert summary.deleted == sorted([orphan, stopped, failed])
     assert summary.kept == 2 and summary.foreign_apps == 2 and summary.apps_seen == 5
@@ -128,7 +124,7 @@ def test_young_apps_and_fresh_statuses_are_left_to_the_lifecycle(aca_emulator, a
     create_app(aca_client, aca_emulator, key("justgone"))
     create_app(aca_client, aca_emulator, key("justmade"))  # the lifecycle may be about to record it
 
-    summary = reconcile(options(aca_emulator, grace=300), store, aca_client.container_apps)
+    summary = reconcile(options(aca_emulator, grace=300), store, aca_client)
     assert summary.deleted == [] and summary.kept == 2
     assert app_names(aca_emulator) == {key("justgone"), key("justmade")}
 
@@ -140,7 +136,7 @@ def test_stuck_statuses_become_failed(aca_emulator, aca_client, store):
     put_status(store, "fresh", Phase.PROVISIONING)
     put_status(store, "fine", Phase.RUNNING, updated=long_ago)
 
-    summary = reconcile(options(aca_emulator, stuck_after=1200), store, aca_client.container_apps)
+    summary = reconcile(options(aca_emulator, stuck_after=1200), store, aca_client)
 
     assert sorted(summary.marked_failed) == sorted([key("queued"), key("prov")])
     for user, was in (("queued", "queued"), ("prov", "provisioning")):
@@ -175,7 +171,7 @@ class RacingStore:
 def test_a_stuck_status_that_progresses_meanwhile_is_left_alone(aca_emulator, aca_client, store):
     put_status(store, "slowstart", Phase.PROVISIONING, updated=time.time() - 7200)
     racing = RacingStore(store)
-    summary = reconcile(options(aca_emulator), racing, aca_client.container_apps)
+    summary = reconcile(options(aca_emulator), racing, aca_client)
     assert racing.raced == [key("slowstart")]
     assert summary.marked_failed == [] and summary.errors == []
     assert store.get_status(HUB, key("slowstart")).phase is Phase.RUNNING
@@ -189,25 +185,25 @@ def test_the_arm_call_budget_is_respected(aca_emulator, aca_client, store):
     later = time.time() + HOUR_AHEAD
 
     before = requests_made(aca_emulator)
-    summary = reconcile(options(aca_emulator, max_arm_calls=3), store, aca_client.container_apps, now=later)
+    summary = reconcile(options(aca_emulator, max_arm_calls=3), store, aca_client, now=later)
     assert summary.arm_calls == 3 and summary.listing_complete and summary.deleted == []  # exactly the 3 pages
     assert any("budget (3)" in note for note in summary.notes)
 
     before = requests_made(aca_emulator)
-    summary = reconcile(options(aca_emulator, max_arm_calls=5), store, aca_client.container_apps, now=later)
+    summary = reconcile(options(aca_emulator, max_arm_calls=5), store, aca_client, now=later)
     assert summary.arm_calls == 5 and sum(delta(before, requests_made(aca_emulator)).values()) == 5
     assert len(summary.deleted) == 2  # three pages of apps, then two deletes
     assert any("budget (5)" in note for note in summary.notes)
     first = set(summary.deleted)
 
     before = requests_made(aca_emulator)
-    summary = reconcile(options(aca_emulator, max_arm_calls=1), store, aca_client.container_apps, now=later)
+    summary = reconcile(options(aca_emulator, max_arm_calls=1), store, aca_client, now=later)
     assert summary.arm_calls == 1 and sum(delta(before, requests_made(aca_emulator)).values()) == 1
     assert not summary.listing_complete and summary.deleted == []
     assert any("missing apps not checked" in note for note in summary.notes)
 
     wait_gone(aca_emulator, first)
-    summary = reconcile(options(aca_emulator), store, aca_client.container_apps, now=later)
+    summary = reconcile(options(aca_emulator), store, aca_client, now=later)
     wait_gone(aca_emulator, orphans)
     assert len(summary.deleted) == 3
 
@@ -221,10 +217,10 @@ def test_stop_mode_keeps_parked_apps(aca_emulator, aca_client, store):
     aca_client.container_apps.begin_stop(aca_emulator.resource_group, parked).result()
     later = time.time() + HOUR_AHEAD
 
-    summary = reconcile(options(aca_emulator, stop_mode="stop"), store, aca_client.container_apps, now=later)
+    summary = reconcile(options(aca_emulator, stop_mode="stop"), store, aca_client, now=later)
     assert summary.deleted == [left_running] and summary.kept == 1
 
-    summary = reconcile(options(aca_emulator, stop_mode="delete"), store, aca_client.container_apps, now=later)
+    summary = reconcile(options(aca_emulator, stop_mode="delete"), store, aca_client, now=later)
     assert summary.deleted == [parked]
 
 
@@ -238,7 +234,7 @@ def test_running_servers_whose_app_is_gone_are_reported(hub: RunningHub, aca_emu
     before = requests_made(aca_emulator)
 
     with HubApi(hub.api_url, hub.culler_token, timeout=10) as api:
-        summary = reconcile(options(aca_emulator), store, aca_client.container_apps,
+        summary = reconcile(options(aca_emulator), store, aca_client,
                             hub_servers=lambda: hub_active_servers(api), now=time.time() + HOUR_AHEAD)
         assert api.calls == {"GET users": 1}
 
@@ -256,7 +252,7 @@ def test_an_unreachable_hub_does_not_stop_the_reconciler(aca_emulator, aca_clien
     def hub_down():
         raise HubUnavailable("JupyterHub API at http://127.0.0.1:1/hub/api is unreachable")
 
-    summary = reconcile(options(aca_emulator), store, aca_client.container_apps, hub_servers=hub_down,
+    summary = reconcile(options(aca_emulator), store, aca_client, hub_servers=hub_down,
                         now=time.time() + HOUR_AHEAD)
     assert summary.deleted == [key("orphan")]
     assert summary.errors and "unreachable" in summary.errors[0]
@@ -285,10 +281,11 @@ def test_entry_point_honours_retry_after_when_throttled(aca_emulator, aca_client
 
 
 class ThrottledApps:
-    """Container apps operations whose deletes are always throttled (retries already spent)."""
+    """An ARM client whose container app deletes are always throttled (retries already spent)."""
 
-    def __init__(self, real):
-        self.real = real
+    def __init__(self, client):
+        self.real = client.container_apps
+        self.container_apps = self
         self.deletes = 0
 
     def list_by_resource_group(self, group, **kwargs):
@@ -304,7 +301,7 @@ class ThrottledApps:
 def test_persistent_throttling_ends_the_run_early(aca_emulator, aca_client, store):
     for i in range(3):
         create_app(aca_client, aca_emulator, key(f"o{i}"))
-    apps = ThrottledApps(aca_client.container_apps)
+    apps = ThrottledApps(aca_client)
     summary = reconcile(options(aca_emulator), store, apps, now=time.time() + HOUR_AHEAD)
     assert apps.deletes == 1 and summary.deleted == []
     assert summary.errors and any("429" in note for note in summary.notes)
@@ -315,7 +312,7 @@ def test_unreachable_arm_fails_loudly(store):
                                     retry_total=0)
     try:
         with pytest.raises(ReconcilerError, match="reconciler run failed"):
-            reconcile(ReconcileOptions(hub_id=HUB, resource_group="rg"), store, client.container_apps)
+            reconcile(ReconcileOptions(hub_id=HUB, resource_group="rg"), store, client)
     finally:
         client.close()
 
@@ -342,7 +339,7 @@ def test_apps_of_servers_the_hub_no_longer_counts_are_removed(hub: RunningHub, a
     put_status(store, fresh, Phase.PROVISIONING, updated=later - 10)  # ...but not this one
 
     with HubApi(hub.api_url, hub.culler_token, timeout=10) as api:
-        summary = reconcile(options(aca_emulator), store, aca_client.container_apps,
+        summary = reconcile(options(aca_emulator), store, aca_client,
                             hub_servers=lambda: hub_active_servers(api), now=later)
 
     assert summary.deleted == [key(forgotten)]
@@ -358,7 +355,7 @@ def test_apps_of_servers_the_hub_no_longer_counts_are_removed(hub: RunningHub, a
 def test_without_the_hub_servers_it_forgot_are_left_alone(aca_emulator, aca_client, store):
     create_app(aca_client, aca_emulator, key("unknown"))
     put_status(store, "unknown", Phase.RUNNING)
-    summary = reconcile(options(aca_emulator), store, aca_client.container_apps, now=time.time() + HOUR_AHEAD)
+    summary = reconcile(options(aca_emulator), store, aca_client, now=time.time() + HOUR_AHEAD)
     assert summary.deleted == [] and store.get_status(HUB, key("unknown")).phase is Phase.RUNNING
 
 
@@ -370,7 +367,7 @@ def test_an_implausible_hub_answer_removes_nothing(aca_emulator, aca_client, sto
         create_app(aca_client, aca_emulator, key(user))
         put_status(store, user, Phase.RUNNING)
     listed = [(user, "", True) for user in users[:hub_lists]]
-    summary = reconcile(options(aca_emulator), store, aca_client.container_apps, hub_servers=lambda: listed,
+    summary = reconcile(options(aca_emulator), store, aca_client, hub_servers=lambda: listed,
                         now=time.time() + HOUR_AHEAD)
     assert summary.deleted == []
     assert app_names(aca_emulator) >= {key(user) for user in users}

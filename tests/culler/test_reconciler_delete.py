@@ -1,12 +1,14 @@
-"""The reconciler's delete says whether there was an app: ARM answers 204, not 404, when there was none."""
+"""The reconciler's deletes go through the functions' one ARM gateway: one call each, counted against the run's
+budget; ARM answers 204, not 404, when there was nothing to delete."""
 
 from __future__ import annotations
 
 import sys
 
+import pytest
 from azure.mgmt.appcontainers import models
 
-from functions.reconciler import ReconcileSummary, _Arm
+from functions.arm import ArmApps, BudgetExhausted, CallBudget
 
 
 def _app(emulator) -> models.ContainerApp:
@@ -16,15 +18,18 @@ def _app(emulator) -> models.ContainerApp:
                                template=models.Template(containers=[container]))
 
 
-def test_delete_is_true_for_an_app_and_false_when_arm_answers_204(aca_emulator, aca_client):
+def test_a_delete_says_whether_there_was_an_app_and_spends_one_call(aca_emulator, aca_client):
     rg = aca_emulator.resource_group
     aca_client.container_apps.begin_create_or_update(rg, "there", _app(aca_emulator)).result(timeout=30)
-    summary = ReconcileSummary()
-    arm = _Arm(aca_client.container_apps, rg, budget=10, summary=summary)
+    budget = CallBudget(2)
+    arm = ArmApps(aca_client, rg, "", budget)
     before = aca_emulator.stats["requests_by_method"].get("DELETE", 0)
 
-    assert arm.delete("there") is True
-    assert arm.delete("never-was") is False
+    assert arm.send_delete("there").done is False  # accepted: the app is on its way out
+    assert arm.send_delete("never-was").done is True  # 204: nothing to delete
     # one DELETE each, nothing followed: the 204 itself says there was nothing to delete
     assert aca_emulator.stats["requests_by_method"]["DELETE"] - before == 2
-    assert summary.arm_calls == 2
+    assert budget.spent == 2
+    with pytest.raises(BudgetExhausted):
+        arm.send_delete("one-too-many")
+    assert aca_emulator.stats["requests_by_method"]["DELETE"] - before == 2  # the spent budget sent nothing

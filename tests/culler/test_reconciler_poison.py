@@ -23,13 +23,9 @@ from acaspawner.naming import server_key
 from acaspawner.sealing import DEFAULT_MAX_AGE, Sealer, generate_key
 from acaspawner.storage_config import StorageConfig
 from functions.followup import FollowUp, Keyring, Step
-from functions.reconciler import (
-    NO_KEYS,
-    ReconcileOptions,
-    classify_poison,
-    reconcile,
-    run_reconciler,
-)
+from functions.poison_drain import NO_KEYS, classify_poison
+from functions.reconcile_run import ReconcileOptions
+from functions.reconciler import reconcile, run_reconciler
 from functions.storage import FunctionStorage
 
 TOKEN = "poison-test-token-7c1e9a0b5d"  # the JupyterHub API token inside every start request
@@ -110,7 +106,7 @@ def test_poison_messages_are_logged_and_deleted_once_past_the_maximum_age(aca_em
     ids = {name: poison(store, body) for name, body in bodies.items()}
     caplog.set_level(logging.INFO)
 
-    summary = reconcile(options(aca_emulator), store, aca_client.container_apps, poison=store.poison, sealer=sealer)
+    summary = reconcile(options(aca_emulator), store, aca_client, poison=store.poison, sealer=sealer)
 
     assert (summary.poison_seen, summary.poison_deleted) == (4, 1)
     assert summary.errors == [] and summary.deleted == []
@@ -132,7 +128,7 @@ def test_poison_messages_are_logged_and_deleted_once_past_the_maximum_age(aca_em
 
     # an hour later every one of them is past the maximum age (900 s) on the poison queue
     caplog.clear()
-    summary = reconcile(options(aca_emulator), store, aca_client.container_apps, poison=store.poison, sealer=sealer,
+    summary = reconcile(options(aca_emulator), store, aca_client, poison=store.poison, sealer=sealer,
                         now=time.time() + HOUR_AHEAD)
     assert (summary.poison_seen, summary.poison_deleted) == (3, 3) and summary.errors == []
     assert visible(store) == {}
@@ -152,13 +148,13 @@ def test_a_run_looks_at_a_bounded_number_of_poison_messages(aca_emulator, aca_cl
         poison(store, wire.encode(sealer.seal(request(f"u{i}"))))
     later = time.time() + HOUR_AHEAD
 
-    summary = reconcile(options(aca_emulator, poison_max_per_run=3), store, aca_client.container_apps,
+    summary = reconcile(options(aca_emulator, poison_max_per_run=3), store, aca_client,
                         poison=store.poison, sealer=sealer, now=later)
     assert (summary.poison_seen, summary.poison_deleted) == (3, 3)
     assert any("3 poison messages (the most per run)" in note for note in summary.notes)
     assert len(visible(store)) == 2
 
-    summary = reconcile(options(aca_emulator, poison_max_per_run=3), store, aca_client.container_apps,
+    summary = reconcile(options(aca_emulator, poison_max_per_run=3), store, aca_client,
                         poison=store.poison, sealer=sealer, now=later)
     assert (summary.poison_seen, summary.poison_deleted) == (2, 2) and not summary.notes
     assert visible(store) == {}

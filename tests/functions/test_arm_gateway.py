@@ -115,6 +115,7 @@ def test_get_and_list_read_the_apps_of_the_resource_group(emulator, apps):
     assert app["name"] == "user-b" and app["properties"]["configuration"]["ingress"]["fqdn"]
     assert app["tags"] == {"aca-generation": "1"}
     assert sorted(a["name"] for a in apps.list()) == ["user-a", "user-b", "user-c"]
+    assert [len(page) for page in apps.pages()] == [2, 1]  # one ARM read per page
 
 
 def test_a_failed_operation_reports_arms_own_code_and_message(emulator, apps):
@@ -200,6 +201,7 @@ RUN_ABOVE = {
     "send_delete": "test_deleting_or_stopping_nothing_is_done_at_once_and_starting_nothing_fails",
     "get": "test_get_and_list_read_the_apps_of_the_resource_group",
     "list": "test_get_and_list_read_the_apps_of_the_resource_group",
+    "pages": "test_get_and_list_read_the_apps_of_the_resource_group",
     "operation_error": "test_a_refused_or_unknown_operation_read_is_no_error_of_the_operation",
     "environment_is_internal": "test_an_environment_reports_whether_it_is_internal",
     "close": "apps",

@@ -11,7 +11,8 @@ from azure.data.tables import TableClient
 from capacity_support import counted, env_ids, held_by_environment
 from fn_support import HUB
 
-from functions.capacity import CapacityLedger, NoCapacity, Superseded, partition
+from functions.capacity import CapacityLedger, NoCapacity, Superseded
+from functions.capacity_rows import partition
 from functions.environments import EnvironmentBudget
 from functions.footprint import Footprint
 

@@ -10,8 +10,8 @@ from capacity_support import counted, env_ids, pool_setting
 from fn_support import HUB, deliver, request, status_of
 
 from acaspawner.contract import Op, Phase, Status
-from functions.capacity import count_key
 from functions.capacity_repair import CapacityRepair
+from functions.capacity_rows import count_key
 from functions.footprint import Footprint
 
 GRACE = 300.0

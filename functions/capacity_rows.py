@@ -1,0 +1,115 @@
+"""The rows of the capacity ledger (:mod:`functions.capacity`): their keys, what each holds, how each is read.
+
+One partition per hub (``<hub id>~capacity``) with three kinds of rows:
+a count per environment (``environment-<digest of its id>``), a reservation
+per server (``server-<key>``) and a count per user (``user-<digest of the
+name>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .footprint import Footprint
+from .placement import Usage
+
+COUNT_PREFIX = "environment-"
+RESERVATION_PREFIX = "server-"
+USER_PREFIX = "user-"
+
+
+def partition(hub_id: str) -> str:
+    """The capacity partition of hub ``hub_id`` (``~`` never occurs in a hub id, which names apps)."""
+    return f"{hub_id}~capacity"
+
+
+def count_key(environment_id: str) -> str:
+    return COUNT_PREFIX + hashlib.sha256(environment_id.rstrip("/").lower().encode()).hexdigest()[:24]
+
+
+def user_key(user: str) -> str:
+    return USER_PREFIX + hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def env_key(environment_id: str) -> str:
+    return environment_id.rstrip("/").lower()
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What one server holds (``held``) or last held (its environment is preferred when it starts again)."""
+
+    server_key: str
+    environment_id: str
+    footprint: Footprint
+    generation: int
+    held: bool
+    stopped: bool = False  # last changed by a stop: a start of the same generation is superseded
+    updated: float = 0.0
+    etag: str | None = None
+    user: str = ""  # "" for reservations written before per-user counts: they count for no user
+
+
+@dataclass(frozen=True)
+class Count:
+    """The row that sums an environment's held reservations."""
+
+    environment_id: str
+    usage: Usage
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class UserCount:
+    """The row that sums one user's held reservations."""
+
+    user: str
+    usage: Usage
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """One read of the whole capacity partition."""
+
+    counts: dict[str, Count]  # by lower-case environment id
+    reservations: dict[str, Reservation]  # by server key
+    users: dict[str, UserCount] = field(default_factory=dict)  # by user name
+
+
+def _value(entity: dict[str, Any], name: str, default: Any = 0) -> Any:
+    value = entity.get(name, default)
+    return getattr(value, "value", value)
+
+
+def read_reservation(entity: dict[str, Any]) -> Reservation:
+    return Reservation(
+        server_key=entity["RowKey"][len(RESERVATION_PREFIX):],
+        environment_id=str(_value(entity, "environment_id", "")),
+        footprint=Footprint(float(_value(entity, "cpu", 0.0)), float(_value(entity, "memory_gib", 0.0))),
+        generation=int(_value(entity, "generation", 0)),
+        held=bool(_value(entity, "held", False)),
+        stopped=bool(_value(entity, "stopped", False)),
+        updated=float(_value(entity, "updated", 0.0)),
+        etag=_etag(entity),
+        user=str(_value(entity, "user", "")),
+    )
+
+
+def _etag(entity: Any) -> str | None:
+    return entity.metadata.get("etag") if hasattr(entity, "metadata") else None
+
+
+def _usage(entity: dict[str, Any]) -> Usage:
+    return Usage(float(_value(entity, "cores", 0.0)), float(_value(entity, "memory_gib", 0.0)),
+                 int(_value(entity, "servers", 0)))
+
+
+def read_count(entity: dict[str, Any]) -> Count:
+    return Count(str(_value(entity, "environment_id", "")), _usage(entity), _etag(entity))
+
+
+def read_user_count(entity: dict[str, Any]) -> UserCount:
+    return UserCount(str(_value(entity, "user", "")), _usage(entity), _etag(entity))
