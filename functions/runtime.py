@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 from .arm import ArmApps, make_client
 from .capacity import CapacityLedger
+from .deps import Deps
 from .followup import FollowUps
 from .homes import make_homes
-from .deps import Deps
 from .listing import AppListing
 from .settings import CONNECTION, Settings, read_host_limits
 from .storage import FunctionStorage

@@ -7,8 +7,8 @@ from fn_support import FakeApps, RecordingHomes, RecordingQueue, base_env
 
 from acaspawner.sealing import Sealer
 from functions.capacity import CapacityLedger
-from functions.followup import FollowUps
 from functions.deps import Deps
+from functions.followup import FollowUps
 from functions.listing import AppListing
 from functions.settings import Settings
 from functions.storage import FunctionStorage
