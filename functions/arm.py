@@ -180,7 +180,7 @@ def app_fqdn(app: dict[str, Any]) -> str:
 
 def app_generation(app: dict[str, Any]) -> int | None:
     """The request generation an app was last created or updated for (its tag)."""
-    from .spec import TAG_GENERATION
+    from .app_body import TAG_GENERATION
 
     try:
         return int((app.get("tags") or {}).get(TAG_GENERATION, ""))

@@ -31,13 +31,13 @@ from azure.core.exceptions import AzureError
 
 from acaspawner.contract import Status
 
+from .app_body import TAG_USER
 from .arm import app_generation
 from .capacity import CapacityBusy, CapacityLedger
 from .capacity_rows import Ledger, env_key
 from .environments import EnvironmentBudget, environment_name
 from .footprint import app_environment, holds_cores, of_app, rounded
 from .placement import Usage
-from .spec import TAG_USER
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from typing import Any
 from acaspawner.contract import Phase, Status
 from acaspawner.naming import server_key
 
+from .app_body import TAG_HUB
 from .arm import ArmApps, TerminalArmError, TransientArmError, app_generation
 from .hubapi import HubApi
 from .reconcile_run import ReconcileOptions, ReconcileSummary, StatusStore
-from .spec import TAG_HUB
 from .storage import StatusConflict
 
 log = logging.getLogger("functions.reconciler")

@@ -10,6 +10,7 @@ from azure.core.exceptions import AzureError
 
 from acaspawner.contract import Op, Phase, Request, Status
 
+from .app_body import build_container_app, owner_tags
 from .arm import (
     Accepted,
     ArmFailure,
@@ -25,7 +26,6 @@ from .followup import FollowUp, Step
 from .footprint import app_environment, of_spec
 from .placement import NO_CAPACITY
 from .rules import MAX_RACES, Outcome, RetryLater, Verdict, decide, settled
-from .spec import build_container_app, owner_tags
 from .storage import StatusConflict
 from .user_homes import HomeTaken
 

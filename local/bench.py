@@ -72,9 +72,9 @@ from acaspawner.spec import build_request, next_generation
 from acaspawner.storage_config import DEFAULT_QUEUE, DEFAULT_TABLE
 from acaspawner.watcher import close_watchers
 from functions import runtime
+from functions.app_body import build_container_app
 from functions.arm import app_fqdn
 from functions.settings import Settings
-from functions.spec import build_container_app
 from local.azurite import start_azurite
 from local.emulator import start_in_thread
 from local.funchost import FunctionsHost, load_function_app, load_host_json

@@ -21,9 +21,9 @@ from acaspawner import wire
 from acaspawner.contract import SCHEMA_VERSION, Op, Phase, Request
 from acaspawner.naming import home_folder
 from acaspawner.sealing import Sealer, generate_key
+from functions.app_body import app_tags
 from functions.arm import TerminalArmError, TransientArmError
 from functions.lifecycle import Outcome, RetryLater, handle_message
-from functions.spec import app_tags
 
 
 def test_start_then_stop(deps):

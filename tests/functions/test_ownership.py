@@ -11,9 +11,9 @@ from fn_support import HUB, deliver, request, status_of
 
 from acaspawner.contract import Op, Phase, Request, Status
 from acaspawner.naming import legacy_server_key
+from functions.app_body import app_tags
 from functions.lifecycle import Outcome, handle_message
 from functions.policy import check_request, key_belongs_to
-from functions.spec import app_tags
 
 
 def victims_server_under(deps, key: str) -> tuple[Status, dict]:

@@ -1,6 +1,6 @@
 """The container app bodies the functions send hold to the published contract, as they go on the wire.
 
-Each body is built by ``functions.spec.build_container_app`` and sent by ``functions.arm.ArmApps``
+Each body is built by ``functions.app_body.build_container_app`` and sent by ``functions.arm.ArmApps``
 through the real SDK; a policy records what the SDK serialised, which must pass the strict
 request schema (no unknown or read-only properties, published enums, int32 ranges). The
 emulator must accept it and answer with a body that passes the strict response schema.
@@ -20,9 +20,9 @@ from azure.mgmt.appcontainers import ContainerAppsAPIClient
 from acaspawner.contract import Op, Request, ServerSpec, Volume
 from acaspawner.naming import home_folder, server_key
 from acaspawner.sealing import generate_key
+from functions.app_body import build_container_app
 from functions.arm import ArmApps, make_credential
 from functions.settings import Settings
-from functions.spec import build_container_app
 
 REGISTRY_IDENTITY = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ids/providers/"
                      "Microsoft.ManagedIdentity/userAssignedIdentities/acr-pull")

@@ -10,8 +10,8 @@ from fn_support import ENV_ID, HOME_STORAGE, TOKEN, base_env, request
 
 from acaspawner.contract import Volume
 from acaspawner.naming import home_folder
+from functions.app_body import MAX_TAG_VALUE, build_container_app, secret_names, tag_value
 from functions.settings import Settings
-from functions.spec import MAX_TAG_VALUE, build_container_app, secret_names, tag_value
 
 
 def build(req, settings, **kwargs):
