@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from azure.data.tables import TableClient
 from fn_support import FakeApps, RecordingHomes, RecordingQueue, base_env
 
 from acaspawner.sealing import Sealer
@@ -53,3 +54,12 @@ def make_deps(storage_connection_string, unique_name):
 @pytest.fixture
 def deps(make_deps) -> Deps:
     return make_deps()
+
+
+@pytest.fixture
+def table(storage_connection_string, unique_name):
+    """A fresh, empty table in Azurite (the capacity ledger's and the home owners' rows live in the status table)."""
+    client = TableClient.from_connection_string(storage_connection_string, unique_name("t"))
+    client.create_table()
+    yield client
+    client.close()

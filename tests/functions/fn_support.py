@@ -50,6 +50,19 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def emulator_env(emulator, **overrides: str) -> dict[str, str]:
+    """:func:`base_env` aimed at ``emulator``: its subscription, group, environment, region and ARM endpoint."""
+    return base_env(
+        ACA_SUBSCRIPTION_ID=emulator.subscription_id,
+        ACA_RESOURCE_GROUP=emulator.resource_group,
+        ACA_ENVIRONMENT_ID=emulator.environment_id,
+        ACA_LOCATION=emulator.location,
+        ACA_ARM_ENDPOINT=emulator.arm_endpoint,
+        ACA_ARM_CA_BUNDLE=str(emulator.ca_bundle),
+        **overrides,
+    )
+
+
 def home_volume(user: str = "alice") -> Volume:
     """The home volume the spawner sends for ``user`` (the folder name homes always had)."""
     return Volume(name="home", storage_name=HOME_STORAGE, mount_path="/home/jovyan",

@@ -13,7 +13,7 @@ import inspect
 import sys
 
 import pytest
-from fn_support import base_env
+from fn_support import emulator_env
 from waiting import wait_until
 
 from functions.arm import ArmApps, TerminalArmError, for_users, make_client
@@ -49,15 +49,7 @@ def emulator(aca_emulator_factory):
 
 @pytest.fixture
 def apps(emulator):
-    env = base_env(
-        ACA_SUBSCRIPTION_ID=emulator.subscription_id,
-        ACA_RESOURCE_GROUP=emulator.resource_group,
-        ACA_ENVIRONMENT_ID=emulator.environment_id,
-        ACA_ARM_ENDPOINT=emulator.arm_endpoint,
-        ACA_ARM_CA_BUNDLE=str(emulator.ca_bundle),
-        ACA_ARM_TOKEN="emulator-token",
-    )
-    settings = Settings.from_environ(env)
+    settings = Settings.from_environ(emulator_env(emulator, ACA_ARM_TOKEN="emulator-token"))
     gateway = ArmApps.for_settings(make_client(settings), settings)
     yield gateway
     gateway.close()
@@ -148,10 +140,7 @@ def test_a_refused_or_unknown_operation_read_is_no_error_of_the_operation(emulat
 
 def test_an_environment_reports_whether_it_is_internal(aca_emulator_factory):
     emulator = aca_emulator_factory(more_environments=["cae-inside"], internal_environments=["cae-inside"])
-    env = base_env(ACA_SUBSCRIPTION_ID=emulator.subscription_id, ACA_RESOURCE_GROUP=emulator.resource_group,
-                   ACA_ENVIRONMENT_ID=emulator.environment_id, ACA_ARM_ENDPOINT=emulator.arm_endpoint,
-                   ACA_ARM_CA_BUNDLE=str(emulator.ca_bundle), ACA_ARM_TOKEN="emulator-token")
-    settings = Settings.from_environ(env)
+    settings = Settings.from_environ(emulator_env(emulator, ACA_ARM_TOKEN="emulator-token"))
     gateway = ArmApps.for_settings(make_client(settings), settings)
     try:
         outside, inside = emulator.environment_ids

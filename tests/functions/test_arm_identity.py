@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from fn_support import base_env
+from fn_support import emulator_env
 from identity_support import ARM_RESOURCE, FakeManagedIdentity, UserAssignedIdentity, set_azure_environment
 
 from functions.arm import ArmApps, StaticTokenCredential, make_client, make_credential
@@ -42,15 +42,7 @@ def settings(request, aca_emulator, identity, monkeypatch) -> Settings:
     shows that the client id reaches the credential from the settings.
     """
     set_azure_environment(monkeypatch, identity, CLIENT_ID if request.param else None)
-    env = base_env(
-        ACA_SUBSCRIPTION_ID=aca_emulator.subscription_id,
-        ACA_RESOURCE_GROUP=aca_emulator.resource_group,
-        ACA_ENVIRONMENT_ID=aca_emulator.environment_id,
-        ACA_LOCATION=aca_emulator.location,
-        ACA_ARM_ENDPOINT=aca_emulator.arm_endpoint,
-        ACA_ARM_CA_BUNDLE=str(aca_emulator.ca_bundle),
-        AZURE_CLIENT_ID=CLIENT_ID,
-    )
+    env = emulator_env(aca_emulator, AZURE_CLIENT_ID=CLIENT_ID)
     assert "ACA_ARM_TOKEN" not in env
     return Settings.from_environ(env)
 

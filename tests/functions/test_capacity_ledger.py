@@ -7,7 +7,6 @@ import threading
 from collections import Counter
 
 import pytest
-from azure.data.tables import TableClient
 from capacity_support import counted, env_ids, held_by_environment
 from fn_support import HUB
 
@@ -18,14 +17,6 @@ from functions.footprint import Footprint
 
 ONE = Footprint(1.0, 2.0)
 TWO = Footprint(2.0, 4.0)
-
-
-@pytest.fixture
-def table(storage_connection_string, unique_name):
-    client = TableClient.from_connection_string(storage_connection_string, unique_name("cap"))
-    client.create_table()
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import inspect
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableClient
 from fn_support import base_env
 
 from acaspawner.naming import home_folder, legacy_home_folder
@@ -44,15 +43,6 @@ def folders(files) -> AzureFilesHomes:
     homes = make_homes(settings)
     assert isinstance(homes, AzureFilesHomes)
     return homes
-
-
-@pytest.fixture
-def table(storage_connection_string, unique_name):
-    client = TableClient.from_connection_string(storage_connection_string, unique_name("t"))
-    client.create_table()
-    yield client
-    client.delete_table()
-    client.close()
 
 
 @pytest.fixture

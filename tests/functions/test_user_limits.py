@@ -6,7 +6,6 @@ import random
 import threading
 
 import pytest
-from azure.data.tables import TableClient
 from capacity_support import env_ids, pool_setting
 from fn_support import ENV_ID, HUB, deliver, request, status_of
 
@@ -18,14 +17,6 @@ from functions.footprint import Footprint
 from functions.lifecycle import Outcome
 
 HALF, ONE, FOUR = Footprint(0.5, 1.0), Footprint(1.0, 2.0), Footprint(4.0, 8.0)
-
-
-@pytest.fixture
-def table(storage_connection_string, unique_name):
-    client = TableClient.from_connection_string(storage_connection_string, unique_name("lim"))
-    client.create_table()
-    yield client
-    client.close()
 
 
 def ledger_of(table, servers: int = 3, cores: float = 4.0, pool_cores: float = 100) -> CapacityLedger:
