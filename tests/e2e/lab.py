@@ -173,8 +173,19 @@ def stop_from_home_page(page: Page, stack: Stack, user: str) -> Page:
     page.close()
     home.goto(f"{stack.public_url}/hub/home")
     home.wait_for_selector("#stop", state="visible")
-    with home.expect_response(lambda r: r.request.method == "DELETE" and "/hub/api/users/" in r.url) as answer:
-        home.click("#stop")
+    # the button works once the page's scripts (loaded after the page) have bound it: a click before that does
+    # nothing, so click again until the stop request goes out
+    home.wait_for_load_state("networkidle")
+    for _attempt in range(3):
+        try:
+            with home.expect_response(lambda r: r.request.method == "DELETE" and "/hub/api/users/" in r.url,
+                                      timeout=15_000) as answer:
+                home.click("#stop")
+            break
+        except PlaywrightTimeout:
+            continue
+    else:
+        raise AssertionError("the home page's Stop button never sent the stop request")
     assert answer.value.status in (202, 204), answer.value.status
     wait_until(lambda: server_model(stack, user) is None, timeout=120, interval=0.5,
                what=f"the hub to record the server of {user} stopped",
