@@ -199,7 +199,7 @@ class Operations:
         identities.check_assigned(identity, props.get("configuration") or {})
         template = props.get("template") or {}
         validation.validate_template(template, set(secrets))
-        volumes.validate_volumes(template, environment.id, self.storages, name)
+        volumes.validate_volumes(template, environment.id, self.storages, name, set(secrets))
         validation.validate_resources(template.get("containers") or [],
                                       validation.profile_type(profile, self.workload_profiles))
         return environment
@@ -367,7 +367,8 @@ class Operations:
         for index, container in enumerate(containers):
             if op.canceled:
                 return
-            mounts = volumes.resolve_mounts(container, template, app.environment_id, self.storages, app.replica_dir)
+            mounts = volumes.resolve_mounts(container, template, app.environment_id, self.storages, app.replica_dir,
+                                            app.secrets)
             home = app.replica_dir / "containers" / str(container.get("name") or index) / "home"
             launch = build_launch(container, app.secrets, self.rules, home, target, app.container_port,
                                   mounts=mounts)

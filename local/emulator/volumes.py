@@ -8,7 +8,9 @@ Files API is what the app sees in its mount.
 
 A process cannot be given a mount, so a mount is the local directory that
 stands for it: ``share/subPath`` for an ``AzureFile`` volume, a fresh
-directory per replica for an ``EmptyDir`` one. The container's mount paths
+directory per replica for an ``EmptyDir`` one, and for a ``Secret`` one a
+fresh directory per replica holding one file per secret (the app's secrets,
+or those the volume lists, each under its ``path``). The container's mount paths
 are rewritten to those directories in its args and env, the way ports are
 (:mod:`.apps`), and a mount at the image's home becomes ``HOME`` and the
 working directory. A local process is not confined to its mounts: it could
@@ -18,8 +20,9 @@ what is sourced and what is a guess.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,6 +32,7 @@ from .errors import bad_request
 ACCESS_MODES = ("ReadOnly", "ReadWrite")
 _STORAGE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
 KINDS = {"azureFile": "AzureFile", "nfsAzureFile": "NfsAzureFile"}  # storage property → volume storageType
+SECRET_FILE_MODE = 0o400  # a guess: ACA does not publish the mode of its secret files (see README.md)
 
 
 class MountError(Exception):
@@ -129,8 +133,9 @@ def _volumes(template: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(v.get("name", "")): v for v in template.get("volumes") or []}
 
 
-def validate_volumes(template: Mapping[str, Any], environment_id: str, storages: Storages, app_name: str) -> None:
-    """What ARM refuses at once (400) about an app's volumes and mounts."""
+def validate_volumes(template: Mapping[str, Any], environment_id: str, storages: Storages, app_name: str,
+                     secret_names: Collection[str] = ()) -> None:
+    """What ARM refuses at once (400) about an app's volumes and mounts; ``secret_names`` are the app's secrets."""
     volumes = _volumes(template)
     for volume in volumes.values():
         kind = volume.get("storageType") or "EmptyDir"
@@ -143,10 +148,12 @@ def validate_volumes(template: Mapping[str, Any], environment_id: str, storages:
             if storage.kind != kind:
                 raise bad_request("InvalidParameterValue", f"Volume '{volume.get('name')}' has storageType '{kind}' "
                                   f"but storage {storage_name} is of type '{storage.kind}'.")
+        elif kind == "Secret":
+            _validate_secret_volume(volume, secret_names)
         elif kind != "EmptyDir":
             raise bad_request("InvalidParameterValue",
                               f"Volume '{volume.get('name')}' has storageType '{kind}', which this emulator does not "
-                              "model (AzureFile, NfsAzureFile and EmptyDir only).")
+                              "model (AzureFile, NfsAzureFile, EmptyDir and Secret only).")
     for container in [*(template.get("initContainers") or []), *(template.get("containers") or [])]:
         for mount in container.get("volumeMounts") or []:
             name = str(mount.get("volumeName") or "")
@@ -161,9 +168,62 @@ def validate_volumes(template: Mapping[str, Any], environment_id: str, storages:
                                   f"volume '{name}'. mountPath must not contain ':'.")
 
 
+def _validate_secret_volume(volume: Mapping[str, Any], secret_names: Collection[str]) -> None:
+    """A Secret volume names only the app's secrets, each at a relative path of its own."""
+    name = volume.get("name")
+    paths: set[str] = set()
+    for item in volume.get("secrets") or []:
+        ref = str(item.get("secretRef") or "")
+        if not ref:
+            raise bad_request("InvalidParameterValue", f"Volume '{name}': every item of secrets needs a secretRef.")
+        if ref not in secret_names:
+            raise bad_request("ContainerAppSecretRefNotFound", f"SecretRef '{ref}' defined for volume '{name}' not "
+                              "found.")
+        path = str(item.get("path") or ref)
+        if _bad_relative_path(path):
+            raise bad_request("InvalidParameterValue", f"Volume '{name}': the path '{path}' of secret '{ref}' must be "
+                              "a relative path without '..'.")
+        if path in paths:
+            raise bad_request("InvalidParameterValue", f"Volume '{name}': more than one secret at path '{path}'.")
+        paths.add(path)
+
+
+def _bad_relative_path(path: str) -> bool:
+    parts = path.split("/")
+    return path.startswith("/") or "\x00" in path or any(part in ("", ".", "..") for part in parts)
+
+
+def secret_files(volume: Mapping[str, Any], secrets: Mapping[str, str | None]) -> dict[str, str]:
+    """Relative path → value of each file of a Secret volume: the listed secrets, or every secret of the app.
+
+    A Key Vault reference has no value locally: its file is empty, as its env
+    variable is (:func:`.apps.build_launch`).
+    """
+    items = volume.get("secrets") or [{"secretRef": name} for name in secrets]
+    return {str(item.get("path") or item["secretRef"]): secrets.get(str(item["secretRef"])) or "" for item in items}
+
+
+def _write_secret_volume(directory: Path, files: Mapping[str, str]) -> None:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for relative, value in files.items():
+        target = directory.joinpath(*relative.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # written aside and renamed: a second container of the replica finds a read-only file already there
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, SECRET_FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(value)
+        os.chmod(temporary, SECRET_FILE_MODE)  # whatever the umask
+        os.replace(temporary, target)
+
+
 def resolve_mounts(container: Mapping[str, Any], template: Mapping[str, Any], environment_id: str,
-                   storages: Storages, replica_dir: Path) -> list[Mount]:
-    """The local directories of ``container``'s mounts when its replica starts; raises MountError."""
+                   storages: Storages, replica_dir: Path,
+                   secrets: Mapping[str, str | None] | None = None) -> list[Mount]:
+    """The local directories of ``container``'s mounts when its replica starts; raises MountError.
+
+    ``secrets`` (the app's, name → value) fill its Secret volumes.
+    """
     volumes = _volumes(template)
     mounts = []
     for entry in container.get("volumeMounts") or []:
@@ -179,6 +239,15 @@ def resolve_mounts(container: Mapping[str, Any], template: Mapping[str, Any], en
             local = local.joinpath(*parts)
             local.mkdir(parents=True, exist_ok=True)
             mounts.append(Mount(str(entry["mountPath"]), local))
+            continue
+        if volume.get("storageType") == "Secret":
+            directory = replica_dir / "volumes" / str(volume["name"])
+            _write_secret_volume(directory, secret_files(volume, secrets or {}))
+            local = directory.joinpath(*parts)
+            if not local.exists():
+                raise MountError(f"mounting volume '{volume['name']}' failed: subPath '{sub_path}' is not a secret "
+                                 "of the volume")
+            mounts.append(Mount(str(entry["mountPath"]).rstrip("/"), local, read_only=True))
             continue
         storage = storages.get(environment_id, str(volume.get("storageName") or ""))
         if storage is None:

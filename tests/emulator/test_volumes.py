@@ -143,7 +143,9 @@ def test_without_a_mount_at_home_the_home_is_the_replicas_own_and_starts_empty(a
      "ContainerAppInvalidVolumeMount", "Volume 'home' to mount doesn't defined"),
     (home_volume(), [{"volumeName": "home", "mountPath": "/"}], "ContainerAppInvalidMountPath", "mountPath"),
     (home_volume(), [{"volumeName": "home", "mountPath": "/a:b"}], "ContainerAppInvalidMountPath", "':'"),
-    ([{"name": "s", "storageType": "Secret"}], [], "InvalidParameterValue", "does not model"),
+    ([{"name": "s", "storageType": "Bogus"}], [], "InvalidParameterValue", "does not model"),
+    ([{"name": "s", "storageType": "Secret", "secrets": [{"secretRef": "nope"}]}], [],
+     "ContainerAppSecretRefNotFound", "SecretRef 'nope' defined for volume 's' not found"),
 ])
 def test_what_arm_refuses_at_once(aca_client, aca_emulator, volumes, mounts, code, words):
     add_storage(aca_client, aca_emulator)
@@ -152,6 +154,77 @@ def test_what_arm_refuses_at_once(aca_client, aca_emulator, volumes, mounts, cod
     assert refused.value.status_code == 400 and refused.value.error.code == code
     assert words in refused.value.error.message
     assert aca_emulator.apps == {}
+
+
+# a container that answers what it finds in the folders named by its args: path → (value, mode)
+READ_FILES = r"""
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        files = {}
+        for root in sys.argv[1:]:
+            for folder, _, names in os.walk(root):
+                for name in names:
+                    path = os.path.join(folder, name)
+                    with open(path) as f:
+                        files[path] = [f.read(), oct(os.stat(path).st_mode & 0o777)]
+        body = json.dumps({"roots": sys.argv[1:], "files": files}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def secret_app_body(emulator, volumes: list[dict], mounts: list[dict], secrets: dict[str, str]) -> dict:
+    body = app_body(emulator, volumes, mounts)
+    container = body["properties"]["template"]["containers"][0]
+    container["command"] = [sys.executable, "-c", READ_FILES]
+    container["args"] = [m["mountPath"] for m in mounts]
+    body["properties"]["configuration"]["secrets"] = [{"name": k, "value": v} for k, v in secrets.items()]
+    return body
+
+
+def test_a_secret_volume_is_a_folder_of_the_app_secrets_as_files(aca_client, aca_emulator):
+    secrets = {"api-token": "t0ken", "db-password": "pa55\nword"}
+    volumes = [{"name": "all", "storageType": "Secret"},  # without secrets: every secret, named after itself
+               {"name": "some", "storageType": "Secret",
+                "secrets": [{"secretRef": "api-token", "path": "conf/token.txt"}, {"secretRef": "db-password"}]}]
+    mounts = [{"volumeName": "all", "mountPath": "/mnt/secrets"}, {"volumeName": "some", "mountPath": "/etc/app/"}]
+    app = create(aca_client, aca_emulator, "user-secrets", secret_app_body(aca_emulator, volumes, mounts, secrets))
+    seen = http_session().get(f"http://{app.properties.configuration.ingress.fqdn}/", timeout=10).json()
+    replica = aca_emulator.apps["user-secrets"].log_path.parent / "replica"
+    all_dir, some_dir = (Path(root) for root in seen["roots"])  # the mount paths, rewritten in the args
+    assert all_dir == replica / "volumes" / "all" and some_dir == replica / "volumes" / "some"
+    assert seen["files"] == {
+        str(all_dir / "api-token"): ["t0ken", "0o400"],
+        str(all_dir / "db-password"): ["pa55\nword", "0o400"],
+        str(some_dir / "conf" / "token.txt"): ["t0ken", "0o400"],
+        str(some_dir / "db-password"): ["pa55\nword", "0o400"],
+    }
+    # the app as ARM answers it names the secrets of its volumes, never their values
+    answered = aca_client.container_apps.get(aca_emulator.resource_group, "user-secrets").as_dict()
+    assert "t0ken" not in str(answered)
+    aca_client.container_apps.begin_stop(aca_emulator.resource_group, "user-secrets").result(timeout=60)
+    assert not replica.exists()  # the secrets' files went with the replica
+
+
+@pytest.mark.parametrize(("items", "words"), [
+    ([{"secretRef": "api-token", "path": "../token"}], "must be a relative path"),
+    ([{"secretRef": "api-token", "path": "/token"}], "must be a relative path"),
+    ([{"path": "token"}], "needs a secretRef"),
+    ([{"secretRef": "api-token", "path": "x"}, {"secretRef": "db-password", "path": "x"}], "more than one secret"),
+])
+def test_what_arm_refuses_in_a_secret_volume(aca_client, aca_emulator, items, words):
+    volumes = [{"name": "some", "storageType": "Secret", "secrets": items}]
+    body = secret_app_body(aca_emulator, volumes, [], {"api-token": "t", "db-password": "p"})
+    with pytest.raises(HttpResponseError) as refused:
+        create(aca_client, aca_emulator, "user-bad", body)
+    assert refused.value.status_code == 400 and words in refused.value.error.message
 
 
 @pytest.mark.parametrize(("sub_path", "words"), [
