@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -252,6 +253,11 @@ class FunctionsHost:
         """Invoke timer function ``name`` now; raises what the function raised."""
         self._call(self._runner(name).fire(past_due=past_due), timeout)
 
+    def timer_next_due(self, name: str) -> datetime | None:
+        """When timer function ``name`` fires next on its schedule: None until its runner, after any
+        ``runOnStartup`` invocation, is waiting for that time (a hook for tests)."""
+        return self._runner(name).next_due
+
     def send(self, target: str, data: bytes | str) -> str:
         """Enqueue ``data`` for a queue function (by function or queue name), encoded per host.json; returns the id."""
         listener = self._listener_for(target)
@@ -260,6 +266,14 @@ class FunctionsHost:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(listener.wake)  # the host notices its own writes at once
         return message_id
+
+    def wait_for_empty_poll(self, target: str, timeout: float = 10.0) -> None:
+        """Block until ``target``'s listener has found its queue empty and waits for its next poll.
+
+        A hook for tests of the polling itself (e.g. that :meth:`send` wakes a waiting listener).
+        """
+        if not self._listener_for(target).waiting.wait(timeout):
+            raise TimeoutError(f"the listener of {target!r} did not find its queue empty within {timeout} s")
 
     def queue_client(self, target: str, *, poison: bool = False) -> QueueClient:
         """The raw-text client for a queue function's queue (or its poison queue)."""

@@ -18,6 +18,7 @@ import asyncio
 import functools
 import logging
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -83,6 +84,8 @@ class QueueListener:
         self._receiving = 0  # receives in progress (the background loop and run_once may overlap)
         self._leases: dict[str, str] = {}  # message id -> latest pop receipt, while its function runs
         self._wake = asyncio.Event()
+        #: set while the listener, having found its queue empty, waits out its backoff (a hook for tests)
+        self.waiting = threading.Event()
 
     @property
     def busy(self) -> bool:
@@ -108,7 +111,9 @@ class QueueListener:
             if found:
                 delay = MIN_POLL_SECONDS
                 continue
+            self.waiting.set()
             woken = await _wait_first([stopping.wait(), self._wake.wait()], within=delay)
+            self.waiting.clear()
             self._wake.clear()
             delay = MIN_POLL_SECONDS if woken else min(delay * 2, self.options.max_polling_interval)
 

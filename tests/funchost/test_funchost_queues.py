@@ -121,7 +121,7 @@ def test_send_encodes_base64_and_wakes_the_listener(make_app, storage_connection
     queue = unique_name("q")
     app = make_app(RECORDING_APP, host_json(maxPollingInterval="00:01:00"))
     with FunctionsHost(app, settings(storage_connection_string, queue)) as host:
-        time.sleep(1.0)  # let the listener make its first receive and start waiting
+        host.wait_for_empty_poll(queue)  # its first receive found nothing: it waits out its (minute-long) backoff
         host.send(queue, b"\x01\x02")
         host.drain(timeout=10)  # woken, not waiting for the next poll (a minute away)
         assert [m.get_body() for m in host.module.CALLS] == [b"\x01\x02"]
@@ -267,7 +267,17 @@ def test_lease_is_renewed_while_a_function_runs(
 ):
     import local.funchost.queues as queues
 
-    monkeypatch.setattr(queues, "LEASE_SECONDS", 2)  # renewed every second instead of every 5 minutes
+    # a 6 s lease, renewed every 3 s (half the lease) instead of every 5 minutes: a renewal may come
+    # up to 3 s late before the message would reappear, which a busy machine does not reach
+    monkeypatch.setattr(queues, "LEASE_SECONDS", 6)
+    renewals = []
+    renew = queues.QueueListener._renew
+
+    async def counted_renew(self, message_id, receipt):
+        renewals.append(message_id)
+        return await renew(self, message_id, receipt)
+
+    monkeypatch.setattr(queues.QueueListener, "_renew", counted_renew)
     queue = unique_name("q")
     app = make_app(
         """
@@ -281,15 +291,16 @@ def test_lease_is_renewed_while_a_function_runs(
         @app.queue_trigger(arg_name="msg", queue_name="%QUEUE%", connection="Storage")
         def handler(msg: func.QueueMessage) -> None:
             CALLS.append(msg.dequeue_count)
-            time.sleep(3.5)  # longer than the lease: without renewal the message would reappear
+            time.sleep(8)  # longer than the lease: without renewal the message would reappear
         """,
         FAST_HOST_JSON,
     )
     with FunctionsHost(app, settings(storage_connection_string, queue)) as host:
-        host.send("handler", b"slow")
-        host.drain(timeout=15)
+        sent = host.send("handler", b"slow")
+        host.drain(timeout=30)
         assert host.module.CALLS == [1]
         assert host.stats["handler"].succeeded == 1
+        assert renewals and set(renewals) == {sent}  # renewed while it ran
         assert host.queue_lengths() == {queue: 0}  # deleted with the renewed pop receipt
 
 

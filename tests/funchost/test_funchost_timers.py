@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 import pytest
@@ -47,10 +47,16 @@ def test_six_field_schedule_fires(make_app):
 def test_run_on_startup_fires_once(make_app):
     with FunctionsHost(make_app(TIMER_APP), {"EVERY_SECOND": "0 0 0 1 1 *"}) as host:
         module = host.module
-        wait_until(lambda: "startup" in module.FIRED, timeout=20)
-        time.sleep(0.2)
-        assert module.FIRED == ["startup"]  # not the others: their next occurrence is next January
+        # every runner is waiting for its next occurrence: at_startup only once its startup run is over
+        timers = ("ticker", "at_startup", "failing")
+        wait_until(lambda: all(host.timer_next_due(name) for name in timers), timeout=20,
+                   what="every timer to wait for its next occurrence")
+        # that is next January for all three: nothing else can fire before it
+        soon = datetime.now(UTC) + timedelta(minutes=10)
+        assert all(host.timer_next_due(name) > soon for name in timers), {n: host.timer_next_due(n) for n in timers}
+        assert module.FIRED == ["startup"]
         assert host.stats["at_startup"].succeeded == 1
+        assert host.stats["at_startup"].invocations == 1
 
 
 def test_run_timer_now(make_app):
