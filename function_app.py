@@ -11,7 +11,7 @@ import os
 
 import azure.functions as func
 
-from functions import culler, lifecycle, reconciler, runtime, settings
+from functions import culler, lifecycle, pool_timer, reconciler, runtime, settings
 
 app = func.FunctionApp()
 
@@ -35,3 +35,11 @@ def culler_timer(timer: func.TimerRequest) -> None:
 def reconciler_timer(timer: func.TimerRequest) -> None:
     """Delete orphaned apps, fail stuck statuses, report servers whose app is gone."""
     reconciler.run_reconciler(os.environ)
+
+
+@app.function_name("warm_pool")
+@app.timer_trigger(arg_name="timer", schedule="%ACA_WARM_POOL_SCHEDULE%")
+def warm_pool_timer(timer: func.TimerRequest) -> None:
+    """Keep the warm pool's servers ready (ACA_WARM_POOL); nothing when no pool is configured."""
+    if os.environ.get("ACA_WARM_POOL", "").strip():
+        pool_timer.run_pool(os.environ)

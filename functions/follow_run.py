@@ -53,7 +53,7 @@ class FollowUpRun(ServerRun):
     def follow(self, follow_up: FollowUp) -> Outcome:
         """Look at the app once: record the outcome, send the next write, or come back later."""
         try:
-            app = self.deps.listing.find(self.key, since=follow_up.since)
+            app = self.deps.listing.find(self.app_name, since=follow_up.since)
         except TransientArmError as e:
             raise RetryLater(str(e)) from e
         except TerminalArmError as e:
@@ -89,7 +89,7 @@ class FollowUpRun(ServerRun):
 
     def _follow_start(self, mine: Status, follow_up: FollowUp, app: dict[str, Any] | None) -> Outcome:
         if app is None:
-            app = self.deps.apps.get(self.key)  # a listing may lag a fresh create: ask the app itself
+            app = self.deps.apps.get(self.app_name)  # a listing may lag a fresh create: ask the app itself
         if app is None:
             return self._failed(mine, TerminalArmError(
                 "ContainerAppNotFound", f"container app {self.key} disappeared while Azure was provisioning it"))
@@ -145,10 +145,10 @@ class FollowUpRun(ServerRun):
             waited = int(now - follow_up.requested)
             return self._failed(mine, TerminalArmError(
                 "DeadlineExceeded",
-                f"Azure was still {follow_up.step.doing} container app {self.key} {waited} s after the request "
+                f"Azure was still {follow_up.step.doing} container app {self.app_name} {waited} s after the request "
                 f"({seen}); giving up. Try again; if it keeps happening, an admin can look at the app in Azure."))
         if now - follow_up.noted >= PROGRESS_NOTE_INTERVAL:
-            note = f"Azure is still {follow_up.step.doing} container app {self.key} ({int(now - follow_up.requested)} s)"
+            note = f"Azure is still {follow_up.step.doing} container app {self.app_name} ({int(now - follow_up.requested)} s)"
             written = self._finish(mine, mine.phase, note)
             if written is None or written.phase is not mine.phase:
                 return Outcome.IGNORED  # overtaken, or finished by another delivery

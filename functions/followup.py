@@ -59,6 +59,7 @@ class FollowUp:
     delay: float  # seconds until the next look
     operation_url: str = ""  # where ARM reports the operation's outcome (its error, if it fails)
     remove_home: bool = False  # a delete that also removes its user's home folder once the app is gone
+    app: str = ""  # the container app it waits for when that is not named by the server key (a warm server)
     noted: float = 0.0  # when this chain last wrote a progress note to the status row
     correlation_id: str = ""
     attempt: int = 1
@@ -67,11 +68,12 @@ class FollowUp:
 
     @classmethod
     def first(cls, request: Request, step: Step, *, since: float, delay: float, deadline: float,
-              operation_url: str = "", remove_home: bool = False) -> FollowUp:
+              operation_url: str = "", remove_home: bool = False, app: str = "") -> FollowUp:
         return cls(op=request.op, step=step, hub_id=request.hub_id, server_key=request.server_key,
                    user=request.user, server_name=request.server_name, generation=request.generation,
                    requested=request.created, deadline=deadline, since=since, delay=delay, noted=since,
-                   operation_url=operation_url, remove_home=remove_home, correlation_id=request.correlation_id)
+                   operation_url=operation_url, remove_home=remove_home, app=app,
+                   correlation_id=request.correlation_id)
 
     def next(self, *, since: float, step: Step | None = None, operation_url: str | None = None,
              delay: float | None = None, noted: float | None = None) -> FollowUp:

@@ -7,7 +7,7 @@ from typing import Any
 
 from acaspawner.contract import ServerSpec
 
-from .settings import parse_memory_gi
+from .appsettings import parse_memory_gi
 
 #: what ACA assumes for a container that names no resources
 DEFAULT_CPU, DEFAULT_MEMORY = 0.5, "1Gi"

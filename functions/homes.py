@@ -36,6 +36,9 @@ class HomeFolders(Protocol):
     def delete(self, sub_path: str) -> None:
         """Remove ``sub_path`` and everything below it; nothing if it is missing. Never the share's root."""
 
+    def move(self, source: str, target: str) -> None:
+        """Rename folder ``source`` to ``target`` (atomic; ``target`` must not exist, its parent must)."""
+
 
 class AzureFilesHomes:
     """Home folders in an Azure Files share, reached with the functions' identity."""
@@ -69,6 +72,9 @@ class AzureFilesHomes:
             self._delete_tree(_folder(sub_path))
         except ResourceNotFoundError:
             pass
+
+    def move(self, source: str, target: str) -> None:
+        self.share.get_directory_client(_folder(source)).rename_directory(_folder(target))
 
     def _delete_tree(self, path: str) -> None:
         directory = self.share.get_directory_client(path)

@@ -10,7 +10,7 @@ from azure.core.exceptions import AzureError
 
 from acaspawner.contract import Op, Phase, Request, Status
 
-from .app_body import build_container_app, owner_tags
+from .app_body import TAG_HUB, build_container_app, owner_tags
 from .arm import (
     Accepted,
     ArmFailure,
@@ -26,8 +26,10 @@ from .followup import FollowUp, Step
 from .footprint import app_environment, of_spec
 from .placement import NO_CAPACITY
 from .rules import MAX_RACES, Outcome, RetryLater, Verdict, decide, settled
+from .slot_binding import bind_warm, unbind
 from .storage import StatusConflict
-from .user_homes import HomeTaken
+from .user_homes import HomeLent, HomeTaken
+from .warm_pool import TAG_SLOT
 
 if TYPE_CHECKING:
     from .deps import Deps
@@ -55,6 +57,13 @@ class ServerRun:
         self.dequeue_count = max(dequeue_count, 1)
         self.key = request.server_key
         self.overtaken_by: Status | None = None  # set when _finish loses to a newer/terminal request
+        # the warm server (functions.warm_pool) this server runs in: its app is named by the slot, not the key
+        self.slot = request.app if isinstance(request, FollowUp) else ""
+
+    @property
+    def app_name(self) -> str:
+        """The name of this server's container app."""
+        return self.slot or self.key
 
     @property
     def last_delivery(self) -> bool:
@@ -81,6 +90,9 @@ class ServerRun:
         tags = app.get("tags") or {}
         if all(tags.get(k) == v for k, v in owner_tags(self.request).items()):
             return False
+        if self.slot and app.get("name") == self.slot and TAG_SLOT in tags \
+                and tags.get(TAG_HUB) == owner_tags(self.request)[TAG_HUB]:
+            return False  # the warm server this one runs in (its status row names it)
         log.warning("%r: container app %s is tagged for another server; leaving it alone", self.request, self.key)
         return True
 
@@ -88,8 +100,11 @@ class ServerRun:
         """The entity after ``phase``: a fresh event list when the generation changes."""
         r = self.request
         if current is None or current.generation != r.generation:
+            # a stop keeps knowing the warm server it has to remove
+            slot = current.slot if current is not None and r.op is not Op.START else ""
             fresh = Status(hub_id=r.hub_id, server_key=self.key, phase=phase, generation=r.generation,
-                           user=r.user, server_name=r.server_name, etag=current.etag if current else None)
+                           user=r.user, server_name=r.server_name, slot=slot,
+                           etag=current.etag if current else None)
             return fresh.with_event(phase, message, **changes)
         return current.with_event(phase, message, **changes)
 
@@ -116,7 +131,7 @@ class ServerRun:
                         log.warning("%r: could not make sure the app is gone: %s", self.request, e.code)
                     self._release()  # in case the first delivery stopped between recording and releasing
                     return Outcome.DUPLICATE
-                if current.phase is Phase.FAILED or self._app_exists():
+                if current.phase is Phase.FAILED or current.slot or self._app_exists():
                     return Outcome.DUPLICATE
                 log.warning("%r: status says running but the app is missing; creating it again", self.request)
             elif current is not None and current.generation == self.request.generation and current.step \
@@ -208,7 +223,7 @@ class ServerRun:
             follow_up = r.next(since=since, step=step, operation_url=url if accepted else None, delay=delay,
                                noted=noted)
         else:
-            follow_up = FollowUp.first(r, step, since=since, delay=delay, operation_url=url,
+            follow_up = FollowUp.first(r, step, since=since, delay=delay, operation_url=url, app=self.slot,
                                        remove_home=self._removes_home(),
                                        deadline=r.created + self.settings.spawn_deadline)
         self.deps.follow_ups.send(follow_up)
@@ -297,7 +312,7 @@ class ServerRun:
     def _remove(self, up_to_generation: int) -> Accepted:
         """Delete (or, in stop mode, stop) the app, unless a newer start has already rebuilt it."""
         apps = self.deps.apps
-        app = apps.get(self.key)
+        app = apps.get(self.app_name)
         if app is None or self._foreign_app(app):
             return Accepted(done=True)  # no app of this server
         owner = app_generation(app)
@@ -305,12 +320,13 @@ class ServerRun:
             log.info("%r: app belongs to newer generation %s; leaving it", self.request, owner)
             return Accepted(done=True)
         if self._parks():
-            return apps.send_stop(self.key)
-        return apps.send_delete(self.key)
+            return apps.send_stop(self.app_name)
+        return apps.send_delete(self.app_name)
 
     def _parks(self) -> bool:
-        """Whether this stop leaves the app in place, stopped (``ACA_STOP_MODE=stop``), instead of deleting it."""
-        return self.request.op is Op.STOP and self.settings.stop_mode == "stop"
+        """Whether this stop leaves the app in place, stopped (``ACA_STOP_MODE=stop``), instead of deleting it
+        (never a warm server: it serves one user once)."""
+        return self.request.op is Op.STOP and self.settings.stop_mode == "stop" and not self.slot
 
     def _check_network_ingress(self, environment_id: str) -> None:
         """Refuse to give servers the network's ingress in an environment ARM does not report internal.
@@ -347,9 +363,11 @@ class ServerRun:
         if self.deps.homes is None:  # the settings require the share with the home storage
             raise TerminalArmError("NoHomeShare", "this deployment has no home share to mount")
         try:
-            return self.deps.homes.prepare(self.request.user)
+            return self.deps.homes.prepare(self.request.user, self.key)
         except HomeTaken as e:
             raise TerminalArmError("HomeFolderTaken", f"{e}; an administrator must look at the home share") from e
+        except HomeLent as e:
+            raise TerminalArmError("HomeInUse", f"{e}: stop that server to start this one") from e
         except AzureError as e:
             raise classify(e) from e
 
@@ -374,6 +392,9 @@ class ServerRun:
                 return self._failed(mine, TerminalArmError(
                     "ServerNameTaken", f"the container app name {self.key} is taken by another server"))
             try:
+                warm = bind_warm(self, mine)
+                if warm is not None:
+                    return warm
                 environment = self._place(existing)
             except NoCapacity as e:  # it holds nothing: what a twin delivery of it may hold is not its to give
                 code = USER_LIMIT if isinstance(e, UserLimit) else NO_CAPACITY
@@ -397,6 +418,7 @@ class ServerRun:
         if isinstance(claimed, Outcome):
             return claimed
         mine = claimed
+        self.slot = mine.slot
         try:
             accepted = self._remove(self.request.generation)
             if accepted.done:
@@ -411,9 +433,11 @@ class ServerRun:
     def _stopped(self, mine: Status) -> Outcome:
         """The app is gone (or parked): remove the home folder if asked to, and record it."""
         deleting = self.request.op is Op.DELETE
+        if self.slot:
+            unbind(self)  # the user's home back to its folder, the warm server forgotten
         if self._removes_home():
             self._remove_home()
         self._release()  # before the outcome: a redelivery after a crash here finds the stop not yet done
         written = self._finish(mine, Phase.STOPPED, "server deleted" if deleting else "server stopped",
-                               url="", error_code="", step="")
+                               url="", error_code="", step="", slot="", claim_key="")
         return Outcome.APPLIED if written is not None else Outcome.IGNORED

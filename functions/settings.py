@@ -269,6 +269,21 @@ def _homes(reader: SettingsReader) -> dict[str, Any]:
     }
 
 
+def _warm_pool(reader: SettingsReader) -> dict[str, Any]:
+    """The warm pool's profiles (``ACA_WARM_POOL``): servers kept ready for a click; they need the home share."""
+    from .pool_profiles import parse_pool
+
+    try:
+        pool = parse_pool(reader.text("ACA_WARM_POOL"))
+    except ValueError as e:
+        reader.problem(f"app setting ACA_WARM_POOL {e}")
+        pool = ()
+    if pool and not reader.text("ACA_HOME_FILES_ACCOUNT_URL"):
+        reader.problem("app setting ACA_WARM_POOL needs the home share (ACA_HOME_STORAGE_NAME, "
+                       "ACA_HOME_FILES_ACCOUNT_URL): a warm server's home arrives by a folder rename")
+    return {"warm_pool": pool}
+
+
 def _timing(reader: SettingsReader) -> dict[str, Any]:
     """What a stop does to the app, how often a pending ARM operation is looked at, and when waiting ends."""
     return {
@@ -319,6 +334,7 @@ class Settings:
     spawn_deadline: float = 480.0
     # where servers are placed, with the budget of each (ACA_ENVIRONMENTS; default: ACA_ENVIRONMENT_ID alone)
     environments: tuple[EnvironmentBudget, ...] = ()
+    warm_pool: tuple[Any, ...] = ()  # functions.warm_pool.PoolProfile, one per profile (ACA_WARM_POOL)
 
     @property
     def queue_name(self) -> str:
@@ -356,6 +372,7 @@ class Settings:
             **_arm_access(reader),
             **_policy(reader),
             **_homes(reader),
+            **_warm_pool(reader),
             **_timing(reader),
         }
         if reader.problems:

@@ -99,6 +99,13 @@ class FunctionStorage:
             found.append(status)
         return found
 
+    def statuses_of_user(self, hub_id: str, user: str) -> list[Status]:
+        """The status rows of ``user``'s servers."""
+        self.ensure_table()
+        query = "PartitionKey eq @hub and user eq @user"
+        return [Status.from_entity(e) for e in self.table.query_entities(query, parameters={"hub": hub_id,
+                                                                                             "user": user})]
+
     def send_to_poison(self, body: str) -> None:
         """Park an unprocessable message body as the host would (``<queue>-poison``)."""
         try:

@@ -186,6 +186,12 @@ param cullAdminUsers bool = !cullUsers
 @description('NCRONTAB of the reconciler.')
 param reconcileSchedule string = '30 */10 * * * *'
 
+@description('Warm pool (ACA_WARM_POOL): a JSON list of profiles {name, image, cpu, memory, size, hours?} whose servers are kept running, ready for a click; empty: none (docs/settings.md).')
+param warmPool string = ''
+
+@description('NCRONTAB of the warm pool\'s refill (ACA_WARM_POOL_SCHEDULE).')
+param warmPoolSchedule string = '*/20 * * * * *'
+
 @description('Seconds in queued/provisioning before a server is marked failed.')
 param stuckAfter int = 1200
 
@@ -685,6 +691,8 @@ module functions 'modules/functions.bicep' = {
     cullStopWait: 60
     hubApiTimeout: 30
     reconcileSchedule: reconcileSchedule
+    warmPool: warmPool
+    warmPoolSchedule: warmPoolSchedule
     stuckAfter: stuckAfter
     reconcileMaxArmCalls: 100
     reconcileGrace: 300

@@ -59,6 +59,7 @@ def smoke_settings(example: dict[str, Any], emulator_info: dict[str, Any], stora
         "ACA_ARM_CA_BUNDLE": emulator_info["ca_bundle"],
         "ACA_CULL_SCHEDULE": NEVER,
         "ACA_RECONCILE_SCHEDULE": NEVER,
+        "ACA_WARM_POOL_SCHEDULE": NEVER,
     })
     return {**example, "Values": values}
 

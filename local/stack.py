@@ -36,6 +36,7 @@ from .procs import NODE_BIN, REPO, ensure_node_tools, free_port, stop_process_gr
 
 BIN = Path(sys.executable).parent
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo" / "jupyterhub_config.py"
+DEMO_IMAGE = "quay.io/jupyter/base-notebook:latest"  # the demo hub's server image (its config says so too)
 
 
 @dataclass
@@ -53,6 +54,8 @@ class StackOptions:
     start_timeout: int = 180  # the hub's (and so the spawner's) start_timeout, seconds
     # several emulated environments: the cores the functions may fill in each (ACA_ENVIRONMENTS); empty: one
     environment_cores: tuple[float, ...] = ()
+    # warm servers kept ready for the demo hub's default server (ACA_WARM_POOL); 0: none
+    warm_pool_size: int = 0
 
 
 class Stack:
@@ -145,6 +148,13 @@ class Stack:
         ids = [e["id"] for e in self.emulator_info["environments"]]
         return {"ACA_ENVIRONMENTS": json.dumps([{"id": i, "cores": c} for i, c in zip(ids, cores, strict=True)])}
 
+    def warm_pool_settings(self) -> dict[str, str]:
+        """ACA_WARM_POOL for the demo hub's default server (its image and size: local/demo/jupyterhub_config.py)."""
+        if not self.options.warm_pool_size:
+            return {}
+        return {"ACA_WARM_POOL": json.dumps([{"name": "demo", "image": DEMO_IMAGE, "cpu": 0.5, "memory": "1Gi",
+                                              "size": self.options.warm_pool_size}])}
+
     def function_settings(self) -> dict[str, str]:
         info = self.emulator_info
         return {
@@ -158,6 +168,7 @@ class Stack:
             "ACA_CULL_SCHEDULE": "0 */5 * * * *",
             "ACA_CULL_TIMEOUT": "3600",
             "ACA_RECONCILE_SCHEDULE": "30 */10 * * * *",
+            "ACA_WARM_POOL_SCHEDULE": "*/5 * * * * *",  # refills the warm pool (when ACA_WARM_POOL names one)
             "ACA_SUBSCRIPTION_ID": info["subscription_id"],
             "ACA_RESOURCE_GROUP": info["resource_group"],
             "ACA_ENVIRONMENT_ID": info["environment_id"],
@@ -170,6 +181,7 @@ class Stack:
             "ACA_HUB_API_TOKEN": self.culler_token,
             **self.pool_settings(),
             **self.home_settings,
+            **self.warm_pool_settings(),
             **self.options.function_settings,
         }
 

@@ -78,6 +78,8 @@ param cullDryRun bool
 param cullStopWait int
 param hubApiTimeout int
 param reconcileSchedule string
+param warmPool string
+param warmPoolSchedule string
 param stuckAfter int
 param reconcileMaxArmCalls int
 param reconcileGrace int
@@ -170,6 +172,8 @@ var appSettings = {
 
   // --- reconciler ---
   ACA_RECONCILE_SCHEDULE: reconcileSchedule
+  ACA_WARM_POOL: warmPool
+  ACA_WARM_POOL_SCHEDULE: warmPoolSchedule
   ACA_STUCK_AFTER: string(stuckAfter)
   ACA_RECONCILE_MAX_ARM_CALLS: string(reconcileMaxArmCalls)
   ACA_RECONCILE_GRACE: string(reconcileGrace)

@@ -19,11 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password", default=os.environ.get("DEMO_PASSWORD", "aca-demo"),
                         help="the password every user name logs in with (default aca-demo)")
     parser.add_argument("--state-dir", type=Path, default=None, help="logs and state (default: a temporary folder)")
+    parser.add_argument("--warm", type=int, default=int(os.environ.get("DEMO_WARM", 2)),
+                        help="warm servers kept ready, so a start takes seconds (default 2, or $DEMO_WARM; 0: none)")
     args = parser.parse_args(argv)
 
     # SIGTERM ends the demo like Ctrl-C does
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    stack = Stack(StackOptions(port=args.port, password=args.password, state_dir=args.state_dir))
+    stack = Stack(StackOptions(port=args.port, password=args.password, state_dir=args.state_dir,
+                               warm_pool_size=args.warm))
     print("Starting Azurite, the ACA emulator, the functions and the hub ...", flush=True)
     try:
         stack.start()

@@ -192,6 +192,10 @@ class Status:
     error_code: str = ""
     # the Azure operation the functions are following (create, start, stop, delete); "" when none
     step: str = ""
+    # a warm server bound to this one: the container app's name ("" when the app is named by the server key)
+    slot: str = ""
+    # the warm server's claim key, sealed with the hub's sealing key: the hub sends the user's claim with it
+    claim_key: str = field(default="", repr=False)
     events: list[dict[str, Any]] = field(default_factory=list)
     updated: float = field(default_factory=time.time)
     schema: int = SCHEMA_VERSION
@@ -223,6 +227,8 @@ class Status:
             "message": self.message,
             "error_code": self.error_code,
             "step": self.step,
+            "slot": self.slot,
+            "claim_key": self.claim_key,
             "events": json.dumps(self.events, separators=(",", ":")),
             "updated": self.updated,
             "schema": self.schema,
@@ -250,6 +256,8 @@ class Status:
                 message=entity.get("message", ""),
                 error_code=entity.get("error_code", ""),
                 step=entity.get("step", ""),  # absent in entities written before it existed
+                slot=entity.get("slot", ""),
+                claim_key=entity.get("claim_key", ""),
                 events=json.loads(entity.get("events") or "[]"),
                 updated=float(entity.get("updated", 0)),
                 etag=metadata.get("etag"),

@@ -20,7 +20,7 @@ from jupyterhub.spawner import Spawner
 from sqlalchemy import inspect
 from traitlets import default
 
-from . import logs, naming, outcomes, profile_config, profile_form, profiles, sizes
+from . import logs, naming, outcomes, profile_config, profile_form, profiles, sizes, warm
 from .contract import QUEUE_TTL_MARGIN, Op, Request, ServerSpec, Status, Volume
 from .errors import SpawnException
 from .hub_storage import HubStorage
@@ -383,6 +383,10 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
                 chosen = f" ({profile.display_name})" if profile else ""
                 feed.add(REQUESTED, f"Server requested{chosen}, waiting for Azure Container Apps")
                 url = await self._wait_running(request.generation, feed, resend=request)
+                bound = self._own(self.watcher.get(self._key()))
+                if bound is not None and bound.claim_key:
+                    await warm.claim(bound, spec, self.sealer, self._key())
+                    feed.add(READY, "Warm server handed over; your server starts in seconds")
         except TimeoutError:
             why = self._why_not_running(request)
             self.log.warning("Start of %s (%s, generation %s) timed out: %s; sending a stop",

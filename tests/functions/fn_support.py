@@ -115,7 +115,13 @@ class RecordingHomes:
 
     def delete(self, sub_path: str) -> None:
         self.calls.append(("delete", sub_path))
-        self.folders.discard(sub_path)
+        self.folders = {f for f in self.folders if f != sub_path and not f.startswith(f"{sub_path}/")}
+
+    def move(self, source: str, target: str) -> None:
+        self.calls.append(("move", f"{source} -> {target}"))
+        assert source in self.folders and target not in self.folders, (source, target, self.folders)
+        self.folders = {target + f[len(source):] if f == source or f.startswith(f"{source}/") else f
+                        for f in self.folders}
 
 
 class FakeApps:

@@ -14,8 +14,8 @@ def test_functions_and_bindings():
     import function_app
 
     functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
-    # the lifecycle queue handler and the culler/reconciler timers, nothing else
-    assert set(functions) == {"lifecycle", "culler", "reconciler"}
+    # the lifecycle queue handler and the culler/reconciler/warm pool timers, nothing else
+    assert set(functions) == {"lifecycle", "culler", "reconciler", "warm_pool"}
     queue_triggered = [name for name, f in functions.items()
                        if any(b["type"] == "queueTrigger" for b in f.get_bindings_dict()["bindings"])]
     assert queue_triggered == ["lifecycle"]
@@ -26,7 +26,8 @@ def test_functions_and_bindings():
     assert trigger["queueName"] == "%ACA_LIFECYCLE_QUEUE%"
     assert trigger["connection"] == "AcaStorage"
     assert trigger["name"] == "msg"
-    for name, schedule in (("culler", "%ACA_CULL_SCHEDULE%"), ("reconciler", "%ACA_RECONCILE_SCHEDULE%")):
+    for name, schedule in (("culler", "%ACA_CULL_SCHEDULE%"), ("reconciler", "%ACA_RECONCILE_SCHEDULE%"),
+                           ("warm_pool", "%ACA_WARM_POOL_SCHEDULE%")):
         (timer,) = functions[name].get_bindings_dict()["bindings"]
         assert (timer["type"], timer["schedule"]) == ("timerTrigger", schedule), name
 
@@ -36,7 +37,7 @@ def test_indexing_needs_no_settings():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACA_", "AcaStorage"))}
     code = "import function_app; print(sorted(f.get_function_name() for f in function_app.app.get_functions()))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['culler', 'lifecycle', 'reconciler']"
+    assert out.stdout.strip() == "['culler', 'lifecycle', 'reconciler', 'warm_pool']"
 
 
 def test_first_invocation_names_the_missing_setting(monkeypatch):

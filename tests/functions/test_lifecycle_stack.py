@@ -118,6 +118,7 @@ def make_stack(aca_emulator_factory, storage_connection_string, unique_name):
             # the timers are indexed (their schedules must resolve) but switched off: these tests are the queue's
             ACA_CULL_SCHEDULE="0 0 0 1 1 *",
             ACA_RECONCILE_SCHEDULE="0 0 0 1 1 *",
+            ACA_WARM_POOL_SCHEDULE="0 0 0 1 1 *",  # run by the tests themselves (host.run_timer)
             **{"AzureWebJobs.culler.Disabled": "true", "AzureWebJobs.reconciler.Disabled": "true"},
             **overrides,
         )

@@ -51,16 +51,22 @@ def homes(folders, table) -> UserHomes:
 
 
 def test_every_method_of_the_share_runs_against_the_files_api(folders, share, files):
-    """ensure, exists, delete: the whole HomeFolders interface, through the real client."""
+    """ensure, exists, move, delete: the whole HomeFolders interface, through the real client."""
     methods = {name for name, _ in inspect.getmembers(HomeFolders, inspect.isfunction) if not name.startswith("_")}
-    assert methods == {"ensure", "exists", "delete"}
+    assert methods == {"ensure", "exists", "move", "delete"}
     folders.ensure("alice-1/work")
     assert folders.exists("alice-1") and folders.exists("alice-1/work") and not folders.exists("bob-2")
     (share / "alice-1" / "work" / "notes.ipynb").write_text("{}")
+    # a home lent to a warm server and back: one rename each way, the files with it
+    folders.ensure("slots/ws-1")
+    folders.move("alice-1", "slots/ws-1/home")
+    assert (share / "slots" / "ws-1" / "home" / "work" / "notes.ipynb").read_text() == "{}"
+    assert not folders.exists("alice-1")
+    folders.move("slots/ws-1/home", "alice-1")
     folders.delete("alice-1")
     assert not (share / "alice-1").exists() and not folders.exists("alice-1")
     assert {"CreateDirectory", "GetDirectoryProperties", "DeleteDirectory", "ListDirectoriesAndFiles",
-            "DeleteFile"} <= set(files.stats["operations"])
+            "DeleteFile", "RenameDirectory"} <= set(files.stats["operations"]), files.stats["operations"]
 
 
 @pytest.mark.parametrize("path", ["", "/", ".", "a/../..", "a//b"])

@@ -77,14 +77,22 @@ def documented_settings() -> set[str]:
 
 
 def settings_in_code() -> set[str]:
-    """``ACA_*``/``AcaStorage*`` literals in the function app's Python sources (whatever exists yet)."""
-    sources = sorted((ROOT / "functions").rglob("*.py"))
+    """``ACA_*``/``AcaStorage*`` literals in the function app's Python sources (whatever exists yet).
+
+    The warm servers' launcher is shipped into the warm servers, not run by the Function App: the variables it
+    reads are the ones the functions give each warm server's container (``ACA_SLOT_*``), no app settings.
+    """
+    sources = sorted(p for p in (ROOT / "functions").rglob("*.py") if p.name != "slot_launcher.py")
     if (ROOT / "function_app.py").exists():
         sources.append(ROOT / "function_app.py")
     names = set()
     for path in sources:
         names |= setting_literals(path.read_text())
-    return names
+    return names - WARM_SERVER_ENV
+
+
+# what the functions put into a warm server's container environment (functions/warm_pool.py): no app settings
+WARM_SERVER_ENV = {"ACA_SLOT_DIR", "ACA_SLOT_HOST", "ACA_SLOT_KEY"}
 
 
 def required_in_azure(names: set[str]) -> set[str]:

@@ -68,6 +68,7 @@ def stack(aca_emulator, storage_connection_string, unique_name):
         # the timers are not under test: they stay out of the way (and would need a hub API)
         "ACA_CULL_SCHEDULE": NEVER,
         "ACA_RECONCILE_SCHEDULE": NEVER,
+        "ACA_WARM_POOL_SCHEDULE": NEVER,
         "AzureWebJobs.culler.Disabled": "true",
         "AzureWebJobs.reconciler.Disabled": "true",
     }
