@@ -4,7 +4,10 @@ The fake worker stands in for the Azure Functions so the spawner's tests do
 not depend on them: it reads the lifecycle queue raw (as the Functions host
 does), opens requests with the sealer, applies them in generation order and
 writes statuses with the functions' own storage class. It emulates
-provisioning → running (or → failed) without any container.
+provisioning → running (or → failed) without any container, writing only the
+phases, messages and fields the functions write, in their order
+(``functions/server_run.py``: ``start``, ``stop``, ``_follow_start``,
+``_stopped``); the functions never write ``queued``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class FakeWorker:
     slow: dict[str, float] = field(default_factory=dict)
     url_for: Callable[[Request], str] = lambda r: f"http://{r.server_key}.internal.example.test"
     received: list[Request] = field(default_factory=list)
+    #: server keys whose (pretend) container app exists: created by a start, removed by a stop
+    apps: set[str] = field(default_factory=set)
     paused: bool = False
     _task: asyncio.Task | None = None
 
@@ -95,19 +100,22 @@ class FakeWorker:
                 await asyncio.sleep(0.05)
 
     async def write(self, request: Request, phase: Phase, message: str, **changes) -> bool:
-        """Write ``phase`` for ``request`` unless the table already holds a newer generation."""
+        """Write ``phase`` for ``request`` unless the table already holds a newer generation.
+
+        As the functions' ``ServerRun._next``: a new generation starts a fresh row (url, error and
+        step empty, a new event history); the same generation adds an event to its row.
+        """
         for _ in range(10):
             current = await asyncio.to_thread(self.store.get_status, request.hub_id, request.server_key)
             if current is not None and current.generation > request.generation:
                 return False  # a late request never overrides a newer one
-            if current is None:
-                base = Status(hub_id=request.hub_id, server_key=request.server_key, phase=phase,
-                              generation=request.generation, user=request.user, server_name=request.server_name)
+            if current is None or current.generation != request.generation:
+                fresh = Status(hub_id=request.hub_id, server_key=request.server_key, phase=phase,
+                               generation=request.generation, user=request.user, server_name=request.server_name,
+                               etag=current.etag if current else None)
+                status = fresh.with_event(phase, message, **changes)
             else:
-                base = current
-            status = base.with_event(phase, message, generation=request.generation, **changes)
-            if current is not None and current.generation != request.generation:
-                status.events = status.events[-1:]  # a new generation starts a new event history
+                status = current.with_event(phase, message, **changes)
             try:
                 await asyncio.to_thread(self.store.write_status, status)
                 return True
@@ -116,21 +124,36 @@ class FakeWorker:
         raise RuntimeError("fake worker kept losing races")
 
     async def _handle(self, request: Request) -> None:
+        key = request.server_key
         if request.op is Op.START:
-            if not await self.write(request, Phase.QUEUED, "Request accepted"):
+            # the claim, then ARM took the create (a follow-up will look), as ServerRun.start
+            if not await self.write(request, Phase.PROVISIONING, f"creating container app {key}", step=""):
                 return
             await asyncio.sleep(self.provision_delay / 3)
-            if not await self.write(request, Phase.PROVISIONING, "Creating container app", url="", error_code=""):
+            self.apps.add(key)
+            if not await self.write(request, Phase.PROVISIONING, f"Azure is provisioning container app {key}",
+                                    step="create"):
                 return
-            await asyncio.sleep(self.slow.get(request.server_key, self.provision_delay))
+            await asyncio.sleep(self.slow.get(key, self.provision_delay))
+            # what a follow-up records once ARM is done, as ServerRun._follow_start and _failed
             if request.spec.image in self.failing_images:
                 message, code = self.failing_images[request.spec.image]
-                await self.write(request, Phase.FAILED, message, error_code=code)
+                await self.write(request, Phase.FAILED, message, url="", error_code=code, step="")
                 return
-            await self.write(request, Phase.PROVISIONING, "Revision provisioned, waiting for replica")
-            await self.write(request, Phase.RUNNING, "Container app running", url=self.url_for(request))
+            await self.write(request, Phase.RUNNING, "server is running", url=self.url_for(request),
+                             error_code="", step="")
         else:
-            if not await self.write(request, Phase.STOPPING, "Stopping container app"):
+            deleting = request.op is Op.DELETE
+            if not await self.write(request, Phase.STOPPING, "deleting server" if deleting else "stopping server",
+                                    step=""):
                 return
-            await asyncio.sleep(self.provision_delay / 3)
-            await self.write(request, Phase.STOPPED, "Container app removed", url="")
+            if key in self.apps:  # ARM takes the delete; a follow-up sees the app gone (ServerRun.stop)
+                await asyncio.sleep(self.provision_delay / 3)
+                if not await self.write(request, Phase.STOPPING, f"Azure is deleting container app {key}",
+                                        step="delete"):
+                    return
+                await asyncio.sleep(self.provision_delay / 3)
+                self.apps.discard(key)
+            # no app (never created, or gone): recorded at once (ServerRun._stopped)
+            await self.write(request, Phase.STOPPED, "server deleted" if deleting else "server stopped",
+                             url="", error_code="", step="")
