@@ -1,4 +1,4 @@
-"""Fixtures for the culler and reconciler tests: a real JupyterHub per test."""
+"""Fixtures for the culler and reconciler tests: a real JupyterHub per module (``hub``) or per test (``make_hub``)."""
 
 from __future__ import annotations
 
@@ -27,10 +27,21 @@ def make_hub(tmp_path):
         hub.stop()
 
 
+@pytest.fixture(scope="module")
+def module_hub(tmp_path_factory):
+    """One hub with the culler service's documented scopes, started once for a test module."""
+    hub = start_hub(tmp_path_factory.mktemp("hub"))
+    yield hub
+    hub.stop()
+
+
 @pytest.fixture
-def hub(make_hub) -> RunningHub:
-    """A hub with the culler service's documented scopes."""
-    return make_hub()
+def hub(module_hub) -> RunningHub:
+    """A hub with the culler service's documented scopes, and no users: the module's hub, emptied after each
+    test (every server stopped, every user deleted), so tests that cull the whole hub stay independent."""
+    assert module_hub.all_users() == [], "the previous test left users behind"
+    yield module_hub
+    module_hub.remove_all_users()
 
 
 from local.emulator.pytest_fixtures import aca_client, aca_credential, aca_emulator, aca_emulator_factory  # noqa: E402,F401

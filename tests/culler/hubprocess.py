@@ -93,6 +93,29 @@ class RunningHub:
         items = self.call("GET", "/users", params={"limit": 200}).json()
         return {u["name"] for u in items}
 
+    def all_users(self) -> list[dict]:
+        """Every user's model, page by page (the hub answers at most 200 at a time)."""
+        users: list[dict] = []
+        while True:
+            page = self.call("GET", "/users", params={"offset": len(users), "limit": 200}).json()
+            if not page:
+                return users
+            users.extend(page)
+
+    def remove_all_users(self, workers: int = 16) -> None:
+        """Stop every server and delete every user: the hub as it started, for the next test."""
+
+        def remove(user: dict) -> None:
+            name = user["name"]
+            for server in user.get("servers") or {}:
+                path = f"/users/{q(name)}/servers/{q(server)}" if server else f"/users/{q(name)}/server"
+                self.call("DELETE", path, ok=(202, 204))
+                self.wait_stopped(name, server)
+            self.call("DELETE", f"/users/{q(name)}", ok=(204,))
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(remove, self.all_users()))
+
     def log_tail(self, lines: int = 60) -> str:
         text = (self.workdir / "hub.log").read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
