@@ -8,8 +8,9 @@ Each run, off every click's path:
    retires one whose app failed or never appeared, and a ready one whose app
    is gone, failed or stopped;
 3. finishes what a dead invocation left: a slot ``leased`` for long without
-   being bound has the user's home moved back (if it got there) and is
-   retired; an app without a row is deleted;
+   being bound, or ``bound`` to a server that no longer runs on it (stopped,
+   failed, or recorded stopped by the reconciler), has the user's home moved
+   back (if it got there) and is retired; an app without a row is deleted;
 4. creates the slots a profile lacks (its size now, ``hours`` taken into
    account), each held in the capacity ledger first, its folder made, its key
    sealed for the hub, its app sent to ARM without waiting; retires ready
@@ -31,13 +32,15 @@ from datetime import UTC, datetime
 from azure.core.exceptions import AzureError
 from cryptography.fernet import Fernet
 
+from acaspawner.contract import Phase
+
 from .app_body import TAG_HUB
 from .arm import ArmFailure, app_fqdn
 from .capacity import CapacityBusy, NoCapacity
 from .deps import Deps
 from .pool_profiles import PoolProfile
 from .runtime import get_deps
-from .warm_pool import TAG_SLOT, Lost, Slot, SlotRows, build_slot_app, new_slot_name, slot_folder
+from .warm_pool import SLOT_DONE, TAG_SLOT, Lost, Slot, SlotRows, build_slot_app, new_slot_name, slot_folder
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +112,12 @@ class WarmPool:
             self.retire(slot, "its app is gone" if app is None else "its app failed or stopped")
         elif slot.state == "leased" and self.now - slot.updated > LEASE_DEADLINE:
             self.retire(slot, "its lease was never turned into a server")
-        elif slot.state == "bound" and app is None:
+        elif slot.state == "bound" and (app is None or self.now - slot.updated > LEASE_DEADLINE):
+            # a stop forgets the slot before it records the server stopped; a slot still bound to a server
+            # that is not running on it was left by a dead invocation or by the reconciler (NotInHub)
             status = self.deps.storage.get_status(self.settings.hub_id, slot.server_key)
-            if status is None or status.slot != slot.name:
-                self.retire(slot, "its app is gone and no server names it")
+            if status is None or status.slot != slot.name or status.phase in (Phase.STOPPED, Phase.FAILED):
+                self.retire(slot, "its server no longer runs on it")
 
     def retire(self, slot: Slot, why: str) -> None:
         """Delete the slot's app, give back what it held, move a home back out of it, forget it."""
@@ -122,7 +127,7 @@ class WarmPool:
             emptied = homes.return_home(slot.user, f"{slot_folder(slot.name)}/home", slot.name)
         self.deps.apps.send_delete(slot.name)
         if self.deps.capacity is not None:
-            self.deps.capacity.release(slot.name, int(self.now * 1000), fence=True)
+            self.deps.capacity.release(slot.name, SLOT_DONE, fence=True)
         if homes is not None and emptied:
             homes.folders.delete(slot_folder(slot.name))
         self.rows.delete(slot)

@@ -7,12 +7,14 @@ its still-active server, always past the grace period, never when its
 ``aca-generation`` tag is newer than the entity, and only after the entity is
 read again just before the delete. A hub answer that would have most of a
 class's servers removed is not believed (:func:`implausible_hub_answer`).
+Warm servers (:mod:`functions.warm_pool`) are the pool's timer's to delete;
+here they only count as the app of the server bound to them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +26,7 @@ from .arm import ArmApps, TerminalArmError, TransientArmError, app_generation
 from .hubapi import HubApi
 from .reconcile_run import ReconcileOptions, ReconcileSummary, StatusStore
 from .storage import StatusConflict
+from .warm_pool import TAG_SLOT
 
 log = logging.getLogger("functions.reconciler")
 
@@ -73,7 +76,8 @@ class AppsStep:
         self.arm = arm
         self.now = now
         self.summary = summary
-        self.apps: dict[str, dict[str, Any]] = {}  # this hub's apps, by name
+        self.apps: dict[str, dict[str, Any]] = {}  # this hub's apps, by name (warm servers apart)
+        self.slot_apps: dict[str, dict[str, Any]] = {}  # this hub's warm servers: the pool's timer keeps them
 
     # -- 1. apps ---------------------------------------------------------------------------------
 
@@ -81,11 +85,17 @@ class AppsStep:
         """Fill :attr:`apps` page by page (what was listed stays usable when the budget runs out)."""
         for page in self.arm.pages():
             for app in page:
-                if (app.get("tags") or {}).get(TAG_HUB) == self.options.hub_id:
-                    self.apps[app["name"]] = app
+                tags = app.get("tags") or {}
+                if tags.get(TAG_HUB) == self.options.hub_id:
+                    (self.slot_apps if TAG_SLOT in tags else self.apps)[app["name"]] = app
                 else:
                     self.summary.foreign_apps += 1
         self.summary.listing_complete = True
+
+    def by_holder(self, bound: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+        """Every app of this hub by who holds its cores: a warm server bound to a server (``bound``: slot →
+        server key) under that server's key, any other under its own name."""
+        return {**self.apps, **{bound.get(name, name): app for name, app in self.slot_apps.items()}}
 
     # -- 4. apps without a live server -----------------------------------------------------------
 
@@ -154,6 +164,17 @@ class AppsStep:
             self.summary.deleted.append(name)
             if reason == NOT_IN_HUB and fresh is not None:
                 self._record_forgotten(fresh)
+
+    def forget_warm(self, statuses: dict[str, Status], hub_active: set[tuple[str, str]] | None) -> None:
+        """Record stopped the warm servers the hub no longer counts: the pool's timer then deletes each and
+        moves its user's home back (the home's moves stay in one place)."""
+        if hub_active is None:
+            return
+        for status in statuses.values():
+            if status.slot and status.phase.is_active and (status.user, status.server_name) not in hub_active \
+                    and self.now - status.updated >= self.options.grace:
+                log.warning("Warm server %s of %s goes: %s", status.slot, status.server_key, NOT_IN_HUB)
+                self._record_forgotten(status)
 
     def _record_forgotten(self, status: Status) -> None:
         """Say in the server's status why its app went (ETag-conditional: a newer request wins)."""

@@ -70,6 +70,7 @@ from .reconcile_run import ReconcileOptions, ReconcileSummary, StatusStore
 from .reconcile_stuck import fail_stuck
 from .settings import Settings, SettingsError
 from .storage import FunctionStorage
+from .warm_pool import SlotRows
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def reconcile(
     poison: PoisonQueue | None = None,
     sealer: Any = None,
     capacity: CapacityLedger | None = None,
+    bound_slots: Callable[[], Mapping[str, str]] | None = None,
 ) -> ReconcileSummary:
     """One reconciler run against explicit dependencies.
 
@@ -116,7 +118,8 @@ def reconcile(
     ``poison`` is the poison queue's client (:attr:`FunctionStorage.poison`;
     None skips step 7) and ``sealer`` (a ``Sealer`` or a :class:`~functions.followup.Keyring`) opens its
     messages to tell why they were poisoned (None: they are logged as not classified, and still deleted
-    when old); ``capacity`` is the lifecycle's capacity ledger (None skips step 6).
+    when old); ``capacity`` is the lifecycle's capacity ledger (None skips step 6); ``bound_slots`` reads
+    which warm server serves which server (slot name → server key; None: no warm pool).
     Raises :class:`ReconcilerError` when ARM or the table cannot be read at
     all; a spent budget or throttling ends the run early with a note instead.
     """
@@ -138,13 +141,15 @@ def reconcile(
             summary.notes.append(f"ARM call budget ({options.max_arm_calls}) spent while listing apps; "
                                  "the rest waits for the next run")
         apps = step.apps
-        summary.apps_seen = len(apps)
+        summary.apps_seen = len(apps) + len(step.slot_apps)
         statuses = {s.server_key: s for s in storage.list_statuses(options.hub_id)}
+        holders = step.by_holder(bound_slots() if bound_slots is not None and step.slot_apps else {})
         fail_stuck(statuses, storage, options, now, summary)
         servers = _hub_view(hub_servers, statuses, options, now, summary)
         hub_active = None if servers is None else {(user, name) for user, name, _ in servers}
         try:
             step.delete_leftovers(apps, statuses, hub_active)
+            step.forget_warm(statuses, hub_active)
         except BudgetExhausted as e:
             summary.notes.append(f"ARM call budget ({options.max_arm_calls}) spent before {e}; "
                                  "the rest waits for the next run")
@@ -153,12 +158,12 @@ def reconcile(
             summary.notes.append("ARM kept throttling (429) after retries; stopped early")
         if summary.listing_complete:
             ready = None if servers is None else [(user, name) for user, name, is_ready in servers if is_ready]
-            step.report_missing(apps, statuses, ready)
+            step.report_missing(holders, statuses, ready)
         else:
             summary.notes.append("app listing incomplete: missing apps not checked")
         if capacity is not None:
             summary.capacity = repair_capacity(capacity, summary.errors, summary.notes,
-                                               apps if summary.listing_complete else None, statuses,
+                                               holders if summary.listing_complete else None, statuses,
                                                lambda key: storage.get_status(options.hub_id, key),
                                                grace=options.grace, now=now)
     except (AzureError, ArmFailure) as e:
@@ -205,6 +210,8 @@ def run_reconciler(settings: Mapping[str, str], *, now: float | None = None) -> 
             poison=storage.poison,
             sealer=sealer,
             capacity=CapacityLedger.for_settings(storage.table, config),
+            bound_slots=lambda: {s.name: s.server_key for s in SlotRows(storage.table, options.hub_id).all()
+                                 if s.state == "bound"},
         )
     finally:
         client.close()

@@ -26,7 +26,7 @@ from .footprint import of_spec
 from .pool_profiles import matching_profile
 from .rules import Outcome
 from .settings import Settings
-from .warm_pool import Lost, SlotRows, slot_folder
+from .warm_pool import SLOT_DONE, Lost, SlotRows, slot_folder
 
 log = logging.getLogger("functions.lifecycle")
 
@@ -86,7 +86,7 @@ def bind_warm(run: Run, mine: Status) -> Outcome | None:
     if slot.state != "bound":
         slot = rows.update(slot, time.time(), state="bound")
     if deps.capacity is not None:  # the server holds the cores now, not the slot
-        deps.capacity.release(slot.name, request.generation, fence=True)
+        deps.capacity.release(slot.name, SLOT_DONE, fence=True)
     run.slot = slot.name
     written = run._finish(mine, Phase.RUNNING, f"a warm server ({profile.name}) is ready: handing it over",
                           url=slot.url, slot=slot.name, claim_key=slot.key_sealed, error_code="", step="")

@@ -40,6 +40,9 @@ SLOT_DIR = "/mnt/slot"  # where a slot mounts its folder of the home share; the 
 LAUNCHER_DIR = "/mnt/launcher"
 LAUNCHER_FILE = "slot_launcher.py"
 LAUNCHER_SOURCE = Path(__file__).with_name(LAUNCHER_FILE)
+#: the generation a slot's reservation is released with: above any clock's milliseconds, so the release is
+#: never mistaken for an older request's (a slot's name is never used again)
+SLOT_DONE = 2**62
 SLOT_KEY_SECRET = "slot-key"
 LAUNCHER_SECRET = "slot-launcher"
 

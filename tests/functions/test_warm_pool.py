@@ -20,6 +20,8 @@ from acaspawner.naming import home_folder, legacy_home_folder
 from functions.lifecycle import Outcome
 from functions.pool_profiles import parse_pool
 from functions.pool_timer import LEASE_DEADLINE, WarmPool
+from functions.reconcile_apps import AppsStep
+from functions.reconcile_run import ReconcileOptions, ReconcileSummary
 from functions.settings import Settings
 from functions.warm_pool import LAUNCHER_SOURCE, SLOT_KEY_SECRET, SlotRows, build_slot_app, slot_folder
 
@@ -209,6 +211,9 @@ def test_a_start_is_bound_to_a_warm_server_and_its_stop_gives_the_home_back(pool
     assert states(pool_deps)[status.slot] == "bound"
     # the hub can open the slot's key; it is not the hub's sealing key itself
     assert Fernet(pool_deps.sealer.open_bytes_of_any_age(status.claim_key))
+    # the cores are held once, by the server now, not by its slot too
+    held = {k for k, r in pool_deps.capacity.read().reservations.items() if r.held}
+    assert held == {start.server_key} | (set(states(pool_deps)) - {status.slot})
 
     stop = request(Op.STOP, user="alice")
     assert deliver(pool_deps, stop) is Outcome.APPLIED
@@ -263,3 +268,18 @@ def test_a_home_that_cannot_go_back_is_kept_in_the_slot(pool_deps, caplog):
     deliver(pool_deps, request(Op.STOP, user="alice"))
     assert pool_deps.homes.folders.exists(f"{slot_folder(slot)}/home")  # nothing deleted
     assert "not moved back" in caplog.text
+
+
+def test_a_warm_server_the_hub_forgot_is_recorded_stopped_then_retired_with_the_home_back(pool_deps):
+    filled(pool_deps)
+    start = request(Op.START, user="alice")
+    deliver(pool_deps, start)
+    status = status_of(pool_deps, start)
+    later = datetime.now(UTC).timestamp() + 3600
+    step = AppsStep(ReconcileOptions(hub_id=HUB, resource_group="rg", grace=300), pool_deps.storage, None, later, ReconcileSummary())
+    step.forget_warm({status.server_key: status}, hub_active=set())
+    assert status_of(pool_deps, start).error_code == "NotInHub"
+    summary = run_pool(pool_deps, later)
+    assert status.slot in summary.retired and ("delete", status.slot) in pool_deps.apps.calls
+    assert pool_deps.homes.folders.exists(home_folder("alice"))
+    assert pool_deps.homes.owners.lent(home_folder("alice")) == ("", "")

@@ -25,6 +25,7 @@ from waiting import wait_until
 from acaspawner.contract import Op, Phase, ServerSpec
 from acaspawner.naming import home_folder
 from acaspawner.warm import claim_body
+from functions.reconciler import run_reconciler
 from functions.warm_pool import SlotRows
 from local.emulator import pytest_fixtures
 from local.homes import share_dir
@@ -140,6 +141,12 @@ def test_a_warm_server_is_bound_claimed_and_given_back(stack, hub_api):
     print(f"\nwarm start: bound in {bound_after:.2f} s (queue + function), "
           f"claim to answering server {time.monotonic() - claimed:.2f} s")
     assert stack.emulator.stats["creates"] == 2  # the two slots; nothing created for alice's start
+
+    # an hour later the reconciler finds alice's server on its warm server and the other slot the pool's
+    summary = run_reconciler(stack.host.settings, now=time.time() + 3600)
+    assert summary.deleted == [] and summary.missing == [] and summary.errors == [], summary.line()
+    assert summary.capacity is not None and summary.capacity.adopted == summary.capacity.released == []
+    assert len(stack.emulator.apps) == 2 and stack.status(start).phase is Phase.RUNNING
 
     # stop: the slot's app goes, the home comes back, the slot is forgotten; the timer makes a new one
     stop = request(Op.STOP, user="alice")
