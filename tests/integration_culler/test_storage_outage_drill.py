@@ -1,10 +1,11 @@
 """Fault drill: the storage account (queue and table) is unreachable for a while.
 
-Three servers run; Azurite is frozen (SIGSTOP) for 30 s and, in a second run,
-75 s. Meanwhile one user starts a server and one stops theirs. Afterwards:
-the running servers still run in the hub, the start has either come up or
-failed with a reason (it never hangs), and the stop went through once storage
-was back (the spawner kept sending it), so its app is gone.
+Servers run; Azurite is frozen (SIGSTOP) for 30 s and, later on the same
+stack, for 75 s. During each outage one user starts a server and one stops
+theirs. After each: the running servers still run in the hub, the start has
+either come up or failed with a reason (it never hangs), and the stop went
+through once storage was back (the spawner kept sending it), so its app is gone.
+The second outage also shows that the stack recovers from one outage into the next.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from acaspawner.naming import server_key
 from local.procs import free_port
 from local.stack import Stack, StackOptions
 
-RUNNING = ["ana", "ben", "cleo"]
-LATE = "dana"  # starts during the outage
-STOPPER = "cleo"  # stops during the outage
+RUNNING = ["ana", "ben"]  # run through both outages
+# (seconds Azurite is frozen, a user who runs before the outage and stops during it, a user who starts during it)
+ROUNDS = [(30, "cleo", "dana"), (75, "erin", "fay")]
+# what the spawner says of a start it could not send (spawner/acaspawner/spawner.py)
+NOT_SENT = ("The start request could not be sent in time", "The server could not be requested right now")
 
 
 @pytest.fixture
@@ -44,18 +47,26 @@ def ready(hub: HubAdmin, user: str) -> bool:
     return bool((hub.default_server(user) or {}).get("ready"))
 
 
-@pytest.mark.timeout(720)
-@pytest.mark.parametrize("outage", [30, 75])
-def test_servers_survive_a_storage_outage_and_requests_made_during_it_end_clearly(stack: Stack, outage: int):
+@pytest.mark.timeout(1200)
+def test_servers_survive_storage_outages_and_requests_made_during_them_end_clearly(stack: Stack):
     hub = HubAdmin(stack, timeout=120)
-    keys = {u: server_key(stack.options.hub_id, u, "") for u in [*RUNNING, LATE]}
-    hub.expect("POST", "/users", {"usernames": [*RUNNING, LATE]}, ok=(201,))
-    with ThreadPoolExecutor(len(RUNNING)) as pool:
-        list(pool.map(lambda u: hub.expect("POST", f"/users/{quote(u)}/server", None, (201, 202)), RUNNING))
-    wait_until(lambda: all(ready(hub, u) for u in RUNNING), timeout=180, interval=2, what="three servers ready")
+    users = [*RUNNING, *(user for _, stopper, late in ROUNDS for user in (stopper, late))]
+    hub.expect("POST", "/users", {"usernames": users}, ok=(201,))
+    for outage, stopper, late in ROUNDS:
+        survive_an_outage(stack, hub, outage, running=[*RUNNING, stopper], stopper=stopper, late=late)
+
+
+def survive_an_outage(stack: Stack, hub: HubAdmin, outage: int, *, running: list[str], stopper: str,
+                      late: str) -> None:
+    keys = {u: server_key(stack.options.hub_id, u, "") for u in [*running, late]}
+    starting = [u for u in running if not ready(hub, u)]
+    with ThreadPoolExecutor(len(starting)) as pool:
+        list(pool.map(lambda u: hub.expect("POST", f"/users/{quote(u)}/server", None, (201, 202)), starting))
+    wait_until(lambda: all(ready(hub, u) for u in running), timeout=180, interval=2,
+               what=f"{', '.join(running)} ready before the {outage} s outage")
 
     def situation() -> str:
-        return (f"hub: { {u: hub.default_server(u) for u in [*RUNNING, LATE]} }\n"
+        return (f"{outage} s outage; hub: { {u: hub.default_server(u) for u in [*running, late]} }\n"
                 f"apps: {sorted(stack.emulator_apps())}\nhub log:\n{tail(read_log(stack, 'hub'), 30)}")
 
     azurite = stack.azurite.process
@@ -63,30 +74,32 @@ def test_servers_survive_a_storage_outage_and_requests_made_during_it_end_clearl
     try:
         frozen = time.monotonic()
         with ThreadPoolExecutor(2) as pool:  # the hub may answer slowly while its sends time out
-            late = pool.submit(hub.call, "POST", f"/users/{quote(LATE)}/server")
-            stop = pool.submit(hub.call, "DELETE", f"/users/{quote(STOPPER)}/server")
+            late_start = pool.submit(hub.call, "POST", f"/users/{quote(late)}/server")
+            stop = pool.submit(hub.call, "DELETE", f"/users/{quote(stopper)}/server")
             time.sleep(max(0.0, outage - (time.monotonic() - frozen)))
     finally:
         os.killpg(azurite.pid, signal.SIGCONT)
     assert stop.result()[0] in (202, 204), stop.result()
-    assert late.result()[0] in (201, 202, 500), late.result()
+    # the hub took the start (it answers once the spawn is slow); a failure comes later, with a reason
+    assert late_start.result()[0] in (201, 202), late_start.result()
 
     # the running servers were never given up by the hub
-    for user in RUNNING:
-        if user != STOPPER:
+    for user in running:
+        if user != stopper:
             assert ready(hub, user), situation()
     # the stop reached the functions once storage was back: the app is gone
-    wait_until(lambda: keys[STOPPER] not in stack.emulator_apps(), timeout=180, interval=2,
+    wait_until(lambda: keys[stopper] not in stack.emulator_apps(), timeout=180, interval=2,
                what="the stopped server's app to be removed", describe=situation)
     # the start made during the outage ended: running, or failed with a reason (not pending forever)
-    wait_until(lambda: not (hub.default_server(LATE) or {}).get("pending"), timeout=240, interval=2,
+    wait_until(lambda: not (hub.default_server(late) or {}).get("pending"), timeout=240, interval=2,
                what="the start made during the outage to end", describe=situation)
-    if ready(hub, LATE):
-        assert keys[LATE] in stack.emulator_apps()
+    if ready(hub, late):
+        assert keys[late] in stack.emulator_apps()
     else:
+        # the reason is on a line about this very server (the watcher's own timeouts name no server)
         hub_log = read_log(stack, "hub")
-        assert "could not be sent" in hub_log or "could not be requested" in hub_log or "timed out" in hub_log, \
-            tail(hub_log, 40)
-    for user in RUNNING:
-        if user != STOPPER:
+        lines = [line for line in hub_log.splitlines() if keys[late] in line and any(r in line for r in NOT_SENT)]
+        assert lines, f"no hub log line gives {keys[late]}'s reason:\n{tail(hub_log, 40)}"
+    for user in running:
+        if user != stopper:
             assert keys[user] in stack.emulator_apps()
