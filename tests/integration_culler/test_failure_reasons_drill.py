@@ -1,6 +1,6 @@
 """Fault drill: every failed spawn tells the user why, through the hub's own progress stream.
 
-One stack with a short start timeout (40 s). Each cause is provoked from
+One stack with a short start timeout (25 s). Each cause is provoked from
 outside, as an operator would meet it, and a user's start is followed through
 ``GET /hub/api/users/{name}/server/progress``, the stream the spawn page reads:
 
@@ -22,6 +22,7 @@ import secrets
 import signal
 import threading
 import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 from culler_stack_support import HubAdmin, quote, read_log, tail
@@ -31,7 +32,9 @@ from acaspawner.naming import server_key
 from local.procs import free_port
 from local.stack import Stack, StackOptions
 
-START_TIMEOUT = 40  # the hub's; the spawner answers a little before it
+# the hub's; the spawner answers a little before it. Long enough for a freeze 2-3 s after a start to make
+# the status table stale (3 × 0.25 s + 10 s without a read) before the spawner's budget runs out.
+START_TIMEOUT = 25
 BUDGET = round(max(START_TIMEOUT - 5, 0.9 * START_TIMEOUT))  # what the spawner waits (its _start_budget)
 
 
@@ -56,6 +59,7 @@ class ProgressReader:
         self.token = hub.token
         self.events: list[dict] = []
         self.error: str = ""
+        self.answer: Future | None = None  # the hub's answer to the POST that started the spawn
         self._thread = threading.Thread(target=self._read, name=f"progress-{user}", daemon=True)
         self._thread.start()
 
@@ -79,15 +83,24 @@ class ProgressReader:
         return final[-1]
 
 
-def start_and_follow(hub: HubAdmin, user: str) -> ProgressReader:
-    """POST the start (the hub answers 202 once the spawn is slow) and open its progress stream."""
-    status, answer = hub.call("POST", f"/users/{quote(user)}/server")
-    assert status == 202, f"start of {user}: {status} {answer}"
-    return ProgressReader(hub, user)
+def start_and_follow(hub: HubAdmin, user: str, pool: ThreadPoolExecutor) -> ProgressReader:
+    """POST the start and open its progress stream as soon as the spawn is pending.
+
+    The hub answers the POST only once the spawn takes longer than its slow_spawn_timeout (10 s, then
+    202); the stream is followed from the start, so what the drill does next happens seconds after it.
+    """
+    answer = pool.submit(hub.call, "POST", f"/users/{quote(user)}/server")
+    wait_until(lambda: answer.done() or (hub.default_server(user) or {}).get("pending") == "spawn",
+               timeout=30, interval=0.1, what=f"the spawn of {user} to begin")
+    reader = ProgressReader(hub, user)
+    reader.answer = answer
+    return reader
 
 
 def failure_of(reader: ProgressReader) -> str:
     final = reader.last(timeout=START_TIMEOUT + 60)
+    status, answer = reader.answer.result(timeout=60)
+    assert status == 202, f"the start's POST: {status} {answer}"
     assert final.get("failed"), f"expected a failed spawn, got {final}"
     return final["message"]
 
@@ -105,37 +118,38 @@ def test_each_cause_of_a_failed_spawn_is_named_on_the_progress_stream(stack: Sta
     hub = HubAdmin(stack, timeout=120)
     users = ["no-functions", "slow-azure", "table-frozen", "queue-frozen"]
     hub.expect("POST", "/users", {"usernames": users}, ok=(201,))
+    with ThreadPoolExecutor(2) as pool:  # the POSTs, answered only once a spawn is slow
+        # 1. the Function App is down: the start waits on the queue, nobody answers
+        stack.kill_functions()
+        message = failure_of(start_and_follow(hub, "no-functions", pool))
+        assert f"No function picked up the start request within {BUDGET} s" in message, message
+        assert "Function App running" in message, message
+        hub_log_names(stack, "no-functions", "No function picked up the start request")
+        stack.start_functions()
 
-    # 1. the Function App is down: the start waits on the queue, nobody answers
-    stack.kill_functions()
-    message = failure_of(start_and_follow(hub, "no-functions"))
-    assert f"No function picked up the start request within {BUDGET} s" in message, message
-    assert "Function App running" in message, message
-    hub_log_names(stack, "no-functions", "No function picked up the start request")
-    stack.start_functions()
+        # 2. Azure takes longer than the start timeout to provision
+        stack.set_emulator_faults(provisioning_delay=START_TIMEOUT + 30)
+        message = failure_of(start_and_follow(hub, "slow-azure", pool))
+        assert f"Azure was still working on the server after {BUDGET} s (last status: provisioning" in message, message
+        hub_log_names(stack, "slow-azure", "Azure was still working on the server")
 
-    # 2. Azure takes longer than the start timeout to provision
-    stack.set_emulator_faults(provisioning_delay=START_TIMEOUT + 30)
-    message = failure_of(start_and_follow(hub, "slow-azure"))
-    assert f"Azure was still working on the server after {BUDGET} s (last status: provisioning" in message, message
-    hub_log_names(stack, "slow-azure", "Azure was still working on the server")
-
-    # 3 and 4. storage freezes: after one start was sent, and before another one could be
-    reader = start_and_follow(hub, "table-frozen")
-    key = server_key(stack.options.hub_id, "table-frozen", "")
-    wait_until(lambda: key in stack.emulator_apps(), timeout=30, interval=0.5, what="the create to reach ARM")
-    azurite = stack.azurite.process
-    os.killpg(azurite.pid, signal.SIGSTOP)
-    try:
-        frozen_start = start_and_follow(hub, "queue-frozen")
-        message = failure_of(reader)
-        assert "The status table could not be read for the last" in message, message
-        assert re.search(r"\((no answer yet|timed out after \d+ s)\)", message), message
-        message = failure_of(frozen_start)
-        assert "could not be sent in time (is the storage queue reachable?)" in message, message
-    finally:
-        os.killpg(azurite.pid, signal.SIGCONT)
-    hub_log_names(stack, "table-frozen", "The status table could not be read")
+        # 3 and 4. storage freezes: after one start was sent, and before another one could be
+        reader = start_and_follow(hub, "table-frozen", pool)
+        key = server_key(stack.options.hub_id, "table-frozen", "")
+        wait_until(lambda: key in stack.emulator_apps(), timeout=30, interval=0.2, what="the create to reach ARM")
+        azurite = stack.azurite.process
+        os.killpg(azurite.pid, signal.SIGSTOP)
+        try:
+            frozen_start = start_and_follow(hub, "queue-frozen", pool)
+            message = failure_of(reader)
+            assert "The status table could not be read for the last" in message, message
+            assert re.search(r"\((no answer yet|timed out after \d+ s)\)", message), message
+            message = failure_of(frozen_start)
+            assert "could not be sent in time (is the storage queue reachable?)" in message, message
+        finally:
+            os.killpg(azurite.pid, signal.SIGCONT)
+        hub_log_names(stack, "table-frozen", "The status table could not be read")
+        hub_log_names(stack, "queue-frozen", "The start request could not be sent in time")
 
     # nothing outlives its failed spawn: each timeout sent a stop, and the parts are back
     stack.set_emulator_faults(provisioning_delay=0)
