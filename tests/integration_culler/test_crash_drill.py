@@ -51,13 +51,18 @@ def test_every_start_survives_a_functions_crash(stack: Stack):
     hub.expect("POST", "/users", {"usernames": USERS}, ok=(201,))
     # one write token, the next one ten minutes away (ARM's own buckets are back before the crash)
     stack.set_emulator_faults(write_bucket=1, write_refill=1 / 600)
+
+    def create_sent_and_one_throttled() -> bool:
+        stats = stack.emulator_stats()
+        return stats["creates"] >= 1 and stats["throttled"] >= 1
+
     began = time.monotonic()
     # all at once, as a class does (the hub answers each POST only after up to 10 s of spawning)
     with ThreadPoolExecutor(len(USERS)) as pool:
         posts = [pool.submit(hub.expect, "POST", f"/users/{quote(u)}/server", None, (201, 202)) for u in USERS]
         # one create is in flight at ARM, and at least one invocation waits out a 429: it holds its lease
-        wait_until(lambda: (lambda s: s["creates"] >= 1 and s["throttled"] >= 1)(stack.emulator_stats()),
-                   timeout=60, interval=0.2, what="one create to reach ARM and one to be throttled",
+        wait_until(create_sent_and_one_throttled, timeout=60, interval=0.2,
+                   what="one create to reach ARM and one to be throttled",
                    describe=lambda: f"emulator: {stack.emulator_stats()}")
         stack.set_emulator_faults(write_bucket=200, write_refill=10.0)
         stack.crash_functions()
