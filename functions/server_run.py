@@ -59,6 +59,7 @@ class ServerRun:
         self.overtaken_by: Status | None = None  # set when _finish loses to a newer/terminal request
         # the warm server (functions.warm_pool) this server runs in: its app is named by the slot, not the key
         self.slot = request.app if isinstance(request, FollowUp) else ""
+        self.no_warm = ""  # why a start a warm server could have served creates an app instead
 
     @property
     def app_name(self) -> str:
@@ -410,7 +411,8 @@ class ServerRun:
             return self._failed(mine, e)
         except TransientArmError as e:
             return self._transient(mine, e)
-        return self._accepted(mine, Step.CREATE, accepted, f"Azure is provisioning container app {self.key}")
+        return self._accepted(mine, Step.CREATE, accepted, f"{self.no_warm}Azure is provisioning container app "
+                              f"{self.key}" + (" (this takes longer)" if self.no_warm else ""))
 
     def stop(self) -> Outcome:
         deleting = self.request.op is Op.DELETE

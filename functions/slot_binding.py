@@ -1,7 +1,7 @@
 """Binding a start to a warm server, and letting go of it when the server stops (see :mod:`functions.warm_pool`).
 
 A start whose image and size match a pool profile, and that mounts a home,
-takes the oldest ready slot of that profile (one conditional write), holds
+takes a ready slot of that profile (one conditional write), holds
 the server's cores and memory in the slot's environment (the per-user limits
 apply as to any start), moves the user's home folder into the slot's folder
 (one rename: the home is in exactly one place at any time), and records the
@@ -39,6 +39,7 @@ class Run(Protocol):
     settings: Settings
     key: str
     slot: str
+    no_warm: str
 
     def _prepare_home(self) -> str: ...
 
@@ -66,11 +67,13 @@ def bind_warm(run: Run, mine: Status) -> Outcome | None:
                                                                    request.generation, time.time())
     if slot is None:
         log.info("%r: no %s warm server is free; creating a server", request, profile.name)
+        run.no_warm = "Every warm server is in use: "
         return None
     deps.homes.owners.mark_lent(home, request.user, slot.name, run.key)
     # after the mark, so a start of another server either sees it or has its status seen here
     if slot.state == "leased" and _other_servers(run):
         log.info("%r: another server of the user has the home; creating a server", request)
+        run.no_warm = "Another of your servers uses your home, so no warm server: "
         deps.homes.owners.clear_lent(home, slot.name)
         rows.update(slot, time.time(), state="ready", server_key="", user="", generation=0)
         return None

@@ -19,6 +19,7 @@ ETag-conditional update, so two starts never get the same slot.
 from __future__ import annotations
 
 import base64
+import random
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -138,7 +139,10 @@ class SlotRows:
             raise Lost(slot.name) from e
 
     def lease(self, pool: str, server_key: str, user: str, generation: int, now: float) -> Slot | None:
-        """Take the oldest ready slot of ``pool`` for ``server_key`` (one conditional write); None when none is free."""
+        """Take a ready slot of ``pool`` for ``server_key`` (one conditional write); None when none is free.
+
+        Each start tries the ready slots in its own random order: a class starting at once would otherwise
+        all race for the same oldest slot, one conditional write each, and the last start lose n times."""
         for slot in self._ready(pool):
             try:
                 return self.update(slot, now, state="leased", server_key=server_key, user=user,
@@ -158,7 +162,8 @@ class SlotRows:
         query = "PartitionKey eq @p and state eq 'ready' and pool eq @pool"
         found = [self._slot(e) for e in self.table.query_entities(query, parameters={"p": self.partition,
                                                                                      "pool": pool})]
-        yield from sorted(found, key=lambda s: s.created)
+        random.shuffle(found)
+        yield from found
 
 
 def build_slot_app(name: str, profile: PoolProfile, settings: Settings, environment_id: str, slot_key: str,

@@ -29,6 +29,9 @@ in one run:
   and once with the default ``delete`` (the app is deleted, then created again), with the
   same ACA-like pacing; starts and stops of an existing app take ``--start-delay`` and
   ``--stop-delay`` (guesses: no published figure was found).
+* **warm pool**: ``--warm-pool`` warm servers are made ready, then ``--warm-pool`` +
+  ``--warm-extra`` users start at once with the same ACA-like pacing: the first are bound
+  to warm servers, the rest create apps; and the pool's refill (:mod:`local.bench_pool`).
 
 Apps run a tiny socket server (``local/tinyapp.py``) as OS processes, so they start in
 milliseconds. This is a measurement, not a test: nothing is asserted about timings.
@@ -76,6 +79,7 @@ from functions.app_body import build_container_app
 from functions.arm import app_fqdn
 from functions.settings import Settings
 from local.azurite import start_azurite
+from local.bench_pool import IMAGE_MAP, WARM_IMAGE, PoolSection, pool_settings
 from local.emulator import start_in_thread
 from local.funchost import FunctionsHost, load_function_app, load_host_json
 from local.homes import provision_homes
@@ -200,7 +204,8 @@ class Bench:
             faults = {"provisioning_delay": args.provisioning_delay, "write_bucket": args.write_bucket,
                       "write_refill": args.write_refill, "retry_after": args.retry_after or None}
             extra = [f"cae-pool-{i}" for i in range(2, args.environments + 1)]
-            self.emulator = start_in_thread(state_dir=state / "aca", more_environments=extra, **INSTANT)
+            self.emulator = start_in_thread(state_dir=state / "aca", more_environments=extra, image_map=IMAGE_MAP,
+                                            **INSTANT)
             self.settings = function_settings(self.azurite, self.emulator)
             app_path = REPO / "function_app.py"
             if args.function_threads:
@@ -252,6 +257,9 @@ class Bench:
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0,
                                          start_delay=self.args.start_delay, stop_delay=self.args.stop_delay)
                 await self.resume(self.args.resume_users)
+            if self.args.warm_pool:
+                self.emulator.set_faults(**INSTANT)
+                await self.warm_pool(self.args.warm_pool, self.args.warm_extra)
             if self.args.capacity_starts:
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0,
                                          core_quota=self.args.environment_cores)
@@ -440,6 +448,19 @@ class Bench:
                 await asyncio.gather(*(asyncio.to_thread(self.apps.send_delete, s.server_key) for s in spawners))
             finally:
                 host.stop()
+
+    async def warm_pool(self, n: int, extra: int) -> None:
+        """``n`` warm servers, ``n + extra`` users starting at once (``local.bench_pool``)."""
+        homes = provision_homes(self.emulator.info())
+        settings = pool_settings(self.settings, homes, n)
+        hubside = Hubside(self.db, settings)
+        hubside.traits.update(image=WARM_IMAGE, home_storage_name=homes["ACA_HOME_STORAGE_NAME"])
+
+        def pacing() -> None:
+            self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
+
+        section = PoolSection(settings, self.state_dir, pacing, hubside.spawner, self.starts)
+        self.result["warm_pool"] = await section.run(n, extra)
 
     async def starts(self, spawners: list[AcaSpawner]) -> list[float]:
         """Concurrent ``start()`` of every spawner; the seconds each took."""
@@ -630,6 +651,24 @@ def render(result: dict) -> str:
              f"{d['creates']} / {d['updates']} / {d['starts']} / {d['deletes']}",
              f"{s['creates']} / {s['updates']} / {s['starts']} / {s['deletes']}"],
         ])]
+    pool = result.get("warm_pool")
+    if pool:
+        def times(values: list[float]) -> str:
+            if not values:
+                return "-"
+            return f"{len(values)}: {f(percentile(values, 0.5))} / {f(percentile(values, 0.95))} / {f(max(values))}"
+
+        refill = pool["refill_s"]
+        out += ["", table([
+            [f"warm pool: {pool['pool']} warm servers, {pool['users']} users start at once (ACA-like pacing as "
+             "above; warm servers run the stand-in, not the launcher)", "value"],
+            ["served by a warm server: users: start() p50 / p95 / max (s)", times(pool["warm"])],
+            ["served by a new app: users: start() p50 / p95 / max (s)", times(pool["cold"])],
+            ["pool full again, from the click (timer every 5 s) (s)", f(refill) if refill is not None else "no"],
+            ["pool filled before the class (instant emulator) (s)", f(pool["fill_instant_s"])],
+        ])]
+        if pool["fallback_message"]:
+            out += [f"what a user beyond the pool reads: {pool['fallback_message']}"]
     for b in bursts:
         if b["errors"]:
             out += [f"burst of {b['spawns']} errors: " + "; ".join(b["errors"])]
@@ -660,6 +699,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="resume: emulator seconds to start a stopped app (default 20, a guess: as a create)")
     p.add_argument("--stop-delay", type=float, default=10.0,
                    help="resume: emulator seconds to stop an app (default 10, a guess)")
+    p.add_argument("--warm-pool", type=int, default=100,
+                   help="warm servers kept ready for a class (default 100; 0 skips the section)")
+    p.add_argument("--warm-extra", type=int, default=5,
+                   help="users beyond the warm pool in that class, who fall back to a create (default 5)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temporary, removed directory)")
     args = p.parse_args(argv)

@@ -257,6 +257,20 @@ def test_a_user_with_a_server_running_gets_a_new_app_not_a_warm_server(pool_deps
     assert deliver(pool_deps, warmable) is Outcome.APPLIED
     assert status_of(pool_deps, warmable).slot == "" and warmable.server_key in pool_deps.apps.apps
     assert set(states(pool_deps).values()) == {"ready"}  # the slot it leased went back
+    assert any("Another of your servers uses your home" in e["message"]
+               for e in status_of(pool_deps, warmable).events)
+
+
+def test_beyond_the_pool_a_start_creates_its_own_app_and_says_why_it_takes_longer(pool_deps):
+    filled(pool_deps)
+    for user in ("ann", "ben"):
+        deliver(pool_deps, request(Op.START, user=user))
+    third = request(Op.START, user="cat")
+    assert deliver(pool_deps, third) is Outcome.APPLIED
+    status = status_of(pool_deps, third)
+    assert status.slot == "" and third.server_key in pool_deps.apps.apps
+    assert any(e["message"].startswith("Every warm server is in use: Azure is provisioning") and
+               e["message"].endswith("(this takes longer)") for e in status.events), status.events
 
 
 def test_a_home_that_cannot_go_back_is_kept_in_the_slot(pool_deps, caplog):
