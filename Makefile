@@ -1,4 +1,5 @@
-# make test  - install what is missing, lint, run every test
+# make test        - install what is missing, lint, run every test (what CI runs)
+# make test-quick  - lint, then the unit and contract tests only: no test that starts a stack (tests/conftest.py)
 # make demo  - the whole system on this machine (see README)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -6,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: test lint install demo bench clean
+.PHONY: test test-quick lint install demo bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,10 @@ lint: $(VENV)/.installed
 
 test: install lint
 	$(BIN)/pytest
+
+# Azurite (npm) is the only part of a stack the quick tier uses
+test-quick: $(VENV)/.installed node_modules/.installed lint
+	$(BIN)/pytest --quick
 
 demo: $(VENV)/.installed node_modules/.installed
 	$(PY) -m local.demo

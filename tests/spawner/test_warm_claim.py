@@ -1,7 +1,7 @@
 """The hub's claim of a warm server: what it carries, how it is sealed, what a refusal becomes.
 
 The claim's way through a real launcher is in ``tests/functions/test_warm_pool_stack.py``
-and, from a browser click, ``tests/e2e/test_warm_pool.py``.
+and, from a browser click, ``tests/e2e/test_warm_pool_browser.py``.
 """
 
 from __future__ import annotations
