@@ -41,11 +41,12 @@ SLOT_DIR = "/mnt/slot"  # where a slot mounts its folder of the home share; the 
 LAUNCHER_DIR = "/mnt/launcher"
 LAUNCHER_FILE = "slot_launcher.py"
 LAUNCHER_SOURCE = Path(__file__).with_name(LAUNCHER_FILE)
+#: the launcher's files, each shipped as a secret of the slot and a file of its launcher volume: (secret, file)
+LAUNCHER_FILES = (("slot-launcher", LAUNCHER_FILE), ("slot-claims", "slot_claims.py"))
 #: the generation a slot's reservation is released with: above any clock's milliseconds, so the release is
 #: never mistaken for an older request's (a slot's name is never used again)
 SLOT_DONE = 2**62
 SLOT_KEY_SECRET = "slot-key"
-LAUNCHER_SECRET = "slot-launcher"
 
 
 class Lost(Exception):
@@ -170,7 +171,8 @@ def build_slot_app(name: str, profile: PoolProfile, settings: Settings, environm
                    hub_id: str) -> dict[str, Any]:
     """The ARM body of a slot: the profile's image running the launcher, its folder of the home share mounted,
     internal plain-http ingress like every server's, the slot key and the launcher as secrets (never plain env)."""
-    launcher = LAUNCHER_SOURCE.read_text(encoding="utf-8")
+    launcher = [{"name": secret, "value": LAUNCHER_SOURCE.with_name(file).read_text(encoding="utf-8")}
+                for secret, file in LAUNCHER_FILES]
     container = {
         "name": CONTAINER_NAME,
         "image": profile.image,
@@ -192,13 +194,13 @@ def build_slot_app(name: str, profile: PoolProfile, settings: Settings, environm
             "configuration": {
                 "activeRevisionsMode": "Single",
                 "ingress": {"external": False, "targetPort": 8888, "transport": "http", "allowInsecure": True},
-                "secrets": [{"name": SLOT_KEY_SECRET, "value": slot_key}, {"name": LAUNCHER_SECRET, "value": launcher}],
+                "secrets": [{"name": SLOT_KEY_SECRET, "value": slot_key}, *launcher],
             },
             "template": {
                 "containers": [container],
                 "scale": {"minReplicas": 1, "maxReplicas": 1},
                 "volumes": [home, {"name": "launcher", "storageType": "Secret",
-                                   "secrets": [{"secretRef": LAUNCHER_SECRET, "path": LAUNCHER_FILE}]}],
+                                   "secrets": [{"secretRef": secret, "path": file} for secret, file in LAUNCHER_FILES]}],
             },
         },
     }

@@ -33,6 +33,7 @@ from waiting import wait_until
 from local.emulator import pytest_fixtures
 
 LAUNCHER = Path(__file__).resolve().parents[2] / "functions" / "slot_launcher.py"
+CLAIMS = LAUNCHER.with_name("slot_claims.py")  # shipped beside it
 STARTUP = 120.0  # seconds a launcher may take to import the Jupyter stack on a busy 2-core machine
 
 # the emulator's fixtures, for the test that runs a slot as the functions build it
@@ -42,14 +43,23 @@ aca_credential = pytest_fixtures.aca_credential
 aca_client = pytest_fixtures.aca_client
 
 
-def load_launcher() -> ModuleType:
-    """The launcher imported from its file, as the functions ship it (not as part of the ``functions`` package)."""
-    spec = importlib.util.spec_from_file_location("slot_launcher_under_test", LAUNCHER)
+def load_file(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
+
+
+def load_launcher() -> ModuleType:
+    """The launcher imported from its file, as the functions ship it (not as part of the ``functions`` package).
+
+    Its sibling is loaded first under the name the launcher imports it by, so that the launcher does not put
+    ``functions/`` on this process's ``sys.path`` to find it.
+    """
+    load_file("slot_claims", CLAIMS)
+    return load_file("slot_launcher_under_test", LAUNCHER)
 
 
 def free_port() -> int:
@@ -417,18 +427,38 @@ def sl() -> ModuleType:
     return load_launcher()
 
 
-def test_the_launcher_imports_only_the_standard_library_and_cryptography():
+@pytest.fixture(scope="module")
+def claims(sl) -> ModuleType:
+    return sys.modules["slot_claims"]
+
+
+@pytest.mark.parametrize("path", [LAUNCHER, CLAIMS], ids=lambda path: path.name)
+def test_the_launcher_imports_only_the_standard_library_cryptography_and_its_sibling(path):
     import ast
 
-    tree = ast.parse(LAUNCHER.read_text())
+    tree = ast.parse(path.read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     outside = {name for name in imported - {"__future__"} if name not in sys.stdlib_module_names}
     # the Jupyter stack is imported by name (importlib), from the image, at run time
-    assert outside <= {"cryptography"}, outside
-    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
+    assert outside <= {"cryptography", "slot_claims"}, outside
+    relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+    assert relative <= {"slot_claims"}, relative  # the sibling, when the launcher is imported as functions'
+
+
+def test_the_launcher_finds_its_sibling_without_the_script_folder_on_sys_path(tmp_path):
+    """``PYTHONSAFEPATH`` (or ``-P``) keeps the script's folder off ``sys.path``: the sibling is still found."""
+    shipped = tmp_path / "launcher"
+    shipped.mkdir()
+    for source in (LAUNCHER, CLAIMS):
+        (shipped / source.name).write_text(source.read_text())
+    code = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='probe'); print(sys.modules['slot_claims'].__file__)"
+    done = subprocess.run([sys.executable, "-P", "-c", code, str(shipped / LAUNCHER.name)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(shipped / CLAIMS.name)
 
 
 def test_the_slot_variables_leave_the_environment(sl):
@@ -437,8 +467,8 @@ def test_the_slot_variables_leave_the_environment(sl):
     assert environ == {"PORT": "8888", "PATH": "/bin"}
 
 
-def test_the_servers_environment_and_arguments(sl):
-    claim = sl.Claim(nonce="n", expires=0.0, server_key="alice", env={"JUPYTERHUB_USER": "alice", "HOME": "/x"},
+def test_the_servers_environment_and_arguments(sl, claims):
+    claim = claims.Claim(nonce="n", expires=0.0, server_key="alice", env={"JUPYTERHUB_USER": "alice", "HOME": "/x"},
                      args=["--port=1", "--ServerApp.allow_origin=https://hub", "--ip", "10.0.0.1",
                            "--ServerApp.port=2", "--ServerApp.port_retries=0", "--NotebookApp.ip=x"])
     env = sl.server_environment({"PATH": "/bin", "ACA_SLOT_LEFTOVER": "x", "JUPYTERHUB_USER": "old"}, claim,
@@ -465,31 +495,31 @@ def test_the_servers_environment_and_arguments(sl):
     ({"nonce": "n", "expires": 9e9, "server_key": "k", "env": [], "args": []}, "env must be"),
     ({"nonce": "n", "expires": 9e9, "server_key": "k", "env": {}, "args": "--x"}, "args must be"),
 ])
-def test_malformed_claims_are_refused(sl, claim, reason):
+def test_malformed_claims_are_refused(claims, claim, reason):
     plaintext = claim if isinstance(claim, bytes) else json.dumps(claim).encode()
-    with pytest.raises(sl.ClaimRefused) as refused:
-        sl.parse_claim(plaintext, now=100.0)
+    with pytest.raises(claims.ClaimRefused) as refused:
+        claims.parse_claim(plaintext, now=100.0)
     assert refused.value.status == 403 and reason in refused.value.reason
 
 
-def test_a_well_formed_claim_is_read(sl):
-    claim = sl.parse_claim(json.dumps({"nonce": "4f1c", "expires": 200, "server_key": "alice/",
+def test_a_well_formed_claim_is_read(claims):
+    claim = claims.parse_claim(json.dumps({"nonce": "4f1c", "expires": 200, "server_key": "alice/",
                                        "env": {"JUPYTERHUB_API_TOKEN": "t"}, "args": ["--debug"]}).encode(), now=100)
     assert (claim.nonce, claim.expires, claim.server_key, claim.env, claim.args) == (
         "4f1c", 200.0, "alice/", {"JUPYTERHUB_API_TOKEN": "t"}, ["--debug"])
     assert "JUPYTERHUB_API_TOKEN" not in repr(claim)  # the env (the user's token) never shows in a repr
 
 
-def test_the_fernet_ttl_is_the_claim_ttl(sl):
+def test_the_fernet_ttl_is_the_claim_ttl(claims):
     key = Fernet.generate_key()
     fernet = Fernet(key)
     token = fernet.encrypt_at_time(json.dumps({"nonce": "n", "expires": 1e10, "server_key": "k", "env": {},
                                                "args": []}).encode(), 1000)
-    assert sl.open_claim(fernet, token, ttl=120, now=1100).nonce == "n"
-    with pytest.raises(sl.ClaimRefused, match="too old"):
-        sl.open_claim(fernet, token, ttl=120, now=1121)
-    with pytest.raises(sl.ClaimRefused, match="sealed with this slot's key"):
-        sl.open_claim(Fernet(Fernet.generate_key()), token, ttl=120, now=1100)
+    assert claims.open_claim(fernet, token, ttl=120, now=1100).nonce == "n"
+    with pytest.raises(claims.ClaimRefused, match="too old"):
+        claims.open_claim(fernet, token, ttl=120, now=1121)
+    with pytest.raises(claims.ClaimRefused, match="sealed with this slot's key"):
+        claims.open_claim(Fernet(Fernet.generate_key()), token, ttl=120, now=1100)
 
 
 # ---- a slot as the functions build it, in the ACA emulator -------------------------------------------------
@@ -524,13 +554,15 @@ def test_a_slot_app_runs_the_launcher_from_its_secret_volume(aca_client, aca_emu
             "configuration": {
                 "ingress": {"external": False, "targetPort": 8888, "transport": "http", "allowInsecure": True},
                 "secrets": [{"name": "slot-key", "value": key.decode()},
-                            {"name": "slot-launcher", "value": LAUNCHER.read_text()}],
+                            {"name": "slot-launcher", "value": LAUNCHER.read_text()},
+                            {"name": "slot-claims", "value": CLAIMS.read_text()}],
             },
             "template": {
                 "containers": [container], "scale": {"minReplicas": 1, "maxReplicas": 1},
                 "volumes": [{"name": "home", "storageType": "AzureFile", "storageName": "homes"},
                             {"name": "launcher", "storageType": "Secret",
-                             "secrets": [{"secretRef": "slot-launcher", "path": "slot_launcher.py"}]}],
+                             "secrets": [{"secretRef": "slot-launcher", "path": "slot_launcher.py"},
+                                         {"secretRef": "slot-claims", "path": "slot_claims.py"}]}],
             },
         },
     }

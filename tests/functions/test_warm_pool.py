@@ -101,6 +101,10 @@ def test_a_slot_app_keeps_its_key_a_secret_and_mounts_only_its_own_folder(settin
     assert {"volumeName": "home", "mountPath": "/mnt/slot", "subPath": "slots/ws-abc"} in container["volumeMounts"]
     secrets = {s["name"]: s["value"] for s in body["properties"]["configuration"]["secrets"]}
     assert secrets[SLOT_KEY_SECRET] == key and secrets["slot-launcher"] == LAUNCHER_SOURCE.read_text()
+    assert secrets["slot-claims"] == LAUNCHER_SOURCE.with_name("slot_claims.py").read_text()
+    (launcher,) = [v for v in body["properties"]["template"]["volumes"] if v["name"] == "launcher"]
+    assert launcher["secrets"] == [{"secretRef": "slot-launcher", "path": "slot_launcher.py"},
+                                   {"secretRef": "slot-claims", "path": "slot_claims.py"}]
     assert body["properties"]["configuration"]["ingress"]["external"] is False
     assert container["image"] == profile.image and container["resources"] == {"cpu": 0.5, "memory": "1Gi"}
 

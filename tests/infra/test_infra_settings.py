@@ -82,7 +82,10 @@ def settings_in_code() -> set[str]:
     The warm servers' launcher is shipped into the warm servers, not run by the Function App: the variables it
     reads are the ones the functions give each warm server's container (``ACA_SLOT_*``), no app settings.
     """
-    sources = sorted(p for p in (ROOT / "functions").rglob("*.py") if p.name != "slot_launcher.py")
+    from functions.warm_pool import LAUNCHER_FILES
+
+    shipped = {file for _, file in LAUNCHER_FILES}
+    sources = sorted(p for p in (ROOT / "functions").rglob("*.py") if p.name not in shipped)
     if (ROOT / "function_app.py").exists():
         sources.append(ROOT / "function_app.py")
     names = set()
