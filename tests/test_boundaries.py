@@ -69,3 +69,10 @@ def test_the_no_circles_contract_catches_a_circle(tmp_path):
                           env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert contract["type"] == "acyclic_siblings"
     assert done.returncode != 0 and "No cycles are allowed in circular" in done.stdout, done.stdout[-2000:]
+
+
+def test_every_module_of_the_functions_reads_in_one_sitting():
+    """No module of ``functions/`` grows past 450 lines: a job that needs more is two jobs (split it)."""
+    long = {path.name: lines for path in sorted((REPO / "functions").glob("*.py"))
+            if (lines := len(path.read_text().splitlines())) > 450}
+    assert not long, long
