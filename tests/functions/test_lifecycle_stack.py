@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from fn_support import HUB, TOKEN, base_env, home_volume, request
+from fn_support import HUB, TOKEN, emulator_env, home_volume, request
 from waiting import wait_until
 
 from acaspawner import wire
@@ -101,17 +101,12 @@ def make_stack(aca_emulator_factory, storage_connection_string, unique_name):
         emulator = aca_emulator_factory(**{k: v for k, v in given.items() if k not in FAULT_SETTINGS})
         homes = provision_homes(emulator.info())
         emulator.set_faults(**{k: v for k, v in given.items() if k in FAULT_SETTINGS})
-        env = base_env(
+        env = emulator_env(
+            emulator,
             AcaStorage=storage_connection_string,
             AzureWebJobsStorage=storage_connection_string,
             ACA_LIFECYCLE_QUEUE=unique_name("q"),
             ACA_STATUS_TABLE=unique_name("t"),
-            ACA_SUBSCRIPTION_ID=emulator.subscription_id,
-            ACA_RESOURCE_GROUP=emulator.resource_group,
-            ACA_ENVIRONMENT_ID=emulator.environment_id,
-            ACA_LOCATION=emulator.location,
-            ACA_ARM_ENDPOINT=emulator.arm_endpoint,
-            ACA_ARM_CA_BUNDLE=str(emulator.ca_bundle),
             ACA_ARM_TOKEN="emulator-token",
             # the homes share and its environment storage, as the deployment makes them
             **homes,
