@@ -78,6 +78,7 @@ from functions import runtime
 from functions.app_body import build_container_app
 from functions.arm import app_fqdn
 from functions.settings import Settings
+from functions.warm_pool import SLOT_PREFIX
 from local.azurite import start_azurite
 from local.bench_pool import IMAGE_MAP, WARM_IMAGE, PoolSection, pool_settings
 from local.emulator import start_in_thread
@@ -460,7 +461,21 @@ class Bench:
             self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
 
         section = PoolSection(settings, self.state_dir, pacing, hubside.spawner, self.starts)
-        self.result["warm_pool"] = await section.run(n, extra)
+        try:
+            self.result["warm_pool"] = await section.run(n, extra)
+        finally:
+            await self.delete_warm_servers()
+
+    async def delete_warm_servers(self) -> None:
+        """Delete the warm servers the pool keeps, and wait until they are gone: the sections after this one
+        count on their environment's cores."""
+        slots = [name for name in self.emulator.apps if name.startswith(SLOT_PREFIX)]
+        await asyncio.gather(*(asyncio.to_thread(self.apps.send_delete, name) for name in slots))
+        deadline = time.monotonic() + SPAWN_TIMEOUT
+        while left := [name for name in slots if name in self.emulator.apps]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(left)} warm servers were not deleted within {SPAWN_TIMEOUT} s")
+            await asyncio.sleep(0.5)
 
     async def starts(self, spawners: list[AcaSpawner]) -> list[float]:
         """Concurrent ``start()`` of every spawner; the seconds each took."""

@@ -38,7 +38,8 @@ def test_bench_smoke(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3", "4", "--provisioning-delay", "1",
          "--retry-after", "1", "--environments", "2", "--environment-cores", "2", "--capacity-starts", "5",
-         "--resume-users", "2", "--start-delay", "1", "--stop-delay", "1", "--json", str(results), "--state-dir", str(state)],
+         "--resume-users", "2", "--start-delay", "1", "--stop-delay", "1", "--warm-pool", "3", "--warm-extra", "1",
+         "--json", str(results), "--state-dir", str(state)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
@@ -84,6 +85,13 @@ def test_bench_smoke(tmp_path):
         assert burst["all_running"] and burst["no_duplicates"] and burst["failed"] == 0
         assert burst["running"] == burst["answering_http"] == burst["spawns"]
         assert burst["busy_s"] > 0 and burst["invocations"] >= 2 * burst["spawns"]  # request + follow-up each
+
+    # the warm pool: 3 of the 4 users bound to a warm server, the fourth falls back to a create and is told so;
+    # the pool's warm servers are deleted before the next section (which counts on the environment's cores)
+    pool = data["warm_pool"]
+    assert (len(pool["warm"]), len(pool["cold"])) == (3, 1), pool
+    assert "Every warm server is in use" in pool["fallback_message"], pool
+    assert pool["refill_s"] is not None, pool
 
     # capacity: 5 one-core starts on 2 environments of 2 cores: 4 placed, 2 each, the fifth refused by the
     # functions (NoCapacity), never by the environment's own quota
