@@ -71,6 +71,7 @@ def stack(aca_emulator, storage_connection_string, unique_name):
         "ACA_WARM_POOL_SCHEDULE": NEVER,
         "AzureWebJobs.culler.Disabled": "true",
         "AzureWebJobs.reconciler.Disabled": "true",
+        "AzureWebJobs.warm_pool.Disabled": "true",
     }
     host = FunctionsHost(
         REPO / "function_app.py", settings=settings, host_json=host_json(),
