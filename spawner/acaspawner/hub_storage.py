@@ -12,6 +12,8 @@ import asyncio
 import logging
 import math
 import weakref
+from dataclasses import dataclass
+from datetime import datetime
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
@@ -29,6 +31,15 @@ log = logging.getLogger(__name__)
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[StorageConfig, HubStorage]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+@dataclass
+class StatusRead:
+    """What one read of the status table found."""
+
+    statuses: dict[str, Status]
+    #: the newest ``Timestamp`` among the rows read: the time the table's server wrote it (its clock, not ours)
+    latest: datetime | None = None
 
 
 class HubStorage:
@@ -56,6 +67,7 @@ class HubStorage:
         self._ensured = False
         self.requests_sent = 0
         self.table_queries = 0
+        self.entities_read = 0
 
     @classmethod
     def shared(cls, config: StorageConfig) -> HubStorage:
@@ -99,20 +111,31 @@ class HubStorage:
 
     async def list_statuses(self, hub_id: str) -> dict[str, Status]:
         """Every status of hub ``hub_id``: one (paged) query for all servers."""
+        return (await self.read_statuses(hub_id)).statuses
+
+    async def read_statuses(self, hub_id: str, changed_since: datetime | None = None) -> StatusRead:
+        """The statuses of hub ``hub_id`` (those written at or after ``changed_since``, by the table's clock, if
+        given): one (paged) query."""
         self.table_queries += 1
-        found: dict[str, Status] = {}
+        query, parameters = "PartitionKey eq @hub", {"hub": hub_id}
+        if changed_since is not None:
+            query, parameters["since"] = query + " and Timestamp ge @since", changed_since
+        read = StatusRead({})
         try:
-            entities = self.table.query_entities("PartitionKey eq @hub", parameters={"hub": hub_id})
-            async for entity in entities:
+            async for entity in self.table.query_entities(query, parameters=parameters):
+                self.entities_read += 1
+                written = entity.metadata.get("timestamp")
+                if written is not None and (read.latest is None or written > read.latest):
+                    read.latest = written
                 try:
                     status = Status.from_entity(entity)
                 except ContractError as e:
                     log.warning("ignoring unreadable status %s: %s", entity.get("RowKey"), describe(e))
                     continue
-                found[status.server_key] = status
+                read.statuses[status.server_key] = status
         except ResourceNotFoundError:
-            return {}
-        return found
+            return StatusRead({})
+        return read
 
     async def close(self) -> None:
         await self.queue.close()

@@ -3,8 +3,15 @@
 Every spawner of a hub needs the status of its own server, but asking the
 table once per spawner would make table traffic grow with the number of
 users. Instead one background task per (event loop, storage config, hub id)
-lists the whole partition of the hub (one paged query) per interval and keeps
-the result in memory; spawners subscribe and read from it.
+reads the hub's partition (one paged query) per interval and keeps the result
+in memory; spawners subscribe and read from it.
+
+What a read costs follows what changed, not how many servers run: a full
+read of the partition at most once per ``interval`` (the safety net: it also
+sees rows that were deleted), and in between only the rows the table's server
+wrote since the newest one already seen, less ``CHANGE_MARGIN``. The table
+stamps each row with its own clock (``Timestamp``), the same for every row
+of a partition, so the hub's clock never enters the comparison.
 
 The interval is short (``fast_interval``) while any subscriber is starting or
 stopping a server, long (``interval``) otherwise, and the task ends once
@@ -21,6 +28,7 @@ import logging
 import math
 import time
 import weakref
+from datetime import datetime, timedelta
 
 from .contract import Status
 from .hub_storage import HubStorage
@@ -33,6 +41,9 @@ DEFAULT_INTERVAL = 15.0
 DEFAULT_FAST_INTERVAL = 1.0
 DEFAULT_IDLE_TIMEOUT = 60.0
 QUERY_TIMEOUT = 30.0
+#: rows written this long before the newest row seen are read again: a write whose commit is seen after a later
+#: one's (the table's server stamps both) is not missed, at the cost of reading recent rows a few times
+CHANGE_MARGIN = timedelta(seconds=5)
 
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[StorageConfig, str], StatusWatcher]] = (
     weakref.WeakKeyDictionary()
@@ -89,7 +100,11 @@ class StatusWatcher:
         self.last_error: BaseException | None = None
         self.consecutive_errors = 0
         self.refreshes = 0
+        self.full_reads = 0
         self.first_read = asyncio.Event()
+        #: the newest row the table's server wrote, among those read (its clock); None: read everything next
+        self._newest: datetime | None = None
+        self._last_full = -math.inf  # monotonic start of the last full read that succeeded
         self._subscriptions: set[Subscription] = set()
         self._task: asyncio.Task | None = None
         self._inflight: asyncio.Future | None = None
@@ -172,7 +187,8 @@ class StatusWatcher:
         return self.statuses.get(server_key)
 
     async def refresh(self) -> dict[str, Status]:
-        """Read the hub's partition now, sharing a query already in flight."""
+        """Read the hub's statuses now (what changed, or everything once per interval), sharing a query already
+        in flight."""
         if self._inflight is None or self._inflight.done():
             self._inflight = asyncio.ensure_future(self._query())
             # mark the outcome as retrieved even if every waiter was cancelled
@@ -181,9 +197,11 @@ class StatusWatcher:
 
     async def _query(self) -> dict[str, Status]:
         started = self._last_attempt = time.monotonic()
+        full = self._newest is None or started - self._last_full >= self.interval
+        since = None if full else self._newest - CHANGE_MARGIN
         try:
             async with asyncio.timeout(QUERY_TIMEOUT):
-                statuses = await self.storage.list_statuses(self.hub_id)
+                read = await self.storage.read_statuses(self.hub_id, changed_since=since)
         except Exception as e:
             self.consecutive_errors += 1
             self.last_error = e
@@ -192,13 +210,20 @@ class StatusWatcher:
                         cause)
             self._notify()
             raise StatusUnavailable(f"the status table could not be read: {cause}") from e
-        self.statuses = statuses
+        if full:
+            self.statuses = read.statuses  # rows deleted since the last full read go too
+            self._last_full = started
+            self.full_reads += 1
+        else:
+            self.statuses.update(read.statuses)
+        if read.latest is not None and (self._newest is None or read.latest > self._newest):
+            self._newest = read.latest
         self.last_success = started
         self.consecutive_errors = 0
         self.refreshes += 1
         self.first_read.set()
         self._notify()
-        return statuses
+        return self.statuses
 
     def _notify(self) -> None:
         old, self._tick = self._tick, asyncio.Event()

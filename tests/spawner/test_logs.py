@@ -73,7 +73,7 @@ class TimingOutTable:
 
     table_queries = 0
 
-    async def list_statuses(self, hub_id):
+    async def read_statuses(self, hub_id, changed_since=None):
         raise TimeoutError()
 
 
@@ -82,7 +82,7 @@ class HangingTable:
 
     table_queries = 0
 
-    async def list_statuses(self, hub_id):
+    async def read_statuses(self, hub_id, changed_since=None):
         await asyncio.Event().wait()
 
 
@@ -122,7 +122,7 @@ async def test_other_failures_keep_their_own_text(hub_log):
     class Refusing:
         table_queries = 0
 
-        async def list_statuses(self, hub_id):
+        async def read_statuses(self, hub_id, changed_since=None):
             raise ConnectionRefusedError("connection refused")
 
     logs.speak_through(hub_log.log)

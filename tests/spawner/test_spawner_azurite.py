@@ -358,10 +358,10 @@ async def test_poll_answers_within_its_read_wait_when_the_table_hangs(db, worker
     monkeypatch.setattr("acaspawner.spawner.READ_WAIT", 0.5)
     spawner.watcher.last_success = time.monotonic() - 3600  # every read needs a fresh query
 
-    async def hangs(self, hub_id):
+    async def hangs(self, hub_id, changed_since=None):
         await asyncio.sleep(3600)
 
-    monkeypatch.setattr(HubStorage, "list_statuses", hangs)
+    monkeypatch.setattr(HubStorage, "read_statuses", hangs)
     began = time.monotonic()
     assert await asyncio.wait_for(spawner.poll(), 10) is None  # unknown: assumed still running
     assert time.monotonic() - began < 5

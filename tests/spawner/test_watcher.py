@@ -4,31 +4,62 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from spawner_support import make_spawner
 from waiting import wait_until_async
 
 from acaspawner.contract import Phase, Status
+from acaspawner.hub_storage import StatusRead
 from acaspawner.storage_config import StorageConfig
-from acaspawner.watcher import StatusUnavailable, StatusWatcher
+from acaspawner.watcher import CHANGE_MARGIN, StatusUnavailable, StatusWatcher
+
+
+class StampedRows(dict):
+    """Rows stamped when written, as the table's server stamps ``Timestamp`` (``stamp`` backdates one)."""
+
+    def __init__(self, rows=None):
+        super().__init__()
+        self.written: dict[str, datetime] = {}
+        for key, status in (rows or {}).items():
+            self[key] = status
+
+    def __setitem__(self, key: str, status: Status) -> None:
+        super().__setitem__(key, status)
+        self.written[key] = datetime.now(UTC)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        del self.written[key]
+
+    def stamp(self, key: str, status: Status, written: datetime) -> None:
+        self[key] = status
+        self.written[key] = written
 
 
 class ScriptedTable:
-    """Stands in for HubStorage.list_statuses: counts queries, can be slow or fail."""
+    """Stands in for HubStorage.read_statuses: counts queries and entities, can be slow or fail."""
 
     def __init__(self, statuses=None, delay: float = 0.0):
-        self.statuses = dict(statuses or {})
+        self.statuses = StampedRows(statuses)
         self.delay = delay
         self.failing = False
         self.table_queries = 0
+        self.entities_read = 0
+        self.asked: list[datetime | None] = []  # changed_since of each query
 
-    async def list_statuses(self, hub_id: str) -> dict[str, Status]:
+    async def read_statuses(self, hub_id: str, changed_since: datetime | None = None) -> StatusRead:
         self.table_queries += 1
+        self.asked.append(changed_since)
         await asyncio.sleep(self.delay)
         if self.failing:
             raise ConnectionError("table unreachable")
-        return dict(self.statuses)
+        rows = self.statuses
+        found = {key: status for key, status in rows.items()
+                 if changed_since is None or rows.written[key] >= changed_since}
+        self.entities_read += len(found)
+        return StatusRead(found, max((rows.written[key] for key in found), default=None))
 
 
 async def wait_for(predicate, within: float) -> None:
@@ -154,3 +185,57 @@ async def test_poll_never_reports_death_when_the_table_fails(db, monkeypatch):
     table.failing = False
     table.statuses["jl-user-1"] = Status(hub_id="h", server_key="jl-user-1", phase=Phase.STOPPED, generation=5)
     assert await spawner.poll() == 0
+
+
+def spread_out(n: int) -> StampedRows:
+    """``n`` running servers whose rows were written over the last hours, a minute apart."""
+    rows = StampedRows()
+    now = datetime.now(UTC)
+    for i in range(n):
+        rows.stamp(f"s{i}", running(f"s{i}"), now - timedelta(minutes=n - i))
+    return rows
+
+
+async def test_between_full_reads_the_watcher_reads_what_changed_not_every_server():
+    table = ScriptedTable()
+    table.statuses = spread_out(2000)
+    watcher = StatusWatcher(table, "h", interval=30, fast_interval=0.02)
+    sub = watcher.subscribe(fast=True)
+    await wait_for(lambda: table.table_queries >= 10, within=10)
+    assert watcher.full_reads == 1 and table.asked[0] is None
+    newest = table.statuses.written["s1999"]
+    assert set(table.asked[1:]) == {newest - CHANGE_MARGIN}  # the table's clock, less the margin
+    assert table.entities_read < 2000 + 2 * table.table_queries  # each fast read: the newest row, not 2000
+
+    table.statuses["s7"] = Status(hub_id="h", server_key="s7", phase=Phase.STOPPED, generation=1)
+    table.statuses["new"] = running("new")
+    await wait_for(lambda: watcher.get("new") is not None, within=5)
+    assert watcher.get("s7").phase is Phase.STOPPED and len(watcher.statuses) == 2001
+    assert watcher.full_reads == 1
+    sub.close()
+    await watcher.close()
+
+
+async def test_a_write_stamped_just_before_the_newest_seen_is_not_missed():
+    """A write the table's server stamped before a later one, but committed after it: within the margin."""
+    table = ScriptedTable()
+    table.statuses = spread_out(10)
+    watcher = StatusWatcher(table, "h", interval=30, fast_interval=0.02)
+    await watcher.refresh()
+    late = table.statuses.written["s9"] - CHANGE_MARGIN + timedelta(seconds=1)
+    table.statuses.stamp("late", running("late"), late)
+    await watcher.refresh()
+    assert watcher.get("late") is not None and watcher.full_reads == 1
+    await watcher.close()
+
+
+async def test_the_full_read_each_interval_forgets_rows_that_were_deleted():
+    table = ScriptedTable({"a": running("a"), "b": running("b")})
+    watcher = StatusWatcher(table, "h", interval=0.3, fast_interval=0.02)
+    sub = watcher.subscribe(fast=True)
+    await wait_for(lambda: watcher.get("a") is not None, within=5)
+    del table.statuses["a"]
+    await wait_for(lambda: watcher.get("a") is None, within=5)  # only a full read can tell
+    assert watcher.full_reads >= 2 and watcher.get("b") is not None
+    sub.close()
+    await watcher.close()

@@ -96,6 +96,28 @@ async def test_status_upsert_and_read(config):
     await storage.close()
 
 
+async def test_a_read_of_what_changed_returns_the_rows_written_since_by_the_tables_clock(config):
+    """The watcher's fast read: ``Timestamp ge`` the newest row seen, in Azurite's own answer."""
+    fstore = FunctionStorage(config)
+    keys = [server_key("hub", user) for user in ("ann", "ben", "cat")]
+    for key in keys:
+        fstore.write_status(Status(hub_id="hub", server_key=key, phase=Phase.RUNNING, generation=1))
+        await asyncio.sleep(0.02)  # distinct stamps
+    storage = HubStorage(config)
+    everything = await storage.read_statuses("hub")
+    assert sorted(everything.statuses) == sorted(keys) and everything.latest is not None
+    assert storage.entities_read == 3
+    ann = fstore.get_status("hub", keys[0])
+    fstore.write_status(ann.with_event(Phase.STOPPED, "stopped"))
+    changed = await storage.read_statuses("hub", changed_since=everything.latest)
+    # ann, written since; cat, stamped exactly at the bound (ge); never ben
+    assert sorted(changed.statuses) == sorted([keys[0], keys[2]])
+    assert changed.statuses[keys[0]].phase is Phase.STOPPED and changed.latest > everything.latest
+    assert storage.entities_read == 5
+    assert (await storage.read_statuses("hub", changed_since=changed.latest)).statuses.keys() == {keys[0]}
+    await storage.close()
+
+
 def test_conditional_update_that_lost_a_race_conflicts(config):
     fstore = FunctionStorage(config)
     key = server_key("hub", "erin")
