@@ -81,10 +81,12 @@ from functions.settings import Settings
 from functions.warm_pool import SLOT_PREFIX
 from local.azurite import start_azurite
 from local.bench_pool import IMAGE_MAP, WARM_IMAGE, PoolSection, pool_settings
+from local.bench_scale import ScaleSection, render_scale
 from local.emulator import start_in_thread
 from local.funchost import FunctionsHost, load_function_app, load_host_json
 from local.homes import provision_homes
 from local.procs import REPO
+from local.stats import percentile, summary
 from local.tinyapp import APP_COMMAND
 
 HUB_ID = "bench"
@@ -96,22 +98,6 @@ INSTANT = {"provisioning_delay": 0.0, "retry_after": 1}
 
 
 # --- measuring --------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) with linear interpolation between closest ranks."""
-    data = sorted(values)
-    if not data:
-        return float("nan")
-    pos = q * (len(data) - 1)
-    low = int(pos)
-    high = min(low + 1, len(data) - 1)
-    return data[low] + (data[high] - data[low]) * (pos - low)
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50": percentile(values, 0.5), "p95": percentile(values, 0.95),
-            "mean": sum(values) / len(values) if values else float("nan"), "max": max(values, default=float("nan"))}
 
 
 def machine() -> dict[str, str | int]:
@@ -254,6 +240,11 @@ class Bench:
                 # ACA-like pacing, full buckets: each burst starts on a quiet subscription
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
                 await self.burst(n)
+            if self.args.scale_running:
+                self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
+                section = ScaleSection(self.settings["AcaStorage"], self.settings["ACA_STATUS_TABLE"], HUB_ID,
+                                       self.hubside.spawner, self.starts, self.cleanup)
+                self.result["scale"] = await section.run(self.args.scale_running, self.args.scale_burst)
             if self.args.resume_users:
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0,
                                          start_delay=self.args.start_delay, stop_delay=self.args.stop_delay)
@@ -631,6 +622,8 @@ def render(result: dict) -> str:
         ["peak RSS of the benchmark process", f"{mem['peak_rss_mib']:.0f} MiB (hub side + functions host + emulator)"],
         ["Python memory per spawner", f"{mem['python_kib_per_spawner']:.0f} KiB (User, orm rows, AcaSpawner)"],
     ])]
+    if result.get("scale"):
+        out += render_scale(result["scale"], table, f)
     cap = result.get("capacity")
     if cap:
         out += ["", table([
@@ -718,6 +711,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="warm servers kept ready for a class (default 100; 0 skips the section)")
     p.add_argument("--warm-extra", type=int, default=5,
                    help="users beyond the warm pool in that class, who fall back to a create (default 5)")
+    p.add_argument("--scale-running", type=int, default=2000,
+                   help="scale: servers already running (their status rows) while a burst starts (default 2000; "
+                        "0 skips the section)")
+    p.add_argument("--scale-burst", type=int, default=100, help="scale: starts of that burst (default 100)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temporary, removed directory)")
     args = p.parse_args(argv)

@@ -31,11 +31,7 @@ from azure.data.tables import TableClient
 
 from local.procs import free_port
 from local.stack import Stack, StackOptions
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+from local.stats import percentile
 
 
 class Hub:

@@ -39,6 +39,7 @@ def test_bench_smoke(tmp_path):
         [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3", "4", "--provisioning-delay", "1",
          "--retry-after", "1", "--environments", "2", "--environment-cores", "2", "--capacity-starts", "5",
          "--resume-users", "2", "--start-delay", "1", "--stop-delay", "1", "--warm-pool", "3", "--warm-extra", "1",
+         "--scale-running", "40", "--scale-burst", "3",
          "--json", str(results), "--state-dir", str(state)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
@@ -92,6 +93,14 @@ def test_bench_smoke(tmp_path):
     assert (len(pool["warm"]), len(pool["cold"])) == (3, 1), pool
     assert "Every warm server is in use" in pool["fallback_message"], pool
     assert pool["refill_s"] is not None, pool
+
+    # scale: the same burst of 3 with none and with 40 other servers running; a restart polls every server
+    scale = data["scale"]
+    assert [run["others"] for run in scale["runs"]] == [0, 40]
+    for run in scale["runs"]:
+        assert run["restart_polled"] == run["restart_running"] == run["others"] + 3
+        assert run["entities_read"] > 0 and run["table_queries"] > 0 and run["loop_lag_ms"]["n"] > 0
+    assert "status rows the hub read per second" in out and "restart: poll() of every server" in out
 
     # capacity: 5 one-core starts on 2 environments of 2 cores: 4 placed, 2 each, the fifth refused by the
     # functions (NoCapacity), never by the environment's own quota
