@@ -397,6 +397,15 @@ class CapacityLedger:
             return False
         return True
 
+    def forget(self, server_key: str, etag: str | None) -> bool:
+        """Delete a released reservation as read (``etag``); False when it changed since, or is gone."""
+        try:
+            self.table.delete_entity(self.partition, RESERVATION_PREFIX + server_key, etag=etag,
+                                     match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
     def recount(self, environment_id: str, usage: Usage, count: Count | None) -> bool:
         """Set an environment's count to ``usage`` (the sum of its held reservations), unless it changed since read."""
         return self._rewrite(self._count_entity(environment_id, usage), count.etag if count else None)

@@ -12,12 +12,19 @@ it listed this hub's apps and read the statuses:
 2. *releases* every held reservation whose server has no app holding cores
    and is not active (queued, provisioning, running), once it is older than
    the grace period and the status, read again, still says so;
-3. *recounts* each environment and each user from the held reservations and
+3. *forgets* every reservation released longer than ``forget_after`` ago
+   whose server has no app (ETag-conditional): one row per server ever
+   started would otherwise stay for good. What a released reservation still
+   does: it fences a start older than the stop that released it, and such a
+   start's sealed message has expired once the seal's maximum age has passed
+   (``forget_after`` is at least that); and it names the environment a new
+   start of the server prefers, which a server gone that long can do without;
+4. *recounts* each environment and each user from the held reservations and
    rewrites a count that differs (ETag-conditional: a lifecycle write in
    between wins, the next run looks again);
-4. reports, per environment, servers, cores in use and cores left.
+5. reports, per environment, servers, cores in use and cores left.
 
-Steps 1 and 2 need a complete listing of the apps; without one only 3 and 4 run.
+Steps 1 to 3 need a complete listing of the apps; without one only 4 and 5 run.
 """
 
 from __future__ import annotations
@@ -65,12 +72,14 @@ class CapacityReport:
 
     adopted: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
+    forgotten: int = 0  # released reservations deleted (old, no app)
     recounted: list[str] = field(default_factory=list)  # environment names whose count was rewritten
     environments: list[EnvironmentReport] = field(default_factory=list)
 
     def text(self) -> str:
         parts = [e.text() for e in self.environments]
-        head = f"capacity: adopted={len(self.adopted)} released={len(self.released)} recounted={len(self.recounted)}"
+        head = (f"capacity: adopted={len(self.adopted)} released={len(self.released)} forgotten={self.forgotten} "
+                f"recounted={len(self.recounted)}")
         return head + (" environments: " + "; ".join(parts) if parts else "")
 
 
@@ -107,11 +116,13 @@ def _sums(ledger: Ledger) -> dict[str, tuple[str, Usage]]:
 class CapacityRepair:
     """One run of the capacity step against a ledger and the pool's budgets."""
 
-    def __init__(self, ledger: CapacityLedger, pool: Sequence[EnvironmentBudget], grace: float, now: float) -> None:
+    def __init__(self, ledger: CapacityLedger, pool: Sequence[EnvironmentBudget], grace: float, now: float,
+                 forget_after: float = float("inf")) -> None:
         self.ledger = ledger
         self.pool = tuple(pool)
         self.grace = grace
         self.now = now
+        self.forget_after = max(forget_after, grace)
         self.report = CapacityReport()
 
     def run(self, apps: Mapping[str, dict[str, Any]] | None, statuses: Mapping[str, Status],
@@ -121,6 +132,7 @@ class CapacityRepair:
             ledger = self.ledger.read()
             self._adopt(apps, ledger, statuses)
             self._release(apps, ledger, statuses, read_status)
+            self._forget(apps, ledger)
         self._recount()
         return self.report
 
@@ -161,6 +173,16 @@ class CapacityRepair:
                             reservation.footprint, key, environment_name(reservation.environment_id), phase)
                 self.report.released.append(key)
 
+    def _forget(self, apps: Mapping[str, dict[str, Any]], ledger: Ledger) -> None:
+        for key, reservation in sorted(ledger.reservations.items()):
+            if reservation.held or key in apps or self.now - reservation.updated < self.forget_after:
+                continue
+            if self.ledger.forget(key, reservation.etag):
+                self.report.forgotten += 1
+        if self.report.forgotten:
+            log.info("Capacity: forgot %d reservations released over %g s ago", self.report.forgotten,
+                     self.forget_after)
+
     def _recount(self) -> None:
         ledger = self.ledger.read()
         sums = _sums(ledger)
@@ -198,10 +220,11 @@ class CapacityRepair:
 
 def repair_capacity(ledger: CapacityLedger, errors: list[str], notes: list[str],
                     apps: Mapping[str, dict[str, Any]] | None, statuses: Mapping[str, Status],
-                    read_status: Callable[[str], Status | None], *, grace: float, now: float) -> CapacityReport:
+                    read_status: Callable[[str], Status | None], *, grace: float, now: float,
+                    forget_after: float = float("inf")) -> CapacityReport:
     """The reconciler's capacity step; a storage error or a busy ledger is added to ``errors`` and ``notes``,
     never raised (the other steps' results stand)."""
-    repair = CapacityRepair(ledger, ledger.pool, grace, now)
+    repair = CapacityRepair(ledger, ledger.pool, grace, now, forget_after)
     try:
         return repair.run(apps, statuses, read_status)
     except (AzureError, CapacityBusy) as e:

@@ -165,7 +165,8 @@ def reconcile(
             summary.capacity = repair_capacity(capacity, summary.errors, summary.notes,
                                                holders if summary.listing_complete else None, statuses,
                                                lambda key: storage.get_status(options.hub_id, key),
-                                               grace=options.grace, now=now)
+                                               grace=options.grace, now=now,
+                                               forget_after=options.seal_max_age + options.grace)
     except (AzureError, ArmFailure) as e:
         summary.errors.append(f"{type(e).__name__}: {getattr(e, 'message', e)}")
         if isinstance(e, TransientArmError) and e.throttled:

@@ -71,6 +71,6 @@ def test_the_summary_line_reports_each_environment_after_repairing_the_ledger(
     assert summary.capacity.released == [server_key(HUB, "cat", "")]
     assert counted(ledger) == {"cae-emulator": (1.0, 1), "cae-b": (2.0, 1)}
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("aca-reconciler:"))
-    assert ("capacity: adopted=2 released=1 recounted=0 environments: cae-emulator servers=1 cores=1/8 "
+    assert ("capacity: adopted=2 released=1 forgotten=0 recounted=0 environments: cae-emulator servers=1 cores=1/8 "
             "cores_left=7; cae-b servers=1 cores=2/8 cores_left=6") in line
     assert summary.errors == []

@@ -26,11 +26,11 @@ def deps(make_deps):
     return made
 
 
-def repair(deps, *, after: float = GRACE + 1):
+def repair(deps, *, after: float = GRACE + 1, forget_after: float = float("inf")):
     """One capacity step as the reconciler runs it, ``after`` seconds from now."""
     apps = {a["name"]: a for a in deps.apps.list()}
     statuses = {s.server_key: s for s in deps.storage.list_statuses(HUB)}
-    step = CapacityRepair(deps.capacity, deps.capacity.pool, GRACE, time.time() + after)
+    step = CapacityRepair(deps.capacity, deps.capacity.pool, GRACE, time.time() + after, forget_after)
     return step.run(apps, statuses, lambda key: deps.storage.get_status(HUB, key))
 
 
@@ -119,3 +119,41 @@ def test_without_a_complete_listing_nothing_is_adopted_or_released(deps):
     report = step.run(None, {}, lambda key: None)
     assert report.released == [] and report.adopted == []
     assert sum(e.servers for e in report.environments) == 1
+
+
+FORGET_AFTER = 15 * 60 + GRACE  # the seal's maximum age and the grace period, as the reconciler passes it
+
+
+def reservation_rows(deps) -> set[str]:
+    return set(deps.capacity.read().reservations)
+
+
+def test_reservations_released_long_ago_whose_server_has_no_app_are_forgotten(make_deps):
+    deps = make_deps(ACA_ENVIRONMENTS=pool_setting(env_ids(2), 4), ACA_STOP_MODE="stop")
+    deps.storage.ensure_table()
+    deps.capacity.reserve("gone", 1, ONE)
+    deps.capacity.release("gone", 2, fence=True)  # its stop: released, the app deleted
+    deps.capacity.reserve("held", 1, ONE)
+    put_status(deps, "held", Phase.RUNNING)
+    parked = request(Op.START, user="pat", **ONE_CORE)
+    deliver(deps, parked)
+    deliver(deps, request(Op.STOP, user="pat"))  # parked: released, its app kept (stopped) for the next start
+    assert not deps.capacity.read().reservations[parked.server_key].held
+    before = reservation_rows(deps)
+    assert before == {"gone", "held", parked.server_key}
+
+    report = repair(deps, after=FORGET_AFTER - 60, forget_after=FORGET_AFTER)
+    assert report.forgotten == 0 and reservation_rows(deps) == before  # not old enough
+    report = repair(deps, after=FORGET_AFTER + 1, forget_after=FORGET_AFTER)
+    assert report.forgotten == 1 and "forgotten=1" in report.text()
+    assert reservation_rows(deps) == {"held", parked.server_key}
+    assert sorted(counted(deps.capacity).values()) in ([(0.0, 0), (1.0, 1)], [(1.0, 1)])  # "held" is untouched
+
+
+def test_a_reservation_that_changed_since_it_was_read_is_not_forgotten(deps):
+    deps.capacity.reserve("s1", 1, ONE)
+    deps.capacity.release("s1", 2, fence=True)
+    read = deps.capacity.read().reservations["s1"]
+    deps.capacity.reserve("s1", 3, ONE)  # a new start of the server, between the reconciler's read and its delete
+    assert deps.capacity.forget("s1", read.etag) is False
+    assert deps.capacity.read().reservations["s1"].held
