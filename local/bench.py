@@ -17,7 +17,11 @@ in one run:
   time stands the lower bound that ARM's write bucket and the provisioning delay
   imply; per spawn, ARM reads and writes, 429s, function invocations and the seconds
   they kept a worker busy. Then every server is stopped and the emulator is watched
-  until no app is left.
+  until no app is left. The functions place the bursts' servers across every emulated
+  environment (``--environments``), ``--burst-environment-cores`` each, capacity ledger on.
+* **scale**: the same burst (``--scale-burst``) with no other server and with
+  ``--scale-running`` servers already running (:mod:`local.bench_scale`): the status rows
+  the hub reads per second, its event-loop lag, and a restart's poll of every server.
 * **capacity**: a second functions host places servers across a pool of
   ``--environments`` emulated environments of ``--environment-cores`` cores each
   (the emulator enforces that quota itself), with the same ACA-like pacing;
@@ -114,8 +118,9 @@ def machine() -> dict[str, str | int]:
 # --- the parts --------------------------------------------------------------------------------------
 
 
-def function_settings(azurite, emulator) -> dict[str, str]:
-    """App settings of the functions against the emulator (as local/stack.py sets them)."""
+def function_settings(azurite, emulator, cores_each: float) -> dict[str, str]:
+    """App settings of the functions against the emulator (as local/stack.py sets them); servers are placed in
+    every environment of the emulator, ``cores_each`` cores each (the capacity ledger on)."""
     return {
         "AcaStorage": azurite.connection_string,
         "AzureWebJobsStorage": azurite.connection_string,
@@ -127,8 +132,7 @@ def function_settings(azurite, emulator) -> dict[str, str]:
         "ACA_SUBSCRIPTION_ID": emulator.subscription_id,
         "ACA_RESOURCE_GROUP": emulator.resource_group,
         "ACA_ENVIRONMENT_ID": emulator.environment_id,
-        # a burst of 500 half-core servers needs 250 cores: budget ACA's largest quota, the emulator enforces none
-        "ACA_ENVIRONMENTS": json.dumps([{"id": emulator.environment_id, "cores": 5000}]),
+        "ACA_ENVIRONMENTS": json.dumps([{"id": env, "cores": cores_each} for env in emulator.environment_ids]),
         "ACA_LOCATION": emulator.location,
         "ACA_ALLOWED_IMAGES": "bench/*",
         "ACA_ARM_ENDPOINT": emulator.arm_endpoint,
@@ -193,7 +197,7 @@ class Bench:
             extra = [f"cae-pool-{i}" for i in range(2, args.environments + 1)]
             self.emulator = start_in_thread(state_dir=state / "aca", more_environments=extra, image_map=IMAGE_MAP,
                                             **INSTANT)
-            self.settings = function_settings(self.azurite, self.emulator)
+            self.settings = function_settings(self.azurite, self.emulator, args.burst_environment_cores)
             app_path = REPO / "function_app.py"
             if args.function_threads:
                 self.settings["PYTHON_THREADPOOL_THREAD_COUNT"] = str(args.function_threads)
@@ -224,6 +228,8 @@ class Bench:
             "timer_functions_disabled": [k.split(".")[1] for k in self.settings if k.endswith(".Disabled")],
             "arm_poll_interval_s": Settings.from_environ(self.settings).arm_poll_interval,
             "emulator": faults,
+            "burst_environments": {"count": len(self.emulator.environment_ids),
+                                   "cores_each": self.args.burst_environment_cores},
             "emulator_latency": INSTANT,
             "spawner": {"status_poll_interval_fast_s": AcaSpawner.status_poll_interval_fast.default_value,
                         "status_poll_interval_s": AcaSpawner.status_poll_interval.default_value},
@@ -611,6 +617,8 @@ def render(result: dict) -> str:
         ["queue trigger (the committed host.json)", f"maxPollingInterval {h['maxPollingInterval_s']:g} s, "
          f"batchSize {h['batchSize']}, newBatchThreshold {h['newBatchThreshold']}"],
         ["function worker threads", str(c["function_worker_threads"])],
+        ["environments the bursts are placed in (capacity ledger on)",
+         f"{c['burst_environments']['count']} of {c['burst_environments']['cores_each']:g} cores"],
         ["timer functions (not run)", ", ".join(c["timer_functions_disabled"]) or "none"],
         ["latency pacing (instant emulator)", f"provisioning delay {c['emulator_latency']['provisioning_delay']:g} s, "
          f"Retry-After {c['emulator_latency']['retry_after']} s"],
@@ -697,6 +705,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--function-threads", type=int, default=0,
                    help="PYTHON_THREADPOOL_THREAD_COUNT of the functions (default: the worker's, min(32, CPUs + 4))")
     p.add_argument("--environments", type=int, default=3, help="environments in the capacity pool (default 3)")
+    p.add_argument("--burst-environment-cores", type=float, default=400.0,
+                   help="bursts: cores of each environment the functions place servers in (default 400: a burst of "
+                        "1000 half-core servers fits 3 of them)")
     p.add_argument("--environment-cores", type=float, default=10.0,
                    help="cores of each pool environment, its quota in the emulator (default 10)")
     p.add_argument("--capacity-starts", type=int, default=35,
