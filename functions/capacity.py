@@ -37,7 +37,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from azure.core import MatchConditions
@@ -52,6 +52,7 @@ from .capacity_rows import (
     Ledger,
     Reservation,
     UserCount,
+    UserLimits,
     count_key,
     env_key,
     partition,
@@ -80,14 +81,6 @@ class NoCapacity(Exception):
 
 class UserLimit(NoCapacity):
     """The user already holds what one user may hold; the message says which limit."""
-
-
-@dataclass(frozen=True)
-class UserLimits:
-    """What one user's servers may hold together (0: no limit)."""
-
-    servers: int = 0
-    cores: float = 0.0
 
 
 class Superseded(Exception):
@@ -305,6 +298,39 @@ class CapacityLedger:
         self._commit(before, after, counts, user_count)
         log.info("reserved %s for %s (generation %s) in %s", need, server_key, generation, target)
         return target
+
+    def take_over(self, server_key: str, generation: int, need: Footprint, slot: str, slot_generation: int,
+                  user: str) -> bool:
+        """Hold for ``server_key`` (``user``'s) what the warm server ``slot`` holds, in one transaction: the
+        slot's reservation released at ``slot_generation``, the server's held in its environment, the user's
+        count moved; the environment's count stays as it is (no race for it). False when that does not apply
+        (the slot holds nothing or another size, or the server holds something): reserve, then release.
+        Raises :class:`UserLimit`, :class:`Superseded`, :class:`CapacityBusy`."""
+        for _ in self._races(f"handing {slot} over to {server_key}"):
+            user_count, before, held = self.user_count(user), self.reservation(server_key), self.reservation(slot)
+            if before is not None and (before.generation > generation
+                                       or (before.generation == generation and before.stopped)):
+                raise Superseded(f"the reservation of {server_key} was changed by generation {before.generation}")
+            if before is not None and before.held and before.generation == generation and held is not None \
+                    and not held.held and env_key(before.environment_id) == env_key(held.environment_id):
+                return True  # a duplicate delivery: handed over already
+            if not user or (before is not None and before.held) or held is None or not held.held or held.user \
+                    or held.footprint != need:
+                return False
+            self._check_user(user, user_count, before, need)
+            after = Reservation(server_key, held.environment_id, need, generation, held=True, user=user)
+            had = user_count.usage if user_count else Usage()
+            moved = Usage(had.cores + need.cpu, had.memory_gib + need.memory_gib, had.servers + 1)
+            released = replace(held, generation=slot_generation, held=False, stopped=True)
+            try:
+                self._submit([self._conditional(self._user_entity(user, moved), user_count and user_count.etag),
+                              self._conditional(self._entity(after), before.etag if before else None),
+                              self._conditional(self._entity(released), held.etag)])
+            except _Raced:
+                continue
+            log.info("handed %s of %s over to %s (generation %s)", need, slot, server_key, generation)
+            return True
+        raise AssertionError("unreachable")
 
     def _check_user(self, user: str, user_count: UserCount | None, before: Reservation | None,
                     need: Footprint) -> None:

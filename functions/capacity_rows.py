@@ -71,6 +71,14 @@ class UserCount:
 
 
 @dataclass(frozen=True)
+class UserLimits:
+    """What one user's servers may hold together (0: no limit)."""
+
+    servers: int = 0
+    cores: float = 0.0
+
+
+@dataclass(frozen=True)
 class Ledger:
     """One read of the whole capacity partition."""
 

@@ -77,10 +77,17 @@ def bind_warm(run: Run, mine: Status) -> Outcome | None:
         deps.homes.owners.clear_lent(home, slot.name)
         rows.update(slot, time.time(), state="ready", server_key="", user="", generation=0)
         return None
+    handed_over = False
     try:
         if deps.capacity is not None:
-            deps.capacity.reserve(run.key, request.generation, of_spec(spec), pinned=slot.environment_id,
-                                  user=request.user)
+            # the server holds the slot's cores from now on: one transaction, which leaves the environment's
+            # count (the row every start and every bind would race for) alone
+            need = of_spec(spec)
+            handed_over = deps.capacity.take_over(run.key, request.generation, need, slot.name, SLOT_DONE,
+                                                  request.user)
+            if not handed_over:
+                deps.capacity.reserve(run.key, request.generation, need, pinned=slot.environment_id,
+                                      user=request.user)
     except NoCapacity:
         deps.homes.owners.clear_lent(home, slot.name)
         rows.update(slot, time.time(), state="ready", server_key="", user="", generation=0)
@@ -88,7 +95,7 @@ def bind_warm(run: Run, mine: Status) -> Outcome | None:
     deps.homes.lend(request.user, home, f"{slot_folder(slot.name)}/home")
     if slot.state != "bound":
         slot = rows.update(slot, time.time(), state="bound")
-    if deps.capacity is not None:  # the server holds the cores now, not the slot
+    if deps.capacity is not None and not handed_over:  # the server holds the cores now, not the slot
         deps.capacity.release(slot.name, SLOT_DONE, fence=True)
     run.slot = slot.name
     written = run._finish(mine, Phase.RUNNING, f"a warm server ({profile.name}) is ready: handing it over",

@@ -10,8 +10,9 @@ from capacity_support import env_ids, pool_setting
 from fn_support import ENV_ID, HUB, deliver, request, status_of
 
 from acaspawner.contract import Op, Phase
-from functions.capacity import CapacityLedger, UserLimit, UserLimits
+from functions.capacity import CapacityLedger, UserLimit
 from functions.capacity_repair import repair_capacity
+from functions.capacity_rows import UserLimits
 from functions.environments import EnvironmentBudget
 from functions.footprint import Footprint
 from functions.lifecycle import Outcome

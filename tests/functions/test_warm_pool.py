@@ -17,13 +17,22 @@ from fn_support import HUB, TOKEN, deliver, request, status_of
 
 from acaspawner.contract import Op, Phase
 from acaspawner.naming import home_folder, legacy_home_folder
+from functions.capacity import UserLimit
+from functions.footprint import Footprint
 from functions.lifecycle import Outcome
 from functions.pool_profiles import parse_pool
 from functions.pool_timer import LEASE_DEADLINE, WarmPool
 from functions.reconcile_apps import AppsStep
 from functions.reconcile_run import ReconcileOptions, ReconcileSummary
 from functions.settings import Settings
-from functions.warm_pool import LAUNCHER_SOURCE, SLOT_KEY_SECRET, SlotRows, build_slot_app, slot_folder
+from functions.warm_pool import (
+    LAUNCHER_SOURCE,
+    SLOT_DONE,
+    SLOT_KEY_SECRET,
+    SlotRows,
+    build_slot_app,
+    slot_folder,
+)
 
 PROFILE = {"name": "std", "image": "example.org/notebook:1", "cpu": 0.5, "memory": "1Gi", "size": 2}
 
@@ -226,6 +235,49 @@ def test_a_start_is_bound_to_a_warm_server_and_its_stop_gives_the_home_back(pool
     assert pool_deps.homes.folders.exists(home), pool_deps.homes.folders.calls
     assert pool_deps.homes.owners.lent(home) == ("", "")
     assert not pool_deps.homes.folders.exists(slot_folder(status.slot))
+
+
+def test_the_slots_cores_are_handed_over_in_one_transaction_that_leaves_the_environments_count_alone(pool_deps):
+    """No bind writes the environment's count row, which every start and every other bind would race for."""
+    filled(pool_deps)
+    ledger = pool_deps.capacity
+    counts_before = {key: count.etag for key, count in ledger.read().counts.items()}
+    start = request(Op.START, user="alice")
+    assert deliver(pool_deps, start) is Outcome.APPLIED
+    slot = status_of(pool_deps, start).slot
+    after = ledger.read()
+    assert {key: count.etag for key, count in after.counts.items()} == counts_before
+    assert after.reservations[start.server_key].held and after.reservations[start.server_key].user == "alice"
+    assert not after.reservations[slot].held and after.reservations[slot].generation == SLOT_DONE
+    assert after.users["alice"].usage.servers == 1
+    assert sum(r.held for r in after.reservations.values()) == sum(c.usage.servers for c in after.counts.values())
+    # the host hands the start again: nothing moves twice
+    deliver(pool_deps, start, dequeue_count=2)
+    again = ledger.read()
+    assert again.users["alice"].usage == after.users["alice"].usage
+    assert {key: count.etag for key, count in again.counts.items()} == counts_before
+
+
+def test_a_hand_over_that_does_not_apply_falls_back_to_reserve_then_release(pool_deps):
+    filled(pool_deps)
+    ledger = pool_deps.capacity
+    slot = next(iter(states(pool_deps)))
+    held = ledger.reservation(slot)
+    other_size = Footprint(held.footprint.cpu * 2, held.footprint.memory_gib)
+    assert ledger.take_over("k1", 5, other_size, slot, SLOT_DONE, "alice") is False
+    assert ledger.take_over("k1", 5, held.footprint, "ws-no-such-slot", SLOT_DONE, "alice") is False
+    assert ledger.reservation("k1") is None and ledger.reservation(slot).held  # nothing written
+
+
+def test_a_hand_over_keeps_the_per_user_limits(make_deps):
+    deps = make_deps(ACA_WARM_POOL=pool_json(), ACA_MAX_SERVERS_PER_USER="1")
+    filled(deps)
+    first, second = sorted(states(deps))
+    fp = deps.capacity.reservation(first).footprint
+    assert deps.capacity.take_over("k1", 5, fp, first, SLOT_DONE, "alice") is True
+    with pytest.raises(UserLimit, match="ACA_MAX_SERVERS_PER_USER 1"):
+        deps.capacity.take_over("k2", 6, fp, second, SLOT_DONE, "alice")
+    assert deps.capacity.reservation(second).held and deps.capacity.reservation("k2") is None
 
 
 def test_a_redelivered_start_goes_on_with_the_slot_it_leased(pool_deps):
