@@ -63,8 +63,7 @@ def bind_warm(run: Run, mine: Status) -> Outcome | None:
         return None
     home = run._prepare_home()
     rows = SlotRows(deps.storage.table, settings.hub_id)
-    slot = rows.held_for(run.key, request.generation) or rows.lease(profile.name, run.key, request.user,
-                                                                   request.generation, time.time())
+    slot = rows.lease(profile.name, run.key, request.user, request.generation, time.time())
     if slot is None:
         log.info("%r: no %s warm server is free; creating a server", request, profile.name)
         run.no_warm = "Every warm server is in use: "

@@ -51,11 +51,16 @@ class HomeOwners:
         self.table = table
         self.partition = OWNERS_PARTITION.format(hub_id=hub_id)
 
-    def owner(self, folder: str) -> str | None:
+    def record(self, folder: str) -> dict[str, Any] | None:
+        """``folder``'s owner record (``user``, and ``lent``/``lent_server`` while lent), None without one."""
         try:
-            return str(self.table.get_entity(self.partition, folder)["user"])
+            return self.table.get_entity(self.partition, folder)
         except ResourceNotFoundError:
             return None
+
+    def owner(self, folder: str) -> str | None:
+        record = self.record(folder)
+        return None if record is None else str(record["user"])
 
     def claim(self, folder: str, user: str) -> bool:
         """Record ``folder`` as ``user``'s; True when it is theirs (now or already), False when another's."""
@@ -142,14 +147,18 @@ class UserHomes:
         Raises :class:`HomeTaken` (recorded for another user) and :class:`HomeLent` (lent to the warm server
         of another of the user's servers). A home lent for ``server_key`` itself is not made again."""
         current, legacy = self.names(user)
-        owner = self.owners.owner(legacy)
-        if owner == user or (owner is None and self.folders.exists(legacy) and self.owners.claim(legacy, user)):
-            folder = legacy
-        elif self.owners.claim(current, user):
-            folder = current
+        record = self.owners.record(current)
+        if record is not None and record.get("user") == user:  # the usual case: one read says it all
+            folder, slot, lent_for = current, str(record.get("lent", "")), str(record.get("lent_server", ""))
         else:
-            raise HomeTaken(f"the home folder {current} is recorded for another user")
-        slot, lent_for = self.owners.lent(folder)
+            owner = self.owners.owner(legacy)
+            if owner == user or (owner is None and self.folders.exists(legacy) and self.owners.claim(legacy, user)):
+                folder = legacy
+            elif record is None and self.owners.claim(current, user):
+                folder = current
+            else:
+                raise HomeTaken(f"the home folder {current} is recorded for another user")
+            slot, lent_for = self.owners.lent(folder)
         if slot and lent_for != server_key:
             raise HomeLent(f"the home is in use by another of the user's servers (warm server {slot})")
         if not slot:

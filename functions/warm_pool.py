@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import random
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -140,32 +139,28 @@ class SlotRows:
             raise Lost(slot.name) from e
 
     def lease(self, pool: str, server_key: str, user: str, generation: int, now: float) -> Slot | None:
-        """Take a ready slot of ``pool`` for ``server_key`` (one conditional write); None when none is free.
+        """The slot an earlier delivery of this start leased or bound, else a ready slot of ``pool`` taken for
+        ``server_key`` (one conditional write); None when none is free. One query finds both.
 
         Each start tries the ready slots in its own random order: a class starting at once would otherwise
         all race for the same oldest slot, one conditional write each, and the last start lose n times."""
-        for slot in self._ready(pool):
+        # the SDK takes a parameter's name up to the next space: none may touch a parenthesis
+        query = "PartitionKey eq @p and ( server_key eq @key or ( state eq 'ready' and pool eq @pool ) )"
+        found = [self._slot(e) for e in self.table.query_entities(
+            query, parameters={"p": self.partition, "key": server_key, "pool": pool})]
+        held = next((s for s in found if s.server_key == server_key and s.generation == generation
+                     and s.state in ("leased", "bound")), None)
+        if held is not None:
+            return held
+        ready = [s for s in found if s.state == "ready" and s.pool == pool]
+        random.shuffle(ready)
+        for slot in ready:
             try:
                 return self.update(slot, now, state="leased", server_key=server_key, user=user,
                                    generation=generation)
             except Lost:
                 continue  # another start took it: the next one
         return None
-
-    def held_for(self, server_key: str, generation: int) -> Slot | None:
-        """The slot an earlier delivery of this start leased or bound, if any."""
-        query = "PartitionKey eq @p and server_key eq @key"
-        found = [self._slot(e) for e in self.table.query_entities(query, parameters={"p": self.partition,
-                                                                                     "key": server_key})]
-        return next((s for s in found if s.generation == generation and s.state in ("leased", "bound")), None)
-
-    def _ready(self, pool: str) -> Iterator[Slot]:
-        query = "PartitionKey eq @p and state eq 'ready' and pool eq @pool"
-        found = [self._slot(e) for e in self.table.query_entities(query, parameters={"p": self.partition,
-                                                                                     "pool": pool})]
-        random.shuffle(found)
-        yield from found
-
 
 def build_slot_app(name: str, profile: PoolProfile, settings: Settings, environment_id: str, slot_key: str,
                    hub_id: str) -> dict[str, Any]:

@@ -98,6 +98,18 @@ def test_a_home_from_before_keeps_serving_its_user(homes, share):
     assert homes.prepare("carol") == legacy_home_folder("carol")
     assert homes.owners.owner(legacy_home_folder("carol")) == "carol"
     assert not (share / home_folder("carol")).exists()
+    assert homes.prepare("carol") == legacy_home_folder("carol")  # every start after, too
+
+
+def test_a_returning_user_is_served_from_one_read_of_their_record(homes, table, monkeypatch):
+    """The usual start: the user's 128-bit folder is recorded as theirs, so the older name is not looked at."""
+    homes.prepare("dora")
+    looked_up: list[str] = []
+    record = homes.owners.record
+    monkeypatch.setattr(homes.owners, "record", lambda folder: looked_up.append(folder) or record(folder))
+    monkeypatch.setattr(homes.folders, "exists", lambda folder: pytest.fail(f"looked for {folder}"))
+    assert homes.prepare("dora") == home_folder("dora")
+    assert looked_up == [home_folder("dora")]
 
 
 def test_names_that_share_a_slug_get_their_own_folders(homes, share):
