@@ -309,45 +309,46 @@ class ArmApps:
         if self.budget is not None:
             self.budget.spend(what)
 
-    def _send(self, begin: Any, *args: Any) -> Accepted:
+    def _send(self, begin: Any, *args: Any, request_id: str = "") -> Accepted:
         self._spend(f"{begin.__name__} {args[0]}")
         first = FirstAnswer()
-        # the SDK sends the initial request only and hands ARM's answer to ``first`` as it is
-        begin(self.resource_group, *args, polling=first)
+        # the SDK sends the initial request only and hands ARM's answer to ``first`` as it is; ``request_id``
+        # (the hub's request, as a GUID) goes to ARM as x-ms-client-request-id, where the activity log shows it
+        begin(self.resource_group, *args, polling=first, **({"request_id": request_id} if request_id else {}))
         response = first.response
         url = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location") or ""
         done = response.status_code == 204 or (response.status_code == 200 and not url)
         return Accepted(done=done, operation_url=url, retry_after=_retry_after(response.headers))
 
-    def send_create_or_update(self, name: str, body: dict[str, Any]) -> Accepted:
+    def send_create_or_update(self, name: str, body: dict[str, Any], request_id: str = "") -> Accepted:
         """PUT the app; ARM answers at once with the app (``provisioningState`` InProgress)."""
         try:
-            return self._send(self.client.container_apps.begin_create_or_update, name, body)
+            return self._send(self.client.container_apps.begin_create_or_update, name, body, request_id=request_id)
         except AzureError as e:
             raise classify(e) from e
 
-    def send_delete(self, name: str) -> Accepted:
+    def send_delete(self, name: str, request_id: str = "") -> Accepted:
         """DELETE the app; ``done`` when there was none (ARM answers 204)."""
         try:
-            return self._send(self.client.container_apps.begin_delete, name)
+            return self._send(self.client.container_apps.begin_delete, name, request_id=request_id)
         except ResourceNotFoundError:
             return Accepted(done=True)
         except AzureError as e:
             raise classify(e) from e
 
-    def send_stop(self, name: str) -> Accepted:
+    def send_stop(self, name: str, request_id: str = "") -> Accepted:
         """Stop the app (it keeps its configuration); ``done`` when there is none."""
         try:
-            return self._send(self.client.container_apps.begin_stop, name)
+            return self._send(self.client.container_apps.begin_stop, name, request_id=request_id)
         except ResourceNotFoundError:
             return Accepted(done=True)
         except AzureError as e:
             raise classify(e) from e
 
-    def send_start(self, name: str) -> Accepted:
+    def send_start(self, name: str, request_id: str = "") -> Accepted:
         """Start an app that was stopped (``ACA_STOP_MODE=stop``)."""
         try:
-            return self._send(self.client.container_apps.begin_start, name)
+            return self._send(self.client.container_apps.begin_start, name, request_id=request_id)
         except AzureError as e:
             raise classify(e) from e
 

@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from acaspawner import wire
-from acaspawner.contract import QUEUE_TTL_MARGIN, SCHEMA_VERSION, ContractError, Op, Request
+from acaspawner.contract import QUEUE_TTL_MARGIN, SCHEMA_VERSION, ContractError, Op, Request, shown_request_id
 from acaspawner.sealing import Sealer, SealError
 
 KIND = "follow-up"
@@ -105,7 +105,8 @@ class FollowUp:
 
     def __repr__(self) -> str:
         return (f"FollowUp(op={self.op.value}, step={self.step.value}, server_key={self.server_key}, "
-                f"generation={self.generation}, attempt={self.attempt}, correlation_id={self.correlation_id})")
+                f"generation={self.generation}, attempt={self.attempt}, "
+                f"request_id={shown_request_id(self.correlation_id)})")
 
 
 class HubSealedFollowUp(SealError):

@@ -304,7 +304,7 @@ class ServerRun:
             app = self.deps.apps.get(self.key)
             if app is not None and app_generation(app) == self.request.generation and not self._foreign_app(app):
                 log.info("%r: removing the app it created before a stop overtook it", self.request)
-                self.deps.apps.send_delete(self.key)
+                self.deps.apps.send_delete(self.key, request_id=self.request.request_id)
         except TransientArmError as e:
             raise RetryLater(str(e)) from e
         except TerminalArmError as e:
@@ -321,8 +321,8 @@ class ServerRun:
             log.info("%r: app belongs to newer generation %s; leaving it", self.request, owner)
             return Accepted(done=True)
         if self._parks():
-            return apps.send_stop(self.app_name)
-        return apps.send_delete(self.app_name)
+            return apps.send_stop(self.app_name, request_id=self.request.request_id)
+        return apps.send_delete(self.app_name, request_id=self.request.request_id)
 
     def _parks(self) -> bool:
         """Whether this stop leaves the app in place, stopped (``ACA_STOP_MODE=stop``), instead of deleting it
@@ -406,7 +406,7 @@ class ServerRun:
             self._check_network_ingress(environment)
             home = self._prepare_home()
             body = build_container_app(self.request, self.settings, environment_id=environment, home_folder=home)
-            accepted = self.deps.apps.send_create_or_update(self.key, body)
+            accepted = self.deps.apps.send_create_or_update(self.key, body, request_id=self.request.request_id)
         except TerminalArmError as e:
             return self._failed(mine, e)
         except TransientArmError as e:

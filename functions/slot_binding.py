@@ -101,7 +101,7 @@ def bind_warm(run: Run, mine: Status) -> Outcome | None:
                           url=slot.url, slot=slot.name, claim_key=slot.key_sealed, error_code="", step="")
     if written is None:  # a stop overtook the start before it could name the slot: let go of it here
         log.info("%r: a stop came first; giving the warm server %s up", request, slot.name)
-        deps.apps.send_delete(slot.name)
+        deps.apps.send_delete(slot.name, request_id=request.request_id)
         unbind(run)
         return Outcome.IGNORED
     log.info("%r: bound to warm server %s (%s)", request, slot.name, profile.name)

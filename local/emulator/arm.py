@@ -26,8 +26,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -93,8 +95,11 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 class ArmApi:
     """aiohttp handlers for the ARM subset, backed by the emulator (an :class:`ArmBackend`)."""
 
-    def __init__(self, emulator: ArmBackend) -> None:
+    def __init__(self, emulator: ArmBackend, request_log: Path | None = None) -> None:
         self.emu = emulator
+        # one line per ARM request: when, method, path, status, the caller's x-ms-client-request-id (never a body
+        # or a header value besides that id: bodies hold secrets)
+        self._request_log = open(request_log, "a", buffering=1, encoding="utf-8") if request_log else None  # noqa: SIM115
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", _RG + _APP + r"/managedenvironments/(?P<env>[^/]+)", self.get_environment),
             ("GET", _RG + _APP + _STORAGES, self.list_storages),
@@ -164,7 +169,24 @@ class ArmApi:
             response = err.response()
         response.headers.update(headers)
         response.headers[f"x-ms-ratelimit-remaining-subscription-{kind}s"] = str(emu._throttle.remaining(kind))
+        self._log_request(request, response.status)
         return response
+
+    def _log_request(self, request: web.Request, status: int) -> None:
+        if self._request_log is None:
+            return
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        client_id = request.headers.get("x-ms-client-request-id", "-")
+        # escaped: a path or header is the caller's text, and must not forge lines of this log
+        line = " ".join([stamp, request.method, json.dumps(request.path)[1:-1], str(status),
+                         f"client-request-id={json.dumps(client_id[:200])[1:-1]}"])
+        self._request_log.write(line + "\n")
+
+    def close(self) -> None:
+        if self._request_log is not None:
+            self._request_log.close()
+            self._request_log = None
 
     def _authenticate(self, request: web.Request) -> None:
         challenge = {

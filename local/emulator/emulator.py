@@ -110,6 +110,7 @@ class Emulator:
         self._files = FileService(self.storages.files_root, host, state_dir=self.state_dir)
         self._operations: Operations | None = None
         self._runner: web.AppRunner | None = None
+        self._arm_api: ArmApi | None = None
         self._ca_bundle: Path | None = None
 
     # ---- life -----------------------------------------------------------------------------------
@@ -143,7 +144,8 @@ class Emulator:
             storages=self.storages,
             workload_profiles=self.workload_profiles,
         )
-        self._runner = web.AppRunner(ArmApi(self).application(), access_log=None, shutdown_timeout=1.0)
+        self._arm_api = ArmApi(self, request_log=self.request_log)
+        self._runner = web.AppRunner(self._arm_api.application(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -158,6 +160,8 @@ class Emulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._arm_api is not None:
+            self._arm_api.close()
         await self._ingress.stop()
         await self._files.stop()
 
@@ -206,6 +210,11 @@ class Emulator:
         cores, quota refusals: the emulator's own accounting."""
         return self._accounting.report()
 
+    @property
+    def request_log(self) -> Path:
+        """The ARM request log: a line per request, with the caller's ``x-ms-client-request-id``."""
+        return self.state_dir / "arm-requests.log"
+
     def info(self) -> dict[str, Any]:
         """What a script needs to talk to the emulator (printed as a JSON line by the command)."""
         return {
@@ -221,6 +230,7 @@ class Emulator:
             "environments": [{"name": e.name, "id": e.id, "default_domain": e.default_domain}
                              for e in self.environments],
             "state_dir": str(self.state_dir),
+            "arm_request_log": str(self.request_log),
             "stats_url": f"{self.arm_endpoint}/_emulator/stats",
             "files_endpoint": self.files_endpoint,
             "hubs": dict(self._hubs),

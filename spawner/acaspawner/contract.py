@@ -116,6 +116,21 @@ class ServerSpec:
         return f"ServerSpec(image={self.image!r}, cpu={self.cpu}, memory={self.memory!r}, secrets={sorted(self.secret_env)})"
 
 
+def request_id(correlation_id: str) -> str:
+    """The id a request is known by: in the hub's and the functions' logs, on the spawn page, and to ARM (its
+    ``x-ms-client-request-id``, which the Azure activity log records). ARM wants a GUID: the correlation id as
+    one, or "" when it is none (ARM then gets an id of the SDK's own)."""
+    try:
+        return str(uuid.UUID(correlation_id))
+    except (ValueError, TypeError, AttributeError):
+        return ""
+
+
+def shown_request_id(correlation_id: str) -> str:
+    """:func:`request_id` for a log line; a correlation id that is no GUID in quotes, escaped, cut short."""
+    return request_id(correlation_id) or repr(str(correlation_id)[:64])
+
+
 @dataclass
 class Request:
     """One lifecycle request from the hub to the functions."""
@@ -170,10 +185,14 @@ class Request:
                 raise
             raise ContractError(f"invalid request: {e}") from None
 
+    @property
+    def request_id(self) -> str:
+        return request_id(self.correlation_id)
+
     def __repr__(self) -> str:
         return (
             f"Request(op={self.op.value}, server_key={self.server_key}, generation={self.generation}, "
-            f"correlation_id={self.correlation_id})"
+            f"request_id={shown_request_id(self.correlation_id)})"
         )
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import inspect
 from traitlets import default
 
 from . import logs, naming, outcomes, profile_config, profile_form, profiles, sizes, warm
-from .contract import QUEUE_TTL_MARGIN, Op, Request, ServerSpec, Status, Volume
+from .contract import QUEUE_TTL_MARGIN, Op, Request, ServerSpec, Status, Volume, shown_request_id
 from .errors import SpawnException
 from .hub_storage import HubStorage
 from .logs import describe
@@ -285,8 +285,8 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             await HubStorage.shared(self.storage_config).send(self.sealer.seal(request),
                                                               time_to_live=self.seal_max_age + QUEUE_TTL_MARGIN)
         self.generation, self.last_op = request.generation, request.op.value
-        self.log.info("Sent %s for %s (%s, generation %d)", request.op.value, self._log_name, request.server_key,
-                      request.generation)
+        self.log.info("Sent %s for %s (%s, generation %d, request id %s)", request.op.value, self._log_name,
+                      request.server_key, request.generation, shown_request_id(request.correlation_id))
         self._save_state()
 
     async def send_request(self, op: Op, spec: ServerSpec | None = None) -> Request:
@@ -389,10 +389,11 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
                     feed.add(READY, "Warm server handed over; your server starts in seconds")
         except TimeoutError:
             why = self._why_not_running(request)
-            self.log.warning("Start of %s (%s, generation %s) timed out: %s; sending a stop",
-                             self._log_name, self._key(), request.generation if request else "-", why)
+            self.log.warning("Start of %s (%s, generation %s, request id %s) timed out: %s; sending a stop",
+                             self._log_name, self._key(), request.generation if request else "-",
+                             request.request_id if request else "-", why)
             await self._send_in_background(Op.STOP, "a timeout")
-            raise SpawnException(why, reason="timeout") from None
+            raise SpawnException(why, reason="timeout", request_id=request.request_id if request else "") from None
         except asyncio.CancelledError:
             # a start may be on the queue even if sending it was cut short: always follow with a stop
             self.log.warning("Start of %s ended by cancellation; sending a stop", self._log_name)
@@ -401,7 +402,9 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         except SpawnException as e:
             if e.reason == StartOutcome.FAILED:
                 await self._send_in_background(Op.STOP, "a failed start")  # remove what was half created
-            raise
+            if request is None:
+                raise
+            raise e.with_request_id(request.request_id) from e.__cause__
         finally:
             self._starting = False
             feed.close()

@@ -149,6 +149,7 @@ class FakeApps:
         self.in_flight: dict[str, str] = {}  # app name -> kind of its operation
         self.operation_errors: dict[str, TerminalArmError] = {}
         self._operations = count(1)
+        self.request_ids: list[tuple[str, str, str]] = []  # (write, app, x-ms-client-request-id) of each write
 
     def _call(self, what: str, name: str) -> None:
         self.calls.append((what, name))
@@ -188,8 +189,9 @@ class FakeApps:
         if not self.hold:
             self.finish_operations()
 
-    def send_create_or_update(self, name: str, body: dict) -> Accepted:
+    def send_create_or_update(self, name: str, body: dict, request_id: str = "") -> Accepted:
         self._call("create", name)
+        self.request_ids.append(("create", name, request_id))
         if self.before_create:
             hook, self.before_create = self.before_create, None
             hook()
@@ -223,13 +225,16 @@ class FakeApps:
             self.apps[name]["properties"]["provisioningState"] = "InProgress"
         return self._operation(name, what)
 
-    def send_delete(self, name: str) -> Accepted:
+    def send_delete(self, name: str, request_id: str = "") -> Accepted:
+        self.request_ids.append(("delete", name, request_id))
         return self._write("delete", name)
 
-    def send_stop(self, name: str) -> Accepted:
+    def send_stop(self, name: str, request_id: str = "") -> Accepted:
+        self.request_ids.append(("stop", name, request_id))
         return self._write("stop", name)
 
-    def send_start(self, name: str) -> Accepted:
+    def send_start(self, name: str, request_id: str = "") -> Accepted:
+        self.request_ids.append(("start", name, request_id))
         return self._write("start", name)
 
     def environment_is_internal(self, environment_id: str) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import inspect
 import sys
+import uuid
+from pathlib import Path
 
 import pytest
 from fn_support import emulator_env
@@ -86,6 +88,29 @@ def test_create_stop_start_and_delete_answer_what_arm_answers(emulator, apps):
     wait_until(lambda: "user-a" not in emulator.apps, timeout=30, what="the app to be deleted")
     stats = emulator.stats
     assert (stats["creates"], stats["stops"], stats["starts"], stats["deletes"]) == (1, 1, 1, 1)
+
+
+def test_every_write_carries_the_hubs_request_id_to_arm(emulator, apps):
+    """x-ms-client-request-id: what the Azure activity log shows, here the emulator's ARM request log."""
+    ids = {what: str(uuid.uuid4()) for what in ("create", "stop", "start", "delete")}
+    apps.send_create_or_update("user-i", app_body(emulator.environment_id), request_id=ids["create"])
+    settled(emulator, "user-i")
+    apps.send_stop("user-i", request_id=ids["stop"])
+    settled(emulator, "user-i", running="Stopped")
+    apps.send_start("user-i", request_id=ids["start"])
+    settled(emulator, "user-i")
+    apps.send_delete("user-i", request_id=ids["delete"])
+    apps.send_delete("user-j")  # none given: the SDK's own id
+    lines = Path(emulator.info()["arm_request_log"]).read_text().splitlines()
+    writes = [line.split() for line in lines if line.split()[1] in ("PUT", "POST", "DELETE")]
+    assert [(w[1], w[2].rsplit("/", 1)[-1], w[4]) for w in writes] == [
+        ("PUT", "user-i", f"client-request-id={ids['create']}"),
+        ("POST", "stop", f"client-request-id={ids['stop']}"),
+        ("POST", "start", f"client-request-id={ids['start']}"),
+        ("DELETE", "user-i", f"client-request-id={ids['delete']}"),
+        ("DELETE", "user-j", writes[-1][4]),
+    ]
+    assert writes[-1][4] not in {f"client-request-id={i}" for i in ids.values()} | {"client-request-id=-"}
 
 
 def test_deleting_or_stopping_nothing_is_done_at_once_and_starting_nothing_fails(apps):

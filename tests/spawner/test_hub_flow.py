@@ -83,8 +83,11 @@ async def test_jupyterhub_reports_the_functions_failure(hub_user, worker):
     hub_user.settings["config"].AcaSpawner.image = "missing:0"
     with pytest.raises(SpawnException, match="could not be pulled") as info:
         await hub_user.spawn()
-    assert info.value.jupyterhub_message == "The image could not be pulled (ImagePullFailure)"
     spawner = hub_user.spawners[""]
+    (start,) = [r for r in worker.received if r.server_key == spawner.server_key and r.op.value == "start"]
+    # the request it happened to, as the functions' log lines and ARM's activity log name it
+    assert info.value.jupyterhub_message == \
+        f"The image could not be pulled (ImagePullFailure; request id {start.request_id})"
     assert spawner.orm_spawner.server is None  # JupyterHub cleaned up after the failed start
     # the spawner asked for the half-created app to be removed; JupyterHub's poll saw it gone, so no second stop
     await wait_until(lambda: [op for op, _ in worker.ops(spawner.server_key)] == ["start", "stop"])

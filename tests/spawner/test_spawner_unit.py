@@ -300,3 +300,16 @@ async def test_unreachable_queue_is_a_clear_spawn_failure(db, monkeypatch):
     assert info.value.reason == "queue" and "try again" in info.value.jupyterhub_message
     assert "refused" in info.value.log_message and "refused" not in info.value.jupyterhub_message
     assert spawner.generation == 0  # nothing was sent
+
+
+def test_a_failure_names_the_request_it_happened_to():
+    failed = SpawnException("The image could not be pulled", error_code="ImagePullFailure", log_message="detail")
+    named = failed.with_request_id("9c4d50ee-2d56-4cd3-8152-34347dc9f2b0")
+    assert named.jupyterhub_message == \
+        "The image could not be pulled (ImagePullFailure; request id 9c4d50ee-2d56-4cd3-8152-34347dc9f2b0)"
+    assert (named.reason, named.status_code, named.log_message, named.error_code) == ("failed", 500, "detail",
+                                                                                      "ImagePullFailure")
+    assert named.with_request_id("another") is named and failed.with_request_id("") is failed
+    timed_out = SpawnException("Azure was still working", reason="timeout").with_request_id("abc")
+    assert timed_out.jupyterhub_message == "Azure was still working (request id abc)"
+    assert "request id abc" in timed_out.log_message  # no log message of its own: the hub logs what is shown
