@@ -7,7 +7,10 @@ outside, as an operator would meet it, and a user's start is followed through
 * the Function App is not running (its host killed): "No function picked up ...";
 * Azure keeps provisioning (the emulator's provisioning delay): "Azure was still working ...";
 * the storage account freezes after the start was sent: "The status table could not be read ...";
-* the storage account is frozen before the start is sent: "... could not be sent in time ...".
+* the storage account is frozen before the start is sent: "... could not be sent in time ...";
+* the image cannot be pulled: ARM's code and message, and the request's id, which the drill then
+  follows through the hub's log, the functions' log and the emulator's ARM request log (what the
+  Azure activity log would show).
 
 The same reason reaches the hub log with the server's key and generation, and
 no app is left behind once the parts are back.
@@ -23,6 +26,7 @@ import signal
 import threading
 import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from culler_stack_support import HubAdmin, quote, read_log, tail
@@ -113,10 +117,26 @@ def hub_log_names(stack: Stack, user: str, reason: str) -> None:
     assert lines, f"no hub log line with {reason!r} and {key}:\n{tail(log, 30)}"
 
 
+def follow_request_id(stack: Stack, request_id: str) -> None:
+    """An admin given ``request_id`` by a user finds the request in every log: the hub's, the functions' (its
+    request and each follow-up), and ARM's (the client request id of the write it caused)."""
+    hub_lines = [line for line in read_log(stack, "hub").splitlines() if f"request id {request_id}" in line]
+    assert any("Sent start for bad-image" in line for line in hub_lines), tail(read_log(stack, "hub"), 30)
+    functions_lines = [line for line in read_log(stack, "functions").splitlines()
+                       if f"request_id={request_id}" in line]
+    assert any("Request(op=start" in line for line in functions_lines), tail(read_log(stack, "functions"), 30)
+    assert any("FollowUp(op=start" in line for line in functions_lines), tail(read_log(stack, "functions"), 30)
+    arm_log = Path(stack.emulator_info["arm_request_log"]).read_text()
+    writes = [line for line in arm_log.splitlines() if line.endswith(f"client-request-id={request_id}")]
+    key = server_key(stack.options.hub_id, "bad-image", "")
+    assert any(" PUT " in line and line.split()[2].lower().endswith(f"/containerapps/{key}") for line in writes), \
+        tail(arm_log, 20)
+
+
 @pytest.mark.timeout(900)
 def test_each_cause_of_a_failed_spawn_is_named_on_the_progress_stream(stack: Stack):
     hub = HubAdmin(stack, timeout=120)
-    users = ["no-functions", "slow-azure", "table-frozen", "queue-frozen"]
+    users = ["no-functions", "slow-azure", "table-frozen", "queue-frozen", "bad-image"]
     hub.expect("POST", "/users", {"usernames": users}, ok=(201,))
     with ThreadPoolExecutor(2) as pool:  # the POSTs, answered only once a spawn is slow
         # 1. the Function App is down: the start waits on the queue, nobody answers
@@ -150,6 +170,20 @@ def test_each_cause_of_a_failed_spawn_is_named_on_the_progress_stream(stack: Sta
             os.killpg(azurite.pid, signal.SIGCONT)
         hub_log_names(stack, "table-frozen", "The status table could not be read")
         hub_log_names(stack, "queue-frozen", "The start request could not be sent in time")
+
+        # 5. the image cannot be pulled: ARM's reason at once, and the id of the request it happened to
+        stack.set_emulator_faults(provisioning_delay=0, fail_images=["*"])
+        try:
+            # ARM fails it within the hub's slow_spawn_timeout: the POST itself answers with the reason
+            status, answer = hub.call("POST", f"/users/{quote('bad-image')}/server")
+        finally:
+            stack.set_emulator_faults(fail_images=[])
+        assert status == 500, (status, answer)
+        message = answer["message"]
+        assert "MANIFEST_UNKNOWN" in message, message
+        found = re.search(r"\(ContainerAppOperationError; request id ([0-9a-f-]{36})\)", message)
+        assert found, message
+        follow_request_id(stack, found[1])
 
     # nothing outlives its failed spawn: each timeout sent a stop, and the parts are back
     stack.set_emulator_faults(provisioning_delay=0)
