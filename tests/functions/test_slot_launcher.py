@@ -326,7 +326,9 @@ def test_a_slot_takes_one_claim_and_becomes_the_users_server(start_launcher, fak
     environ_block = Path(f"/proc/{pid}/environ").read_bytes()
     assert launcher.key not in environ_block and b"ACA_SLOT_" not in environ_block
     # the server used the claim's environment: it called the hub's API with the user's token
-    assert any(auth.endswith(token) for _, _, auth in fake_hub.seen), fake_hub.seen
+    # (it does so a moment after it answers: its first activity report)
+    wait_until(lambda: any(auth.endswith(token) for _, _, auth in fake_hub.seen), timeout=60, interval=0.05,
+               what="a call to the hub's API with the user's token", describe=lambda: str(fake_hub.seen))
     log = launcher.log()
     assert "claim accepted: nonce the-nonce" in log
     assert launcher.key.decode() not in log and token not in log
