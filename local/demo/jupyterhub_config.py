@@ -70,5 +70,5 @@ c.JupyterHub.load_roles = [culler_role(cull_users=env.get("ACA_CULL_USERS", "").
 if env.get("ACA_DEMO_TEST_ADMIN_TOKEN"):
     # the end-to-end tests inspect the hub through this service; the demo itself never sets it
     c.JupyterHub.services.append({"name": "e2e-admin", "api_token": env["ACA_DEMO_TEST_ADMIN_TOKEN"]})
-    c.JupyterHub.load_roles.append({"name": "e2e-admin", "scopes": ["admin:users", "admin:servers", "tokens"],
-                                    "services": ["e2e-admin"]})
+    c.JupyterHub.load_roles.append({"name": "e2e-admin", "services": ["e2e-admin"],
+                                    "scopes": ["admin:users", "admin:servers", "tokens", "read:metrics"]})

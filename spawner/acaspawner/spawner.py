@@ -20,7 +20,7 @@ from jupyterhub.spawner import Spawner
 from sqlalchemy import inspect
 from traitlets import default
 
-from . import logs, naming, outcomes, profile_config, profile_form, profiles, sizes, warm
+from . import logs, metrics, naming, outcomes, profile_config, profile_form, profiles, sizes, warm
 from .contract import QUEUE_TTL_MARGIN, Op, Request, ServerSpec, Status, Volume, shown_request_id
 from .errors import SpawnException
 from .hub_storage import HubStorage
@@ -380,6 +380,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         try:
             async with asyncio.timeout(self._start_budget()):
                 request = await self._send_start(spec)
+                sent = time.time()
                 chosen = f" ({profile.display_name})" if profile else ""
                 feed.add(REQUESTED, f"Server requested{chosen}, waiting for Azure Container Apps")
                 url = await self._wait_running(request.generation, feed, resend=request)
@@ -393,6 +394,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
                              self._log_name, self._key(), request.generation if request else "-",
                              request.request_id if request else "-", why)
             await self._send_in_background(Op.STOP, "a timeout")
+            metrics.count_failure("timeout")
             raise SpawnException(why, reason="timeout", request_id=request.request_id if request else "") from None
         except asyncio.CancelledError:
             # a start may be on the queue even if sending it was cut short: always follow with a stop
@@ -402,6 +404,7 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         except SpawnException as e:
             if e.reason == StartOutcome.FAILED:
                 await self._send_in_background(Op.STOP, "a failed start")  # remove what was half created
+            metrics.count_failure(e.error_code or str(e.reason))
             if request is None:
                 raise
             raise e.with_request_id(request.request_id) from e.__cause__
@@ -411,6 +414,9 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             if self._subscription is not None:
                 self._subscription.fast = False  # stays subscribed (slowly) while the server runs
         self.last_url = url
+        ran = self._own(self.watcher.get(self._key()))
+        if ran is not None and ran.generation == request.generation:
+            metrics.observe_start(sent, ran, time.time())
         return url
 
     async def _send_start(self, spec: ServerSpec) -> Request:

@@ -30,6 +30,7 @@ import time
 import weakref
 from datetime import datetime, timedelta
 
+from . import metrics
 from .contract import Status
 from .hub_storage import HubStorage
 from .logs import describe
@@ -210,6 +211,7 @@ class StatusWatcher:
                         cause)
             self._notify()
             raise StatusUnavailable(f"the status table could not be read: {cause}") from e
+        metrics.count_read(full, len(read.statuses))
         if full:
             self.statuses = read.statuses  # rows deleted since the last full read go too
             self._last_full = started

@@ -54,6 +54,14 @@ def hub_api(stack: Stack, path: str, method: str = "GET", body: dict | None = No
         return json.loads(r.read() or b"{}")
 
 
+def hub_metrics(stack: Stack) -> str:
+    """What Prometheus scrapes from the hub: ``/hub/metrics`` (JupyterHub's registry, the spawner's series in it)."""
+    request = urllib.request.Request(f"{stack.public_url}/hub/metrics",
+                                     headers={"Authorization": f"token {stack.options.test_admin_token}"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return r.read().decode()
+
+
 def hub_user(stack: Stack, user: str) -> dict:
     return hub_api(stack, f"/users/{urllib.parse.quote(user.lower(), safe='')}")
 

@@ -15,6 +15,7 @@ import pytest
 from lab import (
     PASSWORD,
     hub_api,
+    hub_metrics,
     log_in,
     new_notebook,
     open_spawn_page,
@@ -73,6 +74,13 @@ def test_user_reaches_jupyterlab_runs_a_cell_and_stops(stack, browser_page):
     # stop from the hub's control panel: the hub takes the request, and the container app is gone afterwards
     stop_from_home_page(page, stack, USER)
     wait_app_gone(stack)
+
+    # what Prometheus scrapes from the hub: where the start's time went, and the status reads
+    scraped = hub_metrics(stack)
+    for part in ("queue", "azure", "hub"):
+        assert f'jupyterhub_aca_spawn_duration_seconds_count{{part="{part}"}} 1.0' in scraped, scraped[-3000:]
+    assert re.search(r'jupyterhub_aca_status_reads_total\{kind="full"\} [1-9]', scraped), scraped[-3000:]
+    assert re.search(r'jupyterhub_aca_status_rows_read_total\{kind="changed"\} [1-9]', scraped), scraped[-3000:]
 
 
 def test_without_change_origin_the_proxy_loops_into_431(tmp_path_factory, browser_page):

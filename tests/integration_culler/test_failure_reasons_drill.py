@@ -185,6 +185,14 @@ def test_each_cause_of_a_failed_spawn_is_named_on_the_progress_stream(stack: Sta
         assert found, message
         follow_request_id(stack, found[1])
 
+    # what Prometheus scrapes from the hub: each failure counted by its code (the functions') or reason (the hub's)
+    request = urllib.request.Request(f"{stack.public_url}/hub/metrics",
+                                     headers={"Authorization": f"token {stack.options.test_admin_token}"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        scraped = r.read().decode()
+    assert 'jupyterhub_aca_spawn_failures_total{code="timeout"} 4.0' in scraped, scraped[-3000:]
+    assert 'jupyterhub_aca_spawn_failures_total{code="ContainerAppOperationError"} 1.0' in scraped, scraped[-3000:]
+
     # nothing outlives its failed spawn: each timeout sent a stop, and the parts are back
     stack.set_emulator_faults(provisioning_delay=0)
     wait_until(lambda: not stack.emulator_apps(), timeout=180, interval=2,

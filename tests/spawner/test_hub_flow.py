@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import pytest
 from jupyterhub import orm
 from jupyterhub.user import User
+from prometheus_client import REGISTRY
 from spawner_support import PUBLIC_URL, make_hub, wait_until
 from tornado import web
 from tornado.httpserver import HTTPServer
@@ -57,9 +58,19 @@ def hub_user(db, spawner_kwargs):
     return User(db.query(orm.User).filter_by(name="user").one(), settings)
 
 
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(f"jupyterhub_aca_{name}", labels) or 0.0
+
+
 async def test_jupyterhub_spawns_and_stops(hub_user, worker, singleuser_port):
     worker.url_for = lambda request: f"http://127.0.0.1:{singleuser_port}"
+    before = {part: sample("spawn_duration_seconds_count", part=part) for part in ("queue", "azure", "hub")}
+    full_reads = sample("status_reads_total", kind="full")
     await hub_user.spawn()
+    # where the start's time went, in JupyterHub's own registry (what /hub/metrics serves)
+    assert {part: sample("spawn_duration_seconds_count", part=part) - n for part, n in before.items()} == \
+        {"queue": 1, "azure": 1, "hub": 1}
+    assert sample("status_reads_total", kind="full") > full_reads
     spawner = hub_user.spawners[""]
     assert isinstance(spawner, AcaSpawner)
     assert spawner.server.url == f"http://127.0.0.1:{singleuser_port}/user/user/"
@@ -81,8 +92,10 @@ async def test_jupyterhub_spawns_and_stops(hub_user, worker, singleuser_port):
 async def test_jupyterhub_reports_the_functions_failure(hub_user, worker):
     worker.failing_images["missing:0"] = ("The image could not be pulled", "ImagePullFailure")
     hub_user.settings["config"].AcaSpawner.image = "missing:0"
+    failures = sample("spawn_failures_total", code="ImagePullFailure")
     with pytest.raises(SpawnException, match="could not be pulled") as info:
         await hub_user.spawn()
+    assert sample("spawn_failures_total", code="ImagePullFailure") == failures + 1
     spawner = hub_user.spawners[""]
     (start,) = [r for r in worker.received if r.server_key == spawner.server_key and r.op.value == "start"]
     # the request it happened to, as the functions' log lines and ARM's activity log name it
