@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from acaspawner.contract import Op, Phase, Status, request_id
+from acaspawner.contract import Op, Phase, Status
 
 from .arm import TerminalArmError, TransientArmError, app_fqdn, app_generation
 from .followup import FollowUp, Step
@@ -109,7 +109,7 @@ class FollowUpRun(ServerRun):
             return self._failed(mine, error)
         elif state == "Succeeded" and props.get("runningStatus") == "Stopped":
             if follow_up.step is Step.CREATE:  # parked by ACA_STOP_MODE=stop: start it
-                accepted = self.deps.apps.send_start(self.key, request_id=request_id(follow_up.correlation_id))
+                accepted = self.deps.apps.send_start(self.key, request_id=follow_up.request_id)
                 self._send_follow_up(Step.START, since=time.time(), accepted=accepted)
                 written = self._finish(mine, mine.phase, f"Azure is starting container app {self.key}",
                                        step=Step.START.value)

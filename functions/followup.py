@@ -23,7 +23,15 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from acaspawner import wire
-from acaspawner.contract import QUEUE_TTL_MARGIN, SCHEMA_VERSION, ContractError, Op, Request, shown_request_id
+from acaspawner.contract import (
+    QUEUE_TTL_MARGIN,
+    SCHEMA_VERSION,
+    ContractError,
+    Op,
+    Request,
+    request_id,
+    shown_request_id,
+)
 from acaspawner.sealing import Sealer, SealError
 
 KIND = "follow-up"
@@ -102,6 +110,11 @@ class FollowUp:
         if not isinstance(follow_up.generation, int) or not follow_up.server_key:
             raise ContractError("invalid follow-up: no server key or generation")
         return follow_up
+
+    @property
+    def request_id(self) -> str:
+        """The id of the request this follows up (see :func:`acaspawner.contract.request_id`)."""
+        return request_id(self.correlation_id)
 
     def __repr__(self) -> str:
         return (f"FollowUp(op={self.op.value}, step={self.step.value}, server_key={self.server_key}, "
