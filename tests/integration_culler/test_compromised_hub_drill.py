@@ -161,7 +161,7 @@ def test_a_compromised_hub_gets_no_token_no_home_and_no_pool(stack, collector):
     running = [k for k in keys if rows[k]["phase"] == "running"]
     assert len(running) == 2 and sorted(k for k in keys if k in stack.emulator_apps()) == sorted(running)
     # what mallory was told, straight from the hub's answer to each refused start
-    refusals = re.findall(r"Not starting mallory's server (s\d): .*\(UserLimitReached\)",
+    refusals = re.findall(r"Not starting mallory's server (s\d): .*\(UserLimitReached; request id [0-9a-f-]{36}\)",
                           (stack.logs / "hub.log").read_text())
     assert sorted(refusals) == sorted(keys[k] for k in keys if k not in running)
     # and the class goes on: another user's named server starts
