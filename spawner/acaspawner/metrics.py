@@ -50,8 +50,9 @@ STATUS_ROWS_READ = Counter(
 
 
 def _first(status: Status, phases: tuple[Phase, ...]) -> float | None:
+    wanted = {p.value for p in phases}
     return next((float(e["time"]) for e in status.events
-                 if e.get("phase") in {p.value for p in phases} and isinstance(e.get("time"), int | float)), None)
+                 if e.get("phase") in wanted and isinstance(e.get("time"), int | float)), None)
 
 
 def observe_start(sent: float, status: Status, returned: float) -> dict[str, float]:

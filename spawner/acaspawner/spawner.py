@@ -384,9 +384,9 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
                 chosen = f" ({profile.display_name})" if profile else ""
                 feed.add(REQUESTED, f"Server requested{chosen}, waiting for Azure Container Apps")
                 url = await self._wait_running(request.generation, feed, resend=request)
-                bound = self._own(self.watcher.get(self._key()))
-                if bound is not None and bound.claim_key:
-                    await warm.claim(bound, spec, self.sealer, self._key())
+                ran = self._own(self.watcher.get(self._key()))  # the row that said running
+                if ran is not None and ran.claim_key:
+                    await warm.claim(ran, spec, self.sealer, self._key())
                     feed.add(READY, "Warm server handed over; your server starts in seconds")
         except TimeoutError:
             why = self._why_not_running(request)
@@ -414,7 +414,6 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
             if self._subscription is not None:
                 self._subscription.fast = False  # stays subscribed (slowly) while the server runs
         self.last_url = url
-        ran = self._own(self.watcher.get(self._key()))
         if ran is not None and ran.generation == request.generation:
             metrics.observe_start(sent, ran, time.time())
         return url
