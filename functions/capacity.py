@@ -91,6 +91,12 @@ class CapacityBusy(Exception):
     """Lost the race for the counts too often in a row; try again later."""
 
 
+def _refuse_if_superseded(server_key: str, before: Reservation | None, generation: int) -> None:
+    """Raise Superseded when a newer request, or a stop of this one, changed the server's reservation."""
+    if before is not None and (before.generation > generation or (before.generation == generation and before.stopped)):
+        raise Superseded(f"the reservation of {server_key} was changed by generation {before.generation}")
+
+
 class _Raced(Exception):
     pass
 
@@ -267,9 +273,7 @@ class CapacityLedger:
         # the counts first: a twin delivery's hold that they include shows in the reservation read after
         counts, user_count = self.counts(), self.user_count(user)
         before = self.reservation(server_key)
-        if before is not None and (before.generation > generation
-                                   or (before.generation == generation and before.stopped)):
-            raise Superseded(f"the reservation of {server_key} was changed by generation {before.generation}")
+        _refuse_if_superseded(server_key, before, generation)
         if before is not None and before.held and before.generation == generation and before.footprint == need \
                 and (not pinned or env_key(pinned) == env_key(before.environment_id)):
             return before.environment_id  # a duplicate delivery: already held
@@ -308,9 +312,7 @@ class CapacityLedger:
         Raises :class:`UserLimit`, :class:`Superseded`, :class:`CapacityBusy`."""
         for _ in self._races(f"handing {slot} over to {server_key}"):
             user_count, before, held = self.user_count(user), self.reservation(server_key), self.reservation(slot)
-            if before is not None and (before.generation > generation
-                                       or (before.generation == generation and before.stopped)):
-                raise Superseded(f"the reservation of {server_key} was changed by generation {before.generation}")
+            _refuse_if_superseded(server_key, before, generation)
             if before is not None and before.held and before.generation == generation and held is not None \
                     and not held.held and env_key(before.environment_id) == env_key(held.environment_id):
                 return True  # a duplicate delivery: handed over already
