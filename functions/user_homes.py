@@ -70,13 +70,15 @@ class HomeOwners:
         except ResourceExistsError:
             return self.owner(folder) == user
 
+    @staticmethod
+    def lending(record: dict[str, Any]) -> tuple[str, str]:
+        """The warm server an owner record's folder is lent to and the server key it serves (``("", "")``)."""
+        return str(record.get("lent", "")), str(record.get("lent_server", ""))
+
     def lent(self, folder: str) -> tuple[str, str]:
         """The warm server ``folder`` is lent to and the server key it serves (``("", "")``: not lent)."""
-        try:
-            entity = self.table.get_entity(self.partition, folder)
-        except ResourceNotFoundError:
-            return "", ""
-        return str(entity.get("lent", "")), str(entity.get("lent_server", ""))
+        record = self.record(folder)
+        return ("", "") if record is None else self.lending(record)
 
     def mark_lent(self, folder: str, user: str, slot: str, server_key: str) -> None:
         """Note that ``folder`` (``user``'s) goes to warm server ``slot`` for ``server_key``.
@@ -149,7 +151,7 @@ class UserHomes:
         current, legacy = self.names(user)
         record = self.owners.record(current)
         if record is not None and record.get("user") == user:  # the usual case: one read says it all
-            folder, slot, lent_for = current, str(record.get("lent", "")), str(record.get("lent_server", ""))
+            folder, (slot, lent_for) = current, HomeOwners.lending(record)
         else:
             owner = self.owners.owner(legacy)
             if owner == user or (owner is None and self.folders.exists(legacy) and self.owners.claim(legacy, user)):
