@@ -11,8 +11,10 @@ import os
 
 import azure.functions as func
 
-from functions import culler, lifecycle, pool_timer, reconciler, runtime, settings
+from functions import culler, lifecycle, pool_timer, reconcile_run, reconciler, reporting, runtime, settings, telemetry
 
+# Application Insights through OpenTelemetry when APPLICATIONINSIGHTS_CONNECTION_STRING is set (never raises)
+telemetry.configure(os.environ)
 app = func.FunctionApp()
 
 
@@ -27,14 +29,14 @@ def lifecycle_handler(msg: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%ACA_CULL_SCHEDULE%")
 def culler_timer(timer: func.TimerRequest) -> None:
     """Stop idle servers through the hub's REST API (the hub stays the source of truth)."""
-    culler.run_culler(os.environ)
+    reporting.reported_run(os.environ, culler.SERVICE_NAME, lambda: culler.run_culler(os.environ))
 
 
 @app.function_name("reconciler")
 @app.timer_trigger(arg_name="timer", schedule="%ACA_RECONCILE_SCHEDULE%")
 def reconciler_timer(timer: func.TimerRequest) -> None:
     """Delete orphaned apps, fail stuck statuses, report servers whose app is gone."""
-    reconciler.run_reconciler(os.environ)
+    reporting.reported_run(os.environ, reconcile_run.NAME, lambda: reconciler.run_reconciler(os.environ))
 
 
 @app.function_name("warm_pool")
@@ -42,4 +44,4 @@ def reconciler_timer(timer: func.TimerRequest) -> None:
 def warm_pool_timer(timer: func.TimerRequest) -> None:
     """Keep the warm pool's servers ready (ACA_WARM_POOL); nothing when no pool is configured."""
     if os.environ.get("ACA_WARM_POOL", "").strip():
-        pool_timer.run_pool(os.environ)
+        reporting.reported_run(os.environ, pool_timer.NAME, lambda: pool_timer.run_pool(os.environ))

@@ -2,10 +2,10 @@
 
 Where it lives: the status table, in a partition of its own per hub
 (``<hub id>~capacity``, so the hub's and the functions' status queries never
-see it), with two kinds of rows:
+see it), with three kinds of rows:
 
 - one *count* per environment (``environment-<digest of its id>``): cores,
-  memory and servers held there;
+  memory and servers held there, and its budget (read by admins' gauges);
 - one *reservation* per server key (``server-<key>``): the environment, the
   footprint, its user, whether it is held, and the generation of the request
   that last changed it;
@@ -14,10 +14,9 @@ see it), with two kinds of rows:
   ``ACA_MAX_CORES_PER_USER``), so that one user cannot take a class's pool.
 
 How it stays consistent: every change is one entity group transaction of
-that partition, conditional on the ETags that were read: the reservation
-(created only if absent, else replaced only if unchanged) together with the
-count of every environment and user it changes. The counts are therefore always the
-sum of the held reservations, and two starts racing for the last cores of an
+that partition, conditional on the ETags that were read: the reservation (created only if absent, else
+replaced only if unchanged) with the count of every environment and user it changes. The counts are
+therefore always the sum of the held reservations, and two starts racing for the last cores of an
 environment cannot both commit: the loser re-reads and places again. A
 duplicate delivery finds its reservation already held at its generation and
 changes nothing (the counts are read before the reservation, and once more
@@ -53,6 +52,7 @@ from .capacity_rows import (
     Reservation,
     UserCount,
     UserLimits,
+    count_fields,
     count_key,
     env_key,
     partition,
@@ -178,12 +178,12 @@ class CapacityLedger:
         }
 
     def _count_entity(self, environment_id: str, usage: Usage) -> dict[str, Any]:
-        return self._usage_entity(count_key(environment_id), usage, environment_id=environment_id)
+        return self._usage_entity(count_key(environment_id), usage, **count_fields(self.pool, environment_id))
 
     def _user_entity(self, user: str, usage: Usage) -> dict[str, Any]:
         return self._usage_entity(user_key(user), usage, user=user)
 
-    def _usage_entity(self, row_key: str, usage: Usage, **what: str) -> dict[str, Any]:
+    def _usage_entity(self, row_key: str, usage: Usage, **what: str | float) -> dict[str, Any]:
         return {
             "PartitionKey": self.partition,
             "RowKey": row_key,

@@ -1,7 +1,8 @@
 """The rows of the capacity ledger (:mod:`functions.capacity`): their keys, what each holds, how each is read.
 
 One partition per hub (``<hub id>~capacity``) with three kinds of rows:
-a count per environment (``environment-<digest of its id>``), a reservation
+a count per environment (``environment-<digest of its id>``, whose shape
+admins' readers share: :mod:`acaspawner.report`), a reservation
 per server (``server-<key>``) and a count per user (``user-<digest of the
 name>``).
 """
@@ -9,24 +10,31 @@ name>``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from acaspawner.report import ENVIRONMENT_PREFIX as COUNT_PREFIX
+from acaspawner.report import capacity_partition as partition
+from acaspawner.report import environment_key as count_key
+
+from .environments import EnvironmentBudget, budget_of
 from .footprint import Footprint
 from .placement import Usage
 
-COUNT_PREFIX = "environment-"
 RESERVATION_PREFIX = "server-"
 USER_PREFIX = "user-"
+__all__ = ["COUNT_PREFIX", "RESERVATION_PREFIX", "USER_PREFIX", "count_key", "partition"]
 
 
-def partition(hub_id: str) -> str:
-    """The capacity partition of hub ``hub_id`` (``~`` never occurs in a hub id, which names apps)."""
-    return f"{hub_id}~capacity"
-
-
-def count_key(environment_id: str) -> str:
-    return COUNT_PREFIX + hashlib.sha256(environment_id.rstrip("/").lower().encode()).hexdigest()[:24]
+def count_fields(pool: Sequence[EnvironmentBudget], environment_id: str) -> dict[str, str | float]:
+    """What an environment's count row names besides its usage: the environment and, for admins' readers
+    (:mod:`acaspawner.report`), the budget the functions may fill there."""
+    budget = budget_of(pool, environment_id)
+    fields: dict[str, str | float] = {"environment_id": environment_id}
+    if budget is not None:
+        fields.update(cores_budget=float(budget.cores), memory_gib_budget=float(budget.memory_gib))
+    return fields
 
 
 def user_key(user: str) -> str:

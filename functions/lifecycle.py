@@ -57,6 +57,7 @@ from acaspawner import wire
 from acaspawner.contract import ContractError, Op, Request, ServerSpec
 from acaspawner.sealing import ExpiredMessage, SealError
 
+from . import telemetry
 from .arm import for_users
 from .deps import Deps
 from .follow_run import FollowUpRun
@@ -134,7 +135,12 @@ def handle_message(body: bytes, deps: Deps, dequeue_count: int = 1) -> Outcome:
         if target is not None:
             ServerRun(target, deps, dequeue_count).reject(f"the request could not be read: {e}", "InvalidRequest")
         return Outcome.POISONED
+    with telemetry.request_context(message.request_id):
+        return _handle(message, body, deps, dequeue_count)
 
+
+def _handle(message: Request | FollowUp, body: bytes, deps: Deps, dequeue_count: int) -> Outcome:
+    """Act on an authentic ``message``: check it, then start, stop or follow it up."""
     if isinstance(message, FollowUp):
         if message.hub_id != deps.settings.hub_id or not key_belongs_to(message):
             log.warning("%r names another hub's server; moved to the poison queue", message)

@@ -55,6 +55,8 @@ class PoolSummary:
     """What one run did; :meth:`line` is the line it logs."""
 
     ready: dict[str, int] = field(default_factory=dict)  # per profile, after the run
+    bound: dict[str, int] = field(default_factory=dict)  # per profile: serving a user
+    wanted: dict[str, int] = field(default_factory=dict)  # per profile: the size it should have now
     created: list[str] = field(default_factory=list)
     became_ready: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
@@ -140,6 +142,8 @@ class WarmPool:
         wanted = profile.wanted(datetime.fromtimestamp(self.now, UTC))
         waiting = [s for s in slots if s.state in ("creating", "ready")]
         self.summary.ready[profile.name] = sum(s.state == "ready" for s in slots)
+        self.summary.bound[profile.name] = sum(s.state == "bound" for s in slots)
+        self.summary.wanted[profile.name] = wanted
         for extra in sorted((s for s in waiting if s.state == "ready"), key=lambda s: s.created)[
                 :max(len(waiting) - wanted, 0)]:
             try:

@@ -100,6 +100,7 @@ class ServerRun:
     def _next(self, current: Status | None, phase: Phase, message: str, **changes: Any) -> Status:
         """The entity after ``phase``: a fresh event list when the generation changes."""
         r = self.request
+        changes.setdefault("request_id", r.request_id)  # admins find the request's log lines by it
         if current is None or current.generation != r.generation:
             # a stop keeps knowing the warm server it has to remove
             slot = current.slot if current is not None and r.op is not Op.START else ""

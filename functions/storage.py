@@ -11,6 +11,7 @@ import logging
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    AzureError,
     HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
@@ -21,7 +22,10 @@ from azure.storage.queue import QueueClient
 
 from acaspawner.contract import Status
 from acaspawner.identity import azure_credential
+from acaspawner.report import FailedStart
 from acaspawner.storage_config import StorageConfig, poison_queue_name
+
+from . import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,18 @@ class FunctionStorage:
         except ResourceNotFoundError as e:  # deleted since it was read
             raise StatusConflict(f"status of {status.server_key} was removed concurrently") from e
         status.etag = meta["etag"]
+        if telemetry.status_written(status) == "failed":
+            self._keep_failure(status)
         return status
+
+    def _keep_failure(self, status: Status) -> None:
+        """Keep a failed start for admins (:class:`acaspawner.report.FailedStart`); best effort."""
+        failed = FailedStart(status.server_key, status.user, status.server_name, status.error_code, status.message,
+                             status.request_id, status.updated)
+        try:
+            self.table.upsert_entity(failed.to_entity(status.hub_id), mode=UpdateMode.REPLACE)
+        except AzureError as e:
+            log.warning("could not keep the failed start of %s for admins: %s", status.server_key, type(e).__name__)
 
     def list_statuses(self, hub_id: str) -> list[Status]:
         self.ensure_table()

@@ -11,6 +11,7 @@ import os
 import sys
 
 from acaspawner.culler_service import culler_role, culler_service
+from acaspawner.status_service import status_service
 from acaspawner.storage_config import DEFAULT_QUEUE, DEFAULT_TABLE
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
@@ -158,13 +159,20 @@ except json.JSONDecodeError as e:
 
 # --- the idle culler (a timer function calling the hub API with this token) ------------
 
+services = []
 culler_token = _env("ACA_CULLER_API_TOKEN")
 if culler_token:
     # the service's role: what jupyterhub-idle-culler needs, nothing more (deleting idle users adds two scopes)
-    c.JupyterHub.services = [culler_service(culler_token)]
+    services.append(culler_service(culler_token))
     c.JupyterHub.load_roles = [culler_role(cull_users=_flag("ACA_CULL_USERS"))]
 else:
     _warn("ACA_CULLER_API_TOKEN is not set: idle servers are not culled")
+
+# --- the admins' status page (/services/aca-status/, admins only: docs/observability.md) -------
+
+if _flag("ACA_STATUS_PAGE", True) and not _missing:
+    services.append(status_service(os.environ))
+c.JupyterHub.services = services
 
 # --- login ---------------------------------------------------------------------------------
 

@@ -331,6 +331,17 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
+// The functions' telemetry as a workbook (Application Insights > Workbooks).
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: hubGroup
+  params: {
+    location: location
+    tags: allTags
+    appInsightsId: monitoring.outputs.appInsightsId
+  }
+}
+
 module network 'modules/network.bicep' = {
   name: 'network'
   scope: hubGroup

@@ -232,6 +232,7 @@ class Stack:
             "ACA_DEMO_CHANGE_ORIGIN": "1" if self.options.change_origin else "0",
             "ACA_DEMO_ALLOW_ORIGIN": "1" if self.options.allow_origin_fix else "0",
             "ACA_DEMO_PROXY_API_PORT": str(free_port()),
+            "ACA_DEMO_STATUS_PORT": str(free_port()),
             "ACA_DEMO_HUB_API_URL": self.hub_api_url,
             "ACA_DEMO_PASSWORD": self.options.password,
             "ACA_DEMO_STORAGE": self.azurite.connection_string,

@@ -108,6 +108,8 @@ var containerEnv = [
   // idle culler service
   { name: 'ACA_CULLER_API_TOKEN', secretRef: 'culler-api-token' }
   { name: 'ACA_CULL_USERS', value: cullUsers ? 'true' : 'false' }
+  // the admins' status page at /services/aca-status/ (docs/observability.md)
+  { name: 'ACA_STATUS_PAGE', value: 'true' }
   // login
   { name: 'ACA_AUTHENTICATOR', value: authenticator }
   { name: 'OAUTH_CLIENT_ID', value: oauthClientId }

@@ -45,3 +45,4 @@ resource functionsPublishTelemetry 'Microsoft.Authorization/roleAssignments@2022
 
 output logAnalyticsName string = logs.name
 output appInsightsConnectionString string = appInsights.properties.ConnectionString
+output appInsightsId string = appInsights.id

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             f"""
   JupyterHub      {stack.public_url}
   log in with     any user name, password: {args.password}
+  status page     {stack.public_url}/services/aca-status/  (log in as "admin")
   ARM emulator    {info['arm_endpoint']}  (CA bundle {info['ca_bundle']})
   environment     {info['environment_id']}
   homes share     {stack.home_share}

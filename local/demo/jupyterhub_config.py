@@ -8,6 +8,7 @@ Azure deployment uses (see ``examples/azure/jupyterhub_config.py``).
 import os
 
 from acaspawner.culler_service import culler_role, culler_service
+from acaspawner.status_service import status_service
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
 
@@ -51,6 +52,7 @@ c.AcaSpawner.cpu = 0.5
 c.AcaSpawner.memory = "1Gi"
 c.AcaSpawner.start_timeout = int(env.get("ACA_DEMO_START_TIMEOUT", "180"))
 c.AcaSpawner.status_poll_interval = 5
+c.AcaSpawner.report_interval = 5  # the gauges on /hub/metrics follow the demo closely
 # every server of a user mounts the user's folder of the homes share (the functions make and mount it)
 c.AcaSpawner.home_storage_name = env.get("ACA_HOME_STORAGE_NAME", "")
 if env.get("ACA_DEMO_ALLOW_ORIGIN", "1") != "1":
@@ -66,6 +68,10 @@ if env.get("ACA_DEMO_ALLOW_ORIGIN", "1") != "1":
 # --- the idle culler (an Azure Function) calls the hub API as this service ----------------
 c.JupyterHub.services = [culler_service(env["ACA_HUB_API_TOKEN"])]
 c.JupyterHub.load_roles = [culler_role(cull_users=env.get("ACA_CULL_USERS", "").lower() == "true")]
+# --- the admins' status page (/services/aca-status/): environments, starts, failures, timers ------------
+c.JupyterHub.services.append(status_service({"ACA_HUB_ID": env["ACA_HUB_ID"],
+                                             "ACA_STORAGE_CONNECTION_STRING": env["ACA_DEMO_STORAGE"]},
+                                            port=int(env["ACA_DEMO_STATUS_PORT"])))
 
 if env.get("ACA_DEMO_TEST_ADMIN_TOKEN"):
     # the end-to-end tests inspect the hub through this service; the demo itself never sets it

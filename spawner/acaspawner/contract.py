@@ -215,6 +215,8 @@ class Status:
     slot: str = ""
     # the warm server's claim key, sealed with the hub's sealing key: the hub sends the user's claim with it
     claim_key: str = field(default="", repr=False)
+    # the id of the request that wrote this row (see :func:`request_id`): what the status page and logs show
+    request_id: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
     updated: float = field(default_factory=time.time)
     schema: int = SCHEMA_VERSION
@@ -248,6 +250,7 @@ class Status:
             "step": self.step,
             "slot": self.slot,
             "claim_key": self.claim_key,
+            "request_id": self.request_id,
             "events": json.dumps(self.events, separators=(",", ":")),
             "updated": self.updated,
             "schema": self.schema,
@@ -277,6 +280,7 @@ class Status:
                 step=entity.get("step", ""),  # absent in entities written before it existed
                 slot=entity.get("slot", ""),
                 claim_key=entity.get("claim_key", ""),
+                request_id=str(entity.get("request_id", ""))[:64],
                 events=json.loads(entity.get("events") or "[]"),
                 updated=float(entity.get("updated", 0)),
                 etag=metadata.get("etag"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from . import wire
 from .contract import ContractError, Status
 from .identity import async_azure_credential
 from .logs import describe
+from .report import ENVIRONMENT_PREFIX, Report, capacity_partition, report_partition
 from .storage_config import StorageConfig
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,25 @@ class HubStorage:
         except ResourceNotFoundError:
             return StatusRead({})
         return read
+
+    async def read_report(self, hub_id: str) -> Report:
+        """What the functions report to admins (:mod:`acaspawner.report`): two small queries, the environments'
+        count rows of the capacity ledger and the report partition."""
+        report = Report(read_at=time.time())
+        queries = (
+            ("PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi",
+             {"p": capacity_partition(hub_id), "lo": ENVIRONMENT_PREFIX, "hi": ENVIRONMENT_PREFIX[:-1] + "."}),
+            ("PartitionKey eq @p", {"p": report_partition(hub_id)}),
+        )
+        for query, parameters in queries:
+            self.table_queries += 1
+            try:
+                async for entity in self.table.query_entities(query, parameters=parameters):
+                    self.entities_read += 1
+                    report.add(entity)
+            except ResourceNotFoundError:  # no table yet: nothing to report
+                pass
+        return report
 
     async def close(self) -> None:
         await self.queue.close()

@@ -16,6 +16,15 @@ finds these beside it:
 - ``…_aca_status_reads_total{kind}`` and ``…_aca_status_rows_read_total{kind}``:
   the status watcher's queries and the rows they returned, ``full`` (the
   whole partition, once per interval) or ``changed`` (rows written since).
+- ``…_aca_environment_cores{environment,kind}`` (``used``, ``budget``, ``left``)
+  and ``…_aca_environment_servers{environment}``: each environment as the
+  capacity ledger counts it; ``…_aca_warm_servers{profile,state}`` (``ready``,
+  ``bound``, ``wanted``): the warm pool after its timer's last run;
+  ``…_aca_timer_last_run_timestamp_seconds{timer}`` and
+  ``…_aca_timer_last_run_errors{timer}``: when the culler, the reconciler and
+  the pool's timer last ended, and with how many errors. Read from the
+  functions' report (:mod:`acaspawner.report`) once a minute while the hub
+  watches any server (:mod:`acaspawner.watcher`).
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ from __future__ import annotations
 import os
 import re
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from .contract import Phase, Status
+from .report import Report
 
 PREFIX = os.getenv("JUPYTERHUB_METRICS_PREFIX", "jupyterhub")
 #: ACA takes tens of seconds to provision; a warm server a few
@@ -47,6 +57,45 @@ STATUS_READS = Counter(
 STATUS_ROWS_READ = Counter(
     "aca_status_rows_read", "Status rows the hub's watcher read, by kind of query", ["kind"], namespace=PREFIX,
 )
+
+ENVIRONMENT_CORES = Gauge(
+    "aca_environment_cores", "Cores of an environment: used by servers, the budget, left", ["environment", "kind"],
+    namespace=PREFIX,
+)
+ENVIRONMENT_SERVERS = Gauge(
+    "aca_environment_servers", "Servers holding cores in an environment", ["environment"], namespace=PREFIX,
+)
+WARM_SERVERS = Gauge(
+    "aca_warm_servers", "Warm servers of a pool profile: ready, bound to a user, wanted now", ["profile", "state"],
+    namespace=PREFIX,
+)
+TIMER_LAST_RUN = Gauge(
+    "aca_timer_last_run_timestamp_seconds", "When a timer's last run ended (Unix time)", ["timer"], namespace=PREFIX,
+)
+TIMER_LAST_ERRORS = Gauge(
+    "aca_timer_last_run_errors", "Errors of a timer's last run", ["timer"], namespace=PREFIX,
+)
+
+
+def show_report(report: Report) -> None:
+    """Set the gauges from one read of the functions' report (series of things no longer reported go)."""
+    for gauge in (ENVIRONMENT_CORES, ENVIRONMENT_SERVERS, WARM_SERVERS, TIMER_LAST_RUN, TIMER_LAST_ERRORS):
+        gauge.clear()
+    for use in report.environments.values():
+        name = use.name if _LABEL.match(use.name) else "other"
+        ENVIRONMENT_CORES.labels(name, "used").set(use.cores)
+        ENVIRONMENT_SERVERS.labels(name).set(use.servers)
+        if use.cores_left is not None:
+            ENVIRONMENT_CORES.labels(name, "budget").set(use.cores_budget)
+            ENVIRONMENT_CORES.labels(name, "left").set(use.cores_left)
+    for warm in report.warm.values():
+        profile = warm.profile if _LABEL.match(warm.profile) else "other"
+        for state, count in (("ready", warm.ready), ("bound", warm.bound), ("wanted", warm.wanted)):
+            WARM_SERVERS.labels(profile, state).set(count)
+    for run in report.runs.values():
+        timer = run.timer if _LABEL.match(run.timer) else "other"
+        TIMER_LAST_RUN.labels(timer).set(run.ended)
+        TIMER_LAST_ERRORS.labels(timer).set(run.errors)
 
 
 def _first(status: Status, phases: tuple[Phase, ...]) -> float | None:

@@ -84,7 +84,8 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         """The status watcher shared by every spawner of this hub on this event loop."""
         logs.speak_through(self.log)  # the watcher's and storage's warnings, in the hub's log format
         return StatusWatcher.shared(
-            self.storage_config, self.hub_id, self.status_poll_interval, self.status_poll_interval_fast
+            self.storage_config, self.hub_id, self.status_poll_interval, self.status_poll_interval_fast,
+            report_interval=self.report_interval,
         )
 
     @property

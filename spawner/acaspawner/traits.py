@@ -275,6 +275,16 @@ class AcaSpawnerConfig(Configurable):
         """,
     ).tag(config=True)
 
+    report_interval = Float(
+        60.0,
+        help="""Seconds between reads of the functions' report for the hub's gauges on ``/hub/metrics``.
+
+        ``jupyterhub_aca_environment_cores``, ``…_environment_servers``,
+        ``…_warm_servers`` and ``…_timer_last_run_*``: two small queries per
+        read, made while the hub watches any server (docs/observability.md).
+        """,
+    ).tag(config=True)
+
     @validate("cpu")
     def _valid_cpu(self, proposal):
         return _checked(validate_cpu, proposal)

@@ -42,6 +42,8 @@ DEFAULT_INTERVAL = 15.0
 DEFAULT_FAST_INTERVAL = 1.0
 DEFAULT_IDLE_TIMEOUT = 60.0
 QUERY_TIMEOUT = 30.0
+#: how often the functions' report (environments, warm pool, timers) is read for the hub's gauges
+REPORT_INTERVAL = 60.0
 #: rows written this long before the newest row seen are read again: a write whose commit is seen after a later
 #: one's (the table's server stamps both) is not missed, at the cost of reading recent rows a few times
 CHANGE_MARGIN = timedelta(seconds=5)
@@ -89,8 +91,10 @@ class StatusWatcher:
         interval: float = DEFAULT_INTERVAL,
         fast_interval: float = DEFAULT_FAST_INTERVAL,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        report_interval: float = REPORT_INTERVAL,
     ):
         self.storage = storage
+        self.report_interval = report_interval
         self.hub_id = hub_id
         self.interval = interval
         self.fast_interval = fast_interval
@@ -113,6 +117,8 @@ class StatusWatcher:
         self._wake_event = asyncio.Event()
         self._idle_since: float | None = time.monotonic()
         self._last_attempt = -math.inf
+        self._report_read = -math.inf
+        self._report_task: asyncio.Task | None = None
 
     @classmethod
     def shared(
@@ -121,15 +127,18 @@ class StatusWatcher:
         hub_id: str,
         interval: float = DEFAULT_INTERVAL,
         fast_interval: float = DEFAULT_FAST_INTERVAL,
+        report_interval: float = REPORT_INTERVAL,
     ) -> StatusWatcher:
         """The watcher for ``hub_id`` in ``config`` on the running event loop (intervals follow the latest caller)."""
         loop = asyncio.get_running_loop()
         per_loop = _shared.setdefault(loop, {})
         watcher = per_loop.get((config, hub_id))
         if watcher is None:
-            watcher = per_loop[(config, hub_id)] = cls(HubStorage.shared(config), hub_id, interval, fast_interval)
+            watcher = per_loop[(config, hub_id)] = cls(HubStorage.shared(config), hub_id, interval, fast_interval,
+                                                       report_interval=report_interval)
         else:
             watcher.interval, watcher.fast_interval = interval, fast_interval
+            watcher.report_interval = report_interval
         return watcher
 
     def __repr__(self) -> str:
@@ -216,6 +225,9 @@ class StatusWatcher:
             self.statuses = read.statuses  # rows deleted since the last full read go too
             self._last_full = started
             self.full_reads += 1
+            if started - self._report_read >= self.report_interval and not self._report_task:
+                self._report_read = started
+                self._report_task = asyncio.ensure_future(self._read_report())
         else:
             self.statuses.update(read.statuses)
         if read.latest is not None and (self._newest is None or read.latest > self._newest):
@@ -226,6 +238,16 @@ class StatusWatcher:
         self.first_read.set()
         self._notify()
         return self.statuses
+
+    async def _read_report(self) -> None:
+        """Refresh the admins' gauges (:func:`metrics.show_report`); a failure only leaves them as they were."""
+        try:
+            async with asyncio.timeout(QUERY_TIMEOUT):
+                metrics.show_report(await self.storage.read_report(self.hub_id))
+        except Exception as e:
+            log.info("reading the functions' report of hub %s failed: %s", self.hub_id, describe(e, QUERY_TIMEOUT))
+        finally:
+            self._report_task = None
 
     def _notify(self) -> None:
         old, self._tick = self._tick, asyncio.Event()
@@ -294,6 +316,8 @@ class StatusWatcher:
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
+        if self._report_task is not None:
+            self._report_task.cancel()
 
 
 async def close_watchers() -> None:

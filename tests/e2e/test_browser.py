@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from lab import (
@@ -27,11 +29,13 @@ from lab import (
     wait_app_gone,
     wait_until_ready,
 )
+from waiting import wait_until
 
 from local.procs import free_port
 from local.stack import Stack, StackOptions
 
 USER = "Émilie.O'Brien+test"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def make_stack(tmp_path_factory, **options) -> Stack:
@@ -50,7 +54,9 @@ def make_stack(tmp_path_factory, **options) -> Stack:
 def stack(tmp_path_factory):
     # two environments; the first has no room for a server (0.25 of the 0.5 cores it takes),
     # so the user's server is placed in, and routed to, the second
-    with make_stack(tmp_path_factory, environment_cores=(0.25, 10)) as running:
+    # the culler runs often, so the status page has a timer's run to show (its idle timeout spares every server here)
+    with make_stack(tmp_path_factory, environment_cores=(0.25, 10),
+                    function_settings={"ACA_CULL_SCHEDULE": "*/10 * * * * *"}) as running:
         yield running
 
 
@@ -81,6 +87,54 @@ def test_user_reaches_jupyterlab_runs_a_cell_and_stops(stack, browser_page):
         assert f'jupyterhub_aca_spawn_duration_seconds_count{{part="{part}"}} 1.0' in scraped, scraped[-3000:]
     assert re.search(r'jupyterhub_aca_status_reads_total\{kind="full"\} [1-9]', scraped), scraped[-3000:]
     assert re.search(r'jupyterhub_aca_status_rows_read_total\{kind="changed"\} [1-9]', scraped), scraped[-3000:]
+
+
+def test_admins_status_page_shows_capacity_failures_and_timers_and_others_are_refused(stack, open_browser):
+    # a start that fails in Azure (the image cannot be pulled): the student is told a request id
+    hub_api(stack, "/users/page-fail", "POST")
+    stack.set_emulator_faults(fail_images=["*"])
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            hub_api(stack, "/users/page-fail/server", "POST")
+    finally:
+        stack.set_emulator_faults(fail_images=[])
+    message = json.loads(refused.value.read())["message"]
+    request_id = re.search(r"request id ([0-9a-f-]{36})", message)[1]
+
+    page = open_browser()
+    log_in(page, stack, "admin")
+    url = f"{stack.public_url}/services/aca-status/"
+
+    def shown() -> str:
+        page.goto(url)
+        return page.inner_text("body")
+
+    wait_until(lambda: "aca-idle-culler" in shown(), timeout=90, interval=3, what="the culler's run on the page",
+               describe=lambda: page.inner_text("body")[-2000:])
+    failed = page.inner_text('[data-testid="failed"]')
+    assert "page-fail" in failed and request_id in failed and "ContainerAppOperationError" in failed, failed
+    environments = page.inner_text('[data-testid="environments"]')
+    # both environments of the pool, the one no server fits in (0.25 cores) too
+    assert "cae-env-2\t" in environments and "cae-emulator\t0\t0\t0.25\t0.25" in environments, environments
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "status-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"status page screenshot: {shot}")
+
+    # a student is refused by the hub's OAuth: the page is for those with access to the service (admins)
+    student = open_browser()
+    log_in(student, stack, "student")
+    response = student.goto(url)
+    assert response.status == 403, (response.status, student.inner_text("body")[:500])
+    assert "Failed starts" not in student.content()
+
+    # the hub's gauges, read from the same report: each environment's budget and what is left of it
+    wait_until(lambda: 'jupyterhub_aca_environment_cores{environment="cae-env-2",kind="budget"} 10.0'
+               in hub_metrics(stack), timeout=60, interval=2, what="the environment gauges on /hub/metrics",
+               describe=lambda: "\n".join(line for line in hub_metrics(stack).splitlines() if "aca_" in line))
+    scraped = hub_metrics(stack)
+    assert 'jupyterhub_aca_environment_cores{environment="cae-emulator",kind="left"} 0.25' in scraped, scraped[-3000:]
+    assert 'jupyterhub_aca_timer_last_run_errors{timer="aca-idle-culler"} 0.0' in scraped, scraped[-3000:]
 
 
 def test_without_change_origin_the_proxy_loops_into_431(tmp_path_factory, browser_page):

@@ -137,7 +137,7 @@ def test_local_connection_string_replaces_account_urls(environ):
 def test_culler_service_and_role(environ):
     environ(**REQUIRED, ACA_CULLER_API_TOKEN="t" * 64)
     c = load()
-    assert c.JupyterHub.services == [{"name": "aca-idle-culler", "api_token": "t" * 64}]
+    assert c.JupyterHub.services[0] == {"name": "aca-idle-culler", "api_token": "t" * 64}
     assert c.JupyterHub.load_roles == [
         {"name": "aca-idle-culler", "scopes": CULLER_SCOPES, "services": ["aca-idle-culler"]}
     ]
@@ -152,7 +152,24 @@ def test_culling_users_adds_exactly_read_and_delete_users_then(environ):
 def test_without_culler_token_no_service(environ):
     environ(**REQUIRED)
     c = load()
-    assert "services" not in c.JupyterHub and "load_roles" not in c.JupyterHub
+    assert [s["name"] for s in c.JupyterHub.services] == ["aca-status"] and "load_roles" not in c.JupyterHub
+
+
+def test_status_page_gets_the_storage_settings_and_nothing_else(environ):
+    environ(**REQUIRED, ACA_CULLER_API_TOKEN="t" * 64)
+    status = load().JupyterHub.services[1]
+    assert status["name"] == "aca-status" and status["url"].startswith("http://127.0.0.1:")
+    assert status["command"][1:] == ["-m", "acaspawner.status_page"]
+    # the page reads the table with the hub's identity; no token, key or cookie secret of the hub reaches it
+    assert set(status["environment"]) <= {"ACA_HUB_ID", "ACA_STATUS_TABLE", "ACA_TABLE_ACCOUNT_URL",
+                                          "ACA_QUEUE_ACCOUNT_URL", "AZURE_CLIENT_ID", "ACA_STORAGE_CONNECTION_STRING"}
+    assert status["environment"]["ACA_HUB_ID"] == REQUIRED["ACA_HUB_ID"]
+    assert "api_token" not in status  # JupyterHub makes one for a managed service
+
+
+def test_status_page_can_be_turned_off(environ):
+    environ(**REQUIRED, ACA_STATUS_PAGE="false")
+    assert "services" not in load().JupyterHub or not load().JupyterHub.services
 
 
 def test_without_oauth_client_nobody_can_log_in(environ):

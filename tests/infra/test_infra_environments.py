@@ -41,6 +41,7 @@ DEPLOY_MD = ROOT / "docs" / "deploy.md"
 TODAY_MODULES = {
     "identities": "modules/identities.bicep",
     "monitoring": "modules/monitoring.bicep",
+    "workbook": "modules/workbook.bicep",
     "network": "modules/network.bicep",
     "lifecycleStorage": "modules/storage-lifecycle.bicep",
     "functionsStorage": "modules/storage-functions.bicep",
