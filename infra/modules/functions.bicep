@@ -109,6 +109,8 @@ var appSettings = {
   AzureWebJobsStorage__clientId: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // the Python worker's OpenTelemetry (host.json's telemetryMode is OpenTelemetry; docs/observability.md)
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
 
   // --- lifecycle queue and status table: connection "AcaStorage", by identity ---
   AcaStorage__queueServiceUri: queueServiceUri
