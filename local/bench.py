@@ -85,7 +85,7 @@ from functions.settings import Settings
 from functions.warm_pool import SLOT_PREFIX
 from local.azurite import start_azurite
 from local.bench_pool import IMAGE_MAP, WARM_IMAGE, PoolSection, pool_settings
-from local.bench_scale import ScaleSection, render_scale
+from local.bench_scale import render_scale
 from local.emulator import start_in_thread
 from local.funchost import FunctionsHost, load_function_app, load_host_json
 from local.homes import provision_homes
@@ -248,9 +248,7 @@ class Bench:
                 await self.burst(n)
             if self.args.scale_running:
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
-                section = ScaleSection(self.settings["AcaStorage"], self.settings["ACA_STATUS_TABLE"], HUB_ID,
-                                       self.hubside.spawner, self.starts, self.cleanup)
-                self.result["scale"] = await section.run(self.args.scale_running, self.args.scale_burst)
+                self.result["scale"] = await self.scale(self.args.scale_running, self.args.scale_burst)
             if self.args.resume_users:
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0,
                                          start_delay=self.args.start_delay, stop_delay=self.args.stop_delay)
@@ -473,6 +471,17 @@ class Bench:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(left)} warm servers were not deleted within {SPAWN_TIMEOUT} s")
             await asyncio.sleep(0.5)
+
+    async def scale(self, running: int, burst: int) -> dict:
+        """The scale section, its spawners in a hub process of their own (:mod:`local.bench_hub`)."""
+        config = {"settings": self.settings, "running": running, "burst": burst,
+                  "log": str(self.state_dir / "bench-hub.log")}
+        hub = await asyncio.create_subprocess_exec(sys.executable, "-m", "local.bench_hub", cwd=REPO,
+                                                   stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        out, _ = await hub.communicate(json.dumps(config).encode())
+        if hub.returncode != 0:
+            raise RuntimeError(f"the scale section's hub process failed ({hub.returncode}); see its stderr above")
+        return json.loads(out)
 
     async def starts(self, spawners: list[AcaSpawner]) -> list[float]:
         """Concurrent ``start()`` of every spawner; the seconds each took."""

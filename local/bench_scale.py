@@ -8,8 +8,9 @@ reads their rows, so the rows are all of them the hub can see. The emulator
 holds no app for them (2000 app processes do not fit this machine); the burst's
 servers are real apps, created by the functions at ARM's pace.
 
-Each run reports, measured inside the process that runs the spawners (the hub's
-event loop here):
+Each run reports, measured inside the process that runs the spawners: a hub
+process of their own (:mod:`local.bench_hub`), apart from the functions and
+the emulator, as in Azure:
 
 * the status rows the hub read per second, and its table queries, during a
   burst of ``burst`` starts;

@@ -97,6 +97,7 @@ def test_bench_smoke(tmp_path):
     # scale: the same burst of 3 with none and with 40 other servers running; a restart polls every server
     scale = data["scale"]
     assert [run["others"] for run in scale["runs"]] == [0, 40]
+    assert scale["process"] == "the hub's own (local.bench_hub)"  # its loop lag is the hub's, not the functions'
     for run in scale["runs"]:
         assert run["restart_polled"] == run["restart_running"] == run["others"] + 3
         assert run["entities_read"] > 0 and run["table_queries"] > 0 and run["loop_lag_ms"]["n"] > 0
