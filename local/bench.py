@@ -85,7 +85,7 @@ from functions.settings import Settings
 from functions.warm_pool import SLOT_PREFIX
 from local.azurite import start_azurite
 from local.bench_pool import IMAGE_MAP, WARM_IMAGE, PoolSection, pool_settings
-from local.bench_scale import render_scale
+from local.bench_scale import render_scale, timed_starts
 from local.emulator import start_in_thread
 from local.funchost import FunctionsHost, load_function_app, load_host_json
 from local.homes import provision_homes
@@ -485,15 +485,7 @@ class Bench:
 
     async def starts(self, spawners: list[AcaSpawner]) -> list[float]:
         """Concurrent ``start()`` of every spawner; the seconds each took."""
-
-        async def timed(spawner: AcaSpawner) -> float:
-            began = time.perf_counter()
-            spawner.clear_state()
-            await spawner.start()
-            return time.perf_counter() - began
-
-        async with asyncio.timeout(SPAWN_TIMEOUT + 60):
-            return list(await asyncio.gather(*(timed(s) for s in spawners)))
+        return await timed_starts(spawners, SPAWN_TIMEOUT + 60)
 
     # -- capacity across environments -------------------------------------------------------------------
 

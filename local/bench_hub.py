@@ -22,7 +22,6 @@ import io
 import json
 import logging
 import sys
-import time
 from typing import Any
 
 from jupyterhub import orm
@@ -31,20 +30,11 @@ from acaspawner.hub_storage import close_shared
 from acaspawner.spawner import AcaSpawner
 from acaspawner.watcher import close_watchers
 from local.bench import HUB_ID, SPAWN_TIMEOUT, Hubside
-from local.bench_scale import ScaleSection
+from local.bench_scale import ScaleSection, timed_starts
 
 
 async def starts(spawners: list[AcaSpawner]) -> list[float]:
-    """Concurrent ``start()`` of every spawner; the seconds each took."""
-
-    async def timed(spawner: AcaSpawner) -> float:
-        began = time.perf_counter()
-        spawner.clear_state()
-        await spawner.start()
-        return time.perf_counter() - began
-
-    async with asyncio.timeout(SPAWN_TIMEOUT + 60):
-        return list(await asyncio.gather(*(timed(s) for s in spawners)))
+    return await timed_starts(spawners, SPAWN_TIMEOUT + 60)
 
 
 async def stop(spawners: list[AcaSpawner]) -> None:

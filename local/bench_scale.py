@@ -70,6 +70,19 @@ class LoopLag:
         return {"p50": percentile(ms, 0.5), "p99": percentile(ms, 0.99), "max": max(ms), "n": len(ms)}
 
 
+async def timed_starts(spawners: list[AcaSpawner], limit_s: float) -> list[float]:
+    """Concurrent ``start()`` of every spawner (each from a clear state); the seconds each took."""
+
+    async def timed(spawner: AcaSpawner) -> float:
+        began = time.perf_counter()
+        spawner.clear_state()
+        await spawner.start()
+        return time.perf_counter() - began
+
+    async with asyncio.timeout(limit_s):
+        return list(await asyncio.gather(*(timed(s) for s in spawners)))
+
+
 def seed_running(connection_string: str, table: str, hub_id: str, users: list[str],
                  generation: int) -> list[str]:
     """A running server's status row for each of ``users`` (what the functions wrote when it started); their keys."""
