@@ -7,11 +7,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from spawner_support import make_spawner
 from waiting import wait_until_async
 
 from acaspawner.contract import Phase, Status
 from acaspawner.hub_storage import StatusRead
+from acaspawner.report import EnvironmentUse, Report
 from acaspawner.storage_config import StorageConfig
 from acaspawner.watcher import CHANGE_MARGIN, StatusUnavailable, StatusWatcher
 
@@ -48,6 +50,8 @@ class ScriptedTable:
         self.table_queries = 0
         self.entities_read = 0
         self.asked: list[datetime | None] = []  # changed_since of each query
+        self.report_reads = 0
+        self.report_failing = False
 
     async def read_statuses(self, hub_id: str, changed_since: datetime | None = None) -> StatusRead:
         self.table_queries += 1
@@ -60,6 +64,13 @@ class ScriptedTable:
                  if changed_since is None or rows.written[key] >= changed_since}
         self.entities_read += len(found)
         return StatusRead(found, max((rows.written[key] for key in found), default=None))
+
+    async def read_report(self, hub_id: str) -> Report:
+        self.report_reads += 1
+        if self.report_failing:
+            raise ConnectionError("table unreachable")
+        env = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.App/managedEnvironments/cae-w"
+        return Report(environments={env: EnvironmentUse(env, cores=3.0, servers=6, cores_budget=10.0)})
 
 
 async def wait_for(predicate, within: float) -> None:
@@ -79,6 +90,27 @@ async def test_concurrent_reads_share_one_query():
     assert all(r.url == "http://a" for r in results)
     await watcher.current("a", max_age=10)  # fresh enough: no query
     assert table.table_queries == 1
+
+
+async def test_full_reads_bring_the_functions_report_once_per_report_interval():
+    table = ScriptedTable({"a": running("a")})
+    watcher = StatusWatcher(table, "h", interval=0.05, fast_interval=0.05, report_interval=3600)
+    for _ in range(5):
+        await watcher.refresh()
+        await asyncio.sleep(0.06)  # each read a full one
+    await wait_for(lambda: table.report_reads == 1, within=5)
+    assert watcher.full_reads >= 5 and table.report_reads == 1
+    assert REGISTRY.get_sample_value("jupyterhub_aca_environment_cores", {"environment": "cae-w", "kind": "left"}) \
+        == 7.0
+    watcher.report_interval = 0.0
+    await asyncio.sleep(0.06)
+    await watcher.refresh()
+    await wait_for(lambda: table.report_reads == 2, within=5)
+    table.report_failing = True  # a report that cannot be read leaves the gauges as they were
+    await asyncio.sleep(0.06)
+    await watcher.refresh()
+    await wait_for(lambda: table.report_reads == 3, within=5)
+    assert REGISTRY.get_sample_value("jupyterhub_aca_environment_servers", {"environment": "cae-w"}) == 6
 
 
 async def test_fast_while_anyone_waits_slow_otherwise():
