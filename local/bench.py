@@ -22,6 +22,9 @@ in one run:
 * **scale**: the same burst (``--scale-burst``) with no other server and with
   ``--scale-running`` servers already running (:mod:`local.bench_scale`): the status rows
   the hub reads per second, its event-loop lag, and a restart's poll of every server.
+* **restart**: a real ``jupyterhub`` (the demo's configuration and proxy) launched with
+  ``--restart-running`` running servers in its database and status table, and with none:
+  the seconds until it runs (:mod:`local.bench_restart`).
 * **capacity**: a second functions host places servers across a pool of
   ``--environments`` emulated environments of ``--environment-cores`` cores each
   (the emulator enforces that quota itself), with the same ACA-like pacing;
@@ -85,6 +88,7 @@ from functions.settings import Settings
 from functions.warm_pool import SLOT_PREFIX
 from local.azurite import start_azurite
 from local.bench_pool import IMAGE_MAP, WARM_IMAGE, PoolSection, pool_settings
+from local.bench_restart import render_restart, run_restart
 from local.bench_scale import render_scale, timed_starts
 from local.emulator import start_in_thread
 from local.funchost import FunctionsHost, load_function_app, load_host_json
@@ -249,6 +253,9 @@ class Bench:
             if self.args.scale_running:
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
                 self.result["scale"] = await self.scale(self.args.scale_running, self.args.scale_burst)
+            if self.args.restart_running:
+                self.result["restart"] = await asyncio.to_thread(run_restart, self.settings["AcaStorage"],
+                                                                 self.state_dir, self.args.restart_running)
             if self.args.resume_users:
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0,
                                          start_delay=self.args.start_delay, stop_delay=self.args.stop_delay)
@@ -633,6 +640,8 @@ def render(result: dict) -> str:
     ])]
     if result.get("scale"):
         out += render_scale(result["scale"], table, f)
+    if result.get("restart"):
+        out += render_restart(result["restart"], table, f)
     cap = result.get("capacity")
     if cap:
         out += ["", table([
@@ -727,6 +736,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="scale: servers already running (their status rows) while a burst starts (default 2000; "
                         "0 skips the section)")
     p.add_argument("--scale-burst", type=int, default=100, help="scale: starts of that burst (default 100)")
+    p.add_argument("--restart-running", type=int, default=2000,
+                   help="restart: a real JupyterHub launched with this many running servers, and with none "
+                        "(default 2000; 0 skips it)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temporary, removed directory)")
     args = p.parse_args(argv)

@@ -84,8 +84,9 @@ async def timed_starts(spawners: list[AcaSpawner], limit_s: float) -> list[float
 
 
 def seed_running(connection_string: str, table: str, hub_id: str, users: list[str],
-                 generation: int) -> list[str]:
-    """A running server's status row for each of ``users`` (what the functions wrote when it started); their keys."""
+                 generation: int, url: str = "") -> list[str]:
+    """A running server's status row for each of ``users`` (what the functions wrote when it started: the
+    server's address is ``url``, else one of its own that nothing answers); their keys."""
     keys = []
     with TableClient.from_connection_string(connection_string, table) as client:
         for start in range(0, len(users), BATCH):
@@ -94,7 +95,7 @@ def seed_running(connection_string: str, table: str, hub_id: str, users: list[st
                 key = server_key(hub_id, user, "")
                 keys.append(key)
                 status = Status(hub_id=hub_id, server_key=key, phase=Phase.RUNNING, generation=generation, user=user,
-                                url=f"http://{key}.internal.example", step="running")
+                                url=url or f"http://{key}.internal.example", step="running")
                 operations.append(("upsert", status.to_entity()))
             try:
                 client.submit_transaction(operations)

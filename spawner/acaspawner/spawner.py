@@ -29,7 +29,7 @@ from .outcomes import StartOutcome
 from .overrides import apply_environment, evaluate, normalise
 from .progress import READY, REQUESTED, ProgressFeed
 from .sealing import Sealer
-from .spec import build_request, build_spec, delete_spec, home_volume, next_generation, origin_of
+from .spec import as_served, build_request, build_spec, delete_spec, home_volume, next_generation, origin_of
 from .storage_config import StorageConfig
 from .traits import AcaSpawnerConfig
 from .watcher import QUERY_TIMEOUT, StatusUnavailable, StatusWatcher, Subscription
@@ -575,7 +575,12 @@ class AcaSpawner(AcaSpawnerConfig, Spawner):
         return exit_status
 
     async def get_url(self) -> str:
-        """The server's URL from the table (after a hub restart, waiting for a spawn that was under way)."""
+        """The server's URL from the table (after a hub restart, waiting for a spawn that was under way), written
+        as JupyterHub writes a server's URL (``scheme://host:port/user/…/``): a restarted hub compares the two and
+        rewrites, with a warning, every server whose URL reads differently."""
+        return as_served(await self._table_url(), self.server.base_url if self.server else "")
+
+    async def _table_url(self) -> str:
         fallback = self.last_url or (self.server.url if self.server else "")
         try:
             status = await self._read_status()

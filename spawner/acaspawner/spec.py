@@ -75,6 +75,16 @@ def origin_of(url: str) -> str:
     return f"{parsed.scheme}://{parsed.netloc}"
 
 
+def as_served(url: str, base_url: str) -> str:
+    """``url`` (a server's address) as JupyterHub's ``Server.url`` writes it: ``scheme://host:port`` and the
+    server's prefix ``base_url``; ``url`` as it is when it is no absolute http(s) URL or there is no prefix."""
+    parsed = urlparse(url or "")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or not base_url:
+        return url
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return f"{parsed.scheme}://{parsed.hostname}:{port}{base_url}"
+
+
 def _cli_value(value: str) -> str:
     """Quote values that traitlets would otherwise parse as Python literals (as JupyterHub does)."""
     try:

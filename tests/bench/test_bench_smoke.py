@@ -39,12 +39,12 @@ def test_bench_smoke(tmp_path):
         [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3", "4", "--provisioning-delay", "1",
          "--retry-after", "1", "--environments", "2", "--environment-cores", "2", "--capacity-starts", "5",
          "--resume-users", "2", "--start-delay", "1", "--stop-delay", "1", "--warm-pool", "3", "--warm-extra", "1",
-         "--scale-running", "40", "--scale-burst", "3",
+         "--scale-running", "40", "--scale-burst", "3", "--restart-running", "10",
          "--json", str(results), "--state-dir", str(state)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
-        out, err = proc.communicate(timeout=280)
+        out, err = proc.communicate(timeout=360)
     finally:
         stop_process_group(proc)
     assert proc.returncode == 0, err[-3000:]
@@ -102,6 +102,15 @@ def test_bench_smoke(tmp_path):
         assert run["restart_polled"] == run["restart_running"] == run["others"] + 3
         assert run["entities_read"] > 0 and run["table_queries"] > 0 and run["loop_lag_ms"]["n"] > 0
     assert "status rows the hub read per second" in out and "restart: poll() of every server" in out
+
+    # restart: a real JupyterHub launched with 10 running servers (and with none) comes back with each of them:
+    # polled, asked whether it answers, routed, its URL as the hub had stored it
+    restart = data["restart"]
+    none, ten = restart["runs"]
+    assert (none["servers"], ten["servers"]) == (0, 10) and none["ready_s"] > 0 and ten["ready_s"] > 0
+    assert ten["spawners_initialized"] == 10 and ten["servers_asked"] >= 10
+    assert ten["routes"] == none["routes"] + 10 and ten["urls_rewritten"] == 0
+    assert "launch → \"JupyterHub is now running\"" in out
 
     # capacity: 5 one-core starts on 2 environments of 2 cores: 4 placed, 2 each, the fifth refused by the
     # functions (NoCapacity), never by the environment's own quota

@@ -14,7 +14,7 @@ from acaspawner.contract import Op, Request
 from acaspawner.errors import SpawnException
 from acaspawner.sealing import Sealer, generate_key
 from acaspawner.spawner import AcaSpawner
-from acaspawner.spec import build_request, home_sub_path, next_generation, origin_of, split_env
+from acaspawner.spec import as_served, build_request, home_sub_path, next_generation, origin_of, split_env
 
 PROFILES = [
     {"display_name": "Small", "slug": "small", "description": "1 core", "default": True},
@@ -244,6 +244,17 @@ def test_split_env_drops_none_and_catches_embedded_tokens():
     assert plain == {"A": "1", "N": "5"} and set(secret) == {"URL"}
     plain, secret = split_env({"JPY_API_TOKEN": ""}, "")
     assert secret == {"JPY_API_TOKEN": ""}
+
+
+def test_a_url_is_given_back_as_jupyterhubs_server_writes_it():
+    from jupyterhub.objects import Server
+
+    stored = Server(base_url="/user/ann/")
+    stored.ip, stored.port, stored.proto = "jl-ann-x.internal.example.io", 80, "http"
+    assert as_served("http://jl-ann-x.internal.example.io", "/user/ann/") == stored.url
+    assert as_served("https://a.example.io", "/user/b/c/") == "https://a.example.io:443/user/b/c/"
+    assert as_served("http://a.example.io:8888/x", "/user/b/") == "http://a.example.io:8888/user/b/"
+    assert as_served("", "/user/b/") == "" and as_served("http://a", "") == "http://a"
 
 
 def test_origin_of():
