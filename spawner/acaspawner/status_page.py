@@ -181,7 +181,7 @@ def make_app(source: StatusSource, prefix: str):  # -> tornado.web.Application
         async def get(self) -> None:
             snapshot = await source.snapshot()
             self.set_header("Cache-Control", "no-store")
-            self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+            self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
             self.finish(render(snapshot, self.get_current_user()["name"]))
 
     return web.Application([
