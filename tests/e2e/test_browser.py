@@ -111,6 +111,9 @@ def test_admins_status_page_shows_capacity_failures_and_timers_and_others_are_re
 
     wait_until(lambda: "aca-idle-culler" in shown(), timeout=90, interval=3, what="the culler's run on the page",
                describe=lambda: page.inner_text("body")[-2000:])
+    headers = page.goto(url).headers  # nothing on the page may run script or be framed by another site
+    assert headers["content-security-policy"].startswith("default-src 'none'") and "frame-ancestors 'none'" in \
+        headers["content-security-policy"] and headers["cache-control"] == "no-store", headers
     failed = page.inner_text('[data-testid="failed"]')
     assert "page-fail" in failed and request_id in failed and "ContainerAppOperationError" in failed, failed
     environments = page.inner_text('[data-testid="environments"]')
