@@ -36,7 +36,7 @@ def culler_timer(timer: func.TimerRequest) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%ACA_RECONCILE_SCHEDULE%")
 def reconciler_timer(timer: func.TimerRequest) -> None:
     """Delete orphaned apps, fail stuck statuses, report servers whose app is gone."""
-    reporting.reported_run(os.environ, reconcile_run.NAME, lambda: reconciler.run_reconciler(os.environ))
+    reporting.reported_run(os.environ, reconcile_run.NAME, lambda: reconciler.run_reconciler(os.environ), tidy=True)
 
 
 @app.function_name("warm_pool")

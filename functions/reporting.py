@@ -2,7 +2,9 @@
 in the hub's report partition (:mod:`acaspawner.report`), and the same figures as metrics (:mod:`functions.telemetry`).
 
 Reporting never fails a run: a table that cannot be written is logged and
-the run's own outcome stands.
+the run's own outcome stands. The reconciler's report also tidies up
+(:func:`prune`): the budget of an environment taken out of the pool, failed
+starts older than a week.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from typing import Any, TypeVar
 from azure.core.exceptions import AzureError
 from azure.data.tables import TableClient, UpdateMode
 
-from acaspawner.report import EnvironmentUse, RunReport, WarmProfileUse, figures_of
+from acaspawner.report import (
+    BUDGET_PREFIX,
+    FAILED_PREFIX,
+    EnvironmentUse,
+    RunReport,
+    WarmProfileUse,
+    figures_of,
+    report_partition,
+)
 
 from . import telemetry
 from .settings import Settings, SettingsError
@@ -24,6 +34,8 @@ from .storage import FunctionStorage
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: a failed start stays on the admins' page this long (it lists the last day's)
+FAILED_KEPT = 7 * 86400.0
 
 
 def write_rows(table: TableClient, entities: list[dict[str, Any]]) -> bool:
@@ -50,21 +62,38 @@ def warm_rows_of(summary: Any, ended: float) -> list[WarmProfileUse]:
             for name, ready in sorted(summary.ready.items())]
 
 
-def reported_run(environ: Mapping[str, str], timer: str, run: Callable[[], T]) -> T:
-    """Run a timer's ``run`` and report how it ended, also when it raised (then with the error's type)."""
+def prune(table: TableClient, hub_id: str, pool: list[str], now: float) -> int:
+    """Delete report rows nobody should see any more: the budget of an environment no longer in ``pool``, and
+    failed starts older than :data:`FAILED_KEPT`; how many went."""
+    partition = report_partition(hub_id)
+    kept_pool = {environment_id.rstrip("/").lower() for environment_id in pool}
+    stale = [e for e in table.query_entities("PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi", parameters={
+                 "p": partition, "lo": BUDGET_PREFIX, "hi": BUDGET_PREFIX[:-1] + "."})
+             if str(e.get("environment_id", "")).rstrip("/").lower() not in kept_pool]
+    stale += table.query_entities(
+        "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi and failed_at lt @cutoff",
+        parameters={"p": partition, "lo": FAILED_PREFIX, "hi": FAILED_PREFIX[:-1] + ".", "cutoff": now - FAILED_KEPT})
+    for entity in stale:
+        table.delete_entity(partition, entity["RowKey"])
+    return len(stale)
+
+
+def reported_run(environ: Mapping[str, str], timer: str, run: Callable[[], T], *, tidy: bool = False) -> T:
+    """Run a timer's ``run`` and report how it ended, also when it raised (then with the error's type);
+    ``tidy``: also :func:`prune` the report (the reconciler does, once per run)."""
     started = time.monotonic()
     try:
         summary = run()
     except Exception as e:
         seconds = time.monotonic() - started
         report = RunReport(timer, time.time(), seconds, 1, f"{timer}: the run failed: {type(e).__name__}: {e}"[:500])
-        _publish(environ, report, [])
+        _publish(environ, report, [], tidy)
         raise
     report = report_of(timer, summary)
     if not report.seconds:
         report = RunReport(report.timer, report.ended, time.monotonic() - started, report.errors, report.summary,
                            report.figures)
-    _publish(environ, report, warm_rows_of(summary, report.ended) if hasattr(summary, "wanted") else [])
+    _publish(environ, report, warm_rows_of(summary, report.ended) if hasattr(summary, "wanted") else [], tidy)
     for environment in getattr(getattr(summary, "capacity", None), "environments", ()):
         if environment.cores_budget is not None:
             telemetry.environment_counted(environment.name, environment.cores_used, environment.cores_budget,
@@ -72,7 +101,7 @@ def reported_run(environ: Mapping[str, str], timer: str, run: Callable[[], T]) -
     return summary
 
 
-def _publish(environ: Mapping[str, str], report: RunReport, warm: list[WarmProfileUse]) -> None:
+def _publish(environ: Mapping[str, str], report: RunReport, warm: list[WarmProfileUse], tidy: bool) -> None:
     telemetry.run_ended(report.timer, report.seconds, report.errors, report.figures)
     try:
         settings = Settings.from_environ(environ, sealing=False)
@@ -86,6 +115,9 @@ def _publish(environ: Mapping[str, str], report: RunReport, warm: list[WarmProfi
             settings.hub_id) for b in settings.environments]
         write_rows(storage.table, [report.to_entity(settings.hub_id), *budgets,
                                    *(w.to_entity(settings.hub_id) for w in warm)])
+        if tidy:
+            pruned = prune(storage.table, settings.hub_id, [b.id for b in settings.environments], report.ended)
+            (log.info if pruned else log.debug)("removed %d stale rows of the admins' report", pruned)
     except AzureError as e:
         log.warning("could not write the admins' report: %s", type(e).__name__)
     finally:

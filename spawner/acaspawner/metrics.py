@@ -81,7 +81,7 @@ def show_report(report: Report) -> None:
     """Set the gauges from one read of the functions' report (series of things no longer reported go)."""
     for gauge in (ENVIRONMENT_CORES, ENVIRONMENT_SERVERS, WARM_SERVERS, TIMER_LAST_RUN, TIMER_LAST_ERRORS):
         gauge.clear()
-    for use in report.environments.values():
+    for use in report.shown_environments():
         name = use.name if _LABEL.match(use.name) else "other"
         ENVIRONMENT_CORES.labels(name, "used").set(use.cores)
         ENVIRONMENT_SERVERS.labels(name).set(use.servers)

@@ -219,6 +219,14 @@ class Report:
     runs: dict[str, RunReport] = field(default_factory=dict)
     failed: dict[str, FailedStart] = field(default_factory=dict)  # by server key
     read_at: float = 0.0
+    pool: set[str] = field(default_factory=set)  # lower-case ids of the environments with a budget row
+
+    def shown_environments(self) -> list[EnvironmentUse]:
+        """The environments of the pool, and any other still holding servers (one taken out of the pool whose
+        servers run on); all of them before a timer has written the pool's budgets. By name."""
+        shown = [use for key, use in self.environments.items()
+                 if not self.pool or key in self.pool or use.servers > 0]
+        return sorted(shown, key=lambda use: use.name)
 
     def add(self, entity: dict[str, Any]) -> None:
         """Take one row of either partition (rows of other kinds are left out)."""
@@ -227,6 +235,7 @@ class Report:
             use = EnvironmentUse.from_entity(entity)
             known = self.environments.get(_same(use.environment_id))
             if key.startswith(BUDGET_PREFIX):  # a budget only: the count row, when there is one, says the rest
+                self.pool.add(_same(use.environment_id))
                 use = replace(known, cores_budget=known.cores_budget or use.cores_budget,
                               memory_gib_budget=known.memory_gib_budget or use.memory_gib_budget) if known else use
             elif known is not None and not use.cores_budget:  # a count row from before budgets were recorded

@@ -114,7 +114,7 @@ def render(snapshot: Snapshot, user: str, now: float | None = None) -> str:
         (_e(use.name), str(use.servers), f"{use.cores:g}", f"{use.cores_budget:g}" if use.cores_left is not None
          else "?", f"{use.cores_left:g}" if use.cores_left is not None else "?",
          _bar(use.cores, use.cores_budget))
-        for use in sorted(report.environments.values(), key=lambda u: u.name)]
+        for use in report.shown_environments()]
     waiting = [(_server(s), _e(s.phase.value), _e(s.message), _ago(s.updated, now), f"<code>{_e(s.request_id)}</code>")
                for s in sorted((s for s in statuses if s.phase in _WAITING), key=lambda s: s.updated)]
     failed = [(_e(f"{f.user}/{f.server_name}" if f.server_name else f.user), _e(f.code or "-"), _e(f.message),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import pytest
 from capacity_support import env_ids, pool_setting
@@ -18,13 +19,14 @@ from prometheus_client import REGISTRY
 from acaspawner import metrics
 from acaspawner.contract import Phase, Status
 from acaspawner.hub_storage import HubStorage
-from acaspawner.report import RunReport, figures_of, report_partition
+from acaspawner.report import FailedStart, RunReport, figures_of, report_partition
 from acaspawner.storage_config import StorageConfig
 from functions import reporting, telemetry
 from functions.culler import CullSummary
 from functions.footprint import Footprint
 from functions.pool_timer import PoolSummary
 from functions.settings import Settings
+from functions.storage import FunctionStorage
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +116,38 @@ def test_every_environment_of_the_pool_is_reported_with_its_budget_used_or_not(m
     assert sorted((u.name, u.cores, u.cores_left) for u in report.environments.values()) == [
         ("env", 1.0, 9.0) if used.endswith("/env") else ("env", 0.0, 10.0),
         ("env-2", 1.0, 9.0) if used.endswith("/env-2") else ("env-2", 0.0, 10.0)]
+
+
+def test_an_environment_taken_out_of_the_pool_goes_from_the_page_once_its_servers_are_gone(make_deps, app_settings):
+    deps = make_deps(ACA_ENVIRONMENTS=app_settings["ACA_ENVIRONMENTS"])
+    deps.storage.ensure_table()
+    settings = dict(app_settings, ACA_STATUS_TABLE=deps.settings.storage.table_name)
+    first, second = env_ids(2)
+    deps.capacity.reserve("s-1", 1, Footprint(1.0, 2.0), user="ann", pinned=second)
+    reporting.reported_run(settings, "aca-reconciler", lambda: CullSummary(), tidy=True)
+    assert [u.name for u in hub_read(deps.settings).shown_environments()] == ["env", "env-2"]
+
+    # the admin keeps only the first environment: the second is shown while it still holds a server
+    smaller = dict(settings, ACA_ENVIRONMENTS=pool_setting([first], 10.0))
+    reporting.reported_run(smaller, "aca-reconciler", lambda: CullSummary(), tidy=True)
+    report = hub_read(deps.settings)
+    assert [(u.name, u.servers) for u in report.shown_environments()] == [("env", 0), ("env-2", 1)]
+    deps.capacity.release("s-1", 2)
+    assert [u.name for u in hub_read(deps.settings).shown_environments()] == ["env"]
+
+
+def test_the_reconciler_forgets_failed_starts_after_a_week(app_settings):
+    settings = Settings.from_environ(app_settings, sealing=False)
+    storage = FunctionStorage(settings.storage)
+    storage.ensure_table()
+    now = time.time()
+    for key, age in (("old", reporting.FAILED_KEPT + 60), ("recent", 3600)):
+        storage.table.upsert_entity(FailedStart(key, "ann", "", "NoCapacity", "full", "rid", now - age)
+                                    .to_entity(settings.hub_id))
+    reporting.reported_run(app_settings, "aca-idle-culler", lambda: CullSummary())  # only the reconciler tidies
+    assert set(hub_read(settings).failed) == {"old", "recent"}
+    assert reporting.prune(storage.table, settings.hub_id, [b.id for b in settings.environments], now) == 1
+    assert set(hub_read(settings).failed) == {"recent"}
 
 
 def test_a_run_that_raises_is_reported_failed_and_still_raises(app_settings, metric_reader):
