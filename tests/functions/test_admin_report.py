@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 
 import pytest
@@ -171,9 +172,9 @@ def test_the_warm_pool_reports_each_profile(app_settings):
 
 
 def test_a_table_that_refuses_loses_the_row_not_the_run(app_settings, caplog):
-    bad = dict(app_settings, AcaStorage="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
-               "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-               "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1")
+    # the same account, its endpoints on a port nothing listens on
+    bad = dict(app_settings, AcaStorage=re.sub(r"//127\.0\.0\.1:\d+/", "//127.0.0.1:9/", app_settings["AcaStorage"]))
+    assert bad["AcaStorage"] != app_settings["AcaStorage"]
     summary = CullSummary()
     with caplog.at_level(logging.WARNING):
         assert reporting.reported_run(bad, "aca-idle-culler", lambda: summary) is summary

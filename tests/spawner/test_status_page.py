@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import pytest
 
 from acaspawner import status_page
 from acaspawner.contract import Phase, Status
 from acaspawner.report import EnvironmentUse, FailedStart, Report, RunReport, WarmProfileUse
+from acaspawner.sealing import generate_key
 from acaspawner.status_page import Snapshot, StatusSource, render, storage_from_environ
 from acaspawner.status_service import status_service
 
@@ -92,12 +94,14 @@ def test_the_source_shares_one_read_among_requests_and_shows_a_failed_read(monke
 
 
 def test_the_service_is_given_storage_settings_only():
-    service = status_service({"ACA_HUB_ID": "hub1", "ACA_STORAGE_CONNECTION_STRING": "AccountKey=k",
-                              "JUPYTERHUB_CRYPT_KEY": "secret", "ACA_SEALING_KEYS": "keys"}, port=12345)
-    assert service["environment"] == {"ACA_HUB_ID": "hub1", "ACA_STORAGE_CONNECTION_STRING": "AccountKey=k"}
+    storage = f"UseDevelopmentStorage=true;Marker={secrets.token_hex(8)}"  # made here: no real account
+    service = status_service({"ACA_HUB_ID": "hub1", "ACA_STORAGE_CONNECTION_STRING": storage,
+                              "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32), "ACA_SEALING_KEYS": generate_key()},
+                             port=12345)
+    assert service["environment"] == {"ACA_HUB_ID": "hub1", "ACA_STORAGE_CONNECTION_STRING": storage}
     assert service["url"] == "http://127.0.0.1:12345"
     config, hub_id = storage_from_environ(service["environment"])
-    assert hub_id == "hub1" and config.connection_string == "AccountKey=k"
+    assert hub_id == "hub1" and config.connection_string == storage
     with pytest.raises(ValueError, match="ACA_HUB_ID"):
         status_service({"ACA_STORAGE_CONNECTION_STRING": "x"})
     with pytest.raises(ValueError, match="ACA_TABLE_ACCOUNT_URL"):
