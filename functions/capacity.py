@@ -43,6 +43,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from acaspawner.report import prefix_query
+
 from .capacity_rows import (
     COUNT_PREFIX,
     RESERVATION_PREFIX,
@@ -137,9 +139,7 @@ class CapacityLedger:
 
     def counts(self) -> dict[str, Count]:
         found = {}
-        query = "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi"
-        # "-" + 1 is ".": every key with the prefix sorts between the two
-        bounds = {"p": self.partition, "lo": COUNT_PREFIX, "hi": COUNT_PREFIX[:-1] + "."}
+        query, bounds = prefix_query(self.partition, COUNT_PREFIX)
         for entity in self.table.query_entities(query, parameters=bounds):
             count = read_count(entity)
             found[env_key(count.environment_id)] = count

@@ -16,6 +16,7 @@ from typing import Any
 
 from acaspawner.report import ENVIRONMENT_PREFIX as COUNT_PREFIX
 from acaspawner.report import capacity_partition as partition
+from acaspawner.report import env_key
 from acaspawner.report import environment_key as count_key
 
 from .environments import EnvironmentBudget, budget_of
@@ -24,7 +25,7 @@ from .placement import Usage
 
 RESERVATION_PREFIX = "server-"
 USER_PREFIX = "user-"
-__all__ = ["COUNT_PREFIX", "RESERVATION_PREFIX", "USER_PREFIX", "count_key", "partition"]
+__all__ = ["COUNT_PREFIX", "RESERVATION_PREFIX", "USER_PREFIX", "count_key", "env_key", "partition"]
 
 
 def count_fields(pool: Sequence[EnvironmentBudget], environment_id: str) -> dict[str, str | float]:
@@ -40,9 +41,6 @@ def count_fields(pool: Sequence[EnvironmentBudget], environment_id: str) -> dict
 def user_key(user: str) -> str:
     return USER_PREFIX + hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
-
-def env_key(environment_id: str) -> str:
-    return environment_id.rstrip("/").lower()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ from acaspawner.report import (
     EnvironmentUse,
     RunReport,
     WarmProfileUse,
+    env_key,
     figures_of,
+    prefix_query,
     report_partition,
 )
 
@@ -38,22 +40,12 @@ T = TypeVar("T")
 FAILED_KEPT = 7 * 86400.0
 
 
-def write_rows(table: TableClient, entities: list[dict[str, Any]]) -> bool:
-    """Upsert ``entities`` (each replaces its row); False, logged, when the table refused."""
-    try:
-        for entity in entities:
-            table.upsert_entity(entity, mode=UpdateMode.REPLACE)
-    except AzureError as e:
-        log.warning("could not write the admins' report: %s", type(e).__name__)
-        return False
-    return True
-
-
-def report_of(timer: str, summary: Any, ended: float | None = None) -> RunReport:
-    """The report row of a run that ended with ``summary`` (a timer's summary: ``line()``, ``errors``, ``seconds``)."""
+def report_of(timer: str, summary: Any, elapsed: float) -> RunReport:
+    """The report row of a run that ended now with ``summary`` (a timer's summary: ``line()``, ``errors`` and
+    perhaps ``seconds``, else the run took ``elapsed``)."""
     figures = figures_of(summary)
-    return RunReport(timer, time.time() if ended is None else ended, float(figures.get("seconds", 0.0)),
-                     len(getattr(summary, "errors", ())), summary.line(), figures)
+    return RunReport(timer, time.time(), figures.get("seconds") or elapsed, len(getattr(summary, "errors", ())),
+                     summary.line(), figures)
 
 
 def warm_rows_of(summary: Any, ended: float) -> list[WarmProfileUse]:
@@ -66,13 +58,12 @@ def prune(table: TableClient, hub_id: str, pool: list[str], now: float) -> int:
     """Delete report rows nobody should see any more: the budget of an environment no longer in ``pool``, and
     failed starts older than :data:`FAILED_KEPT`; how many went."""
     partition = report_partition(hub_id)
-    kept_pool = {environment_id.rstrip("/").lower() for environment_id in pool}
-    stale = [e for e in table.query_entities("PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi", parameters={
-                 "p": partition, "lo": BUDGET_PREFIX, "hi": BUDGET_PREFIX[:-1] + "."})
-             if str(e.get("environment_id", "")).rstrip("/").lower() not in kept_pool]
-    stale += table.query_entities(
-        "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi and failed_at lt @cutoff",
-        parameters={"p": partition, "lo": FAILED_PREFIX, "hi": FAILED_PREFIX[:-1] + ".", "cutoff": now - FAILED_KEPT})
+    kept_pool = {env_key(environment_id) for environment_id in pool}
+    query, parameters = prefix_query(partition, BUDGET_PREFIX)
+    stale = [e for e in table.query_entities(query, parameters=parameters)
+             if env_key(str(e.get("environment_id", ""))) not in kept_pool]
+    query, parameters = prefix_query(partition, FAILED_PREFIX, "failed_at lt @cutoff")
+    stale += table.query_entities(query, parameters={**parameters, "cutoff": now - FAILED_KEPT})
     for entity in stale:
         table.delete_entity(partition, entity["RowKey"])
     return len(stale)
@@ -89,10 +80,7 @@ def reported_run(environ: Mapping[str, str], timer: str, run: Callable[[], T], *
         report = RunReport(timer, time.time(), seconds, 1, f"{timer}: the run failed: {type(e).__name__}: {e}"[:500])
         _publish(environ, report, [], tidy)
         raise
-    report = report_of(timer, summary)
-    if not report.seconds:
-        report = RunReport(report.timer, report.ended, time.monotonic() - started, report.errors, report.summary,
-                           report.figures)
+    report = report_of(timer, summary, time.monotonic() - started)
     _publish(environ, report, warm_rows_of(summary, report.ended) if hasattr(summary, "wanted") else [], tidy)
     for environment in getattr(getattr(summary, "capacity", None), "environments", ()):
         if environment.cores_budget is not None:
@@ -113,8 +101,8 @@ def _publish(environ: Mapping[str, str], report: RunReport, warm: list[WarmProfi
         storage.ensure_table()
         budgets = [EnvironmentUse(b.id, cores_budget=b.cores, memory_gib_budget=b.memory_gib).budget_entity(
             settings.hub_id) for b in settings.environments]
-        write_rows(storage.table, [report.to_entity(settings.hub_id), *budgets,
-                                   *(w.to_entity(settings.hub_id) for w in warm)])
+        for entity in (report.to_entity(settings.hub_id), *budgets, *(w.to_entity(settings.hub_id) for w in warm)):
+            storage.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
         if tidy:
             pruned = prune(storage.table, settings.hub_id, [b.id for b in settings.environments], report.ended)
             (log.info if pruned else log.debug)("removed %d stale rows of the admins' report", pruned)

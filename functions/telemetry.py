@@ -103,16 +103,10 @@ def request_context(request_id: str) -> Iterator[None]:
         _request_id.reset(token)
 
 
-def current_request_id() -> str:
-    return _request_id.get()
-
-
 def configure(environ: Mapping[str, str]) -> bool:
     """Send telemetry to Application Insights when it is configured; True when it is. Never raises: telemetry must
     not stop a function."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
-            handler.addFilter(RequestIdFilter())
+    _name_requests(logging.getLogger())
     connection = environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip()
     if not connection:
         return False
@@ -129,9 +123,17 @@ def configure(environ: Mapping[str, str]) -> bool:
     except Exception as e:  # a missing package or a bad string: the functions run on without telemetry
         log.warning("telemetry to Application Insights is off: %s", type(e).__name__)
         return False
-    logging.getLogger("functions").addFilter(RequestIdFilter())
+    # the distro's handler sits on the "functions" logger; a logger's own filter would miss its children's records
+    _name_requests(logging.getLogger("functions"))
     reset()
     return True
+
+
+def _name_requests(logger: logging.Logger) -> None:
+    """Give each handler of ``logger`` the :class:`RequestIdFilter` (once)."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
+            handler.addFilter(RequestIdFilter())
 
 
 def _client_id(authentication: str) -> str:

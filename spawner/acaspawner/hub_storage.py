@@ -25,7 +25,7 @@ from . import wire
 from .contract import ContractError, Status
 from .identity import async_azure_credential
 from .logs import describe
-from .report import ENVIRONMENT_PREFIX, Report, capacity_partition, report_partition
+from .report import ENVIRONMENT_PREFIX, Report, capacity_partition, prefix_query, report_partition
 from .storage_config import StorageConfig
 
 log = logging.getLogger(__name__)
@@ -145,11 +145,8 @@ class HubStorage:
         """What the functions report to admins (:mod:`acaspawner.report`): two small queries, the environments'
         count rows of the capacity ledger and the report partition."""
         report = Report(read_at=time.time())
-        queries = (
-            ("PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi",
-             {"p": capacity_partition(hub_id), "lo": ENVIRONMENT_PREFIX, "hi": ENVIRONMENT_PREFIX[:-1] + "."}),
-            ("PartitionKey eq @p", {"p": report_partition(hub_id)}),
-        )
+        queries = (prefix_query(capacity_partition(hub_id), ENVIRONMENT_PREFIX),
+                   ("PartitionKey eq @p", {"p": report_partition(hub_id)}))
         for query, parameters in queries:
             self.report_queries += 1
             try:

@@ -54,9 +54,22 @@ def report_partition(hub_id: str) -> str:
     return f"{hub_id}~report"
 
 
+def env_key(environment_id: str) -> str:
+    """One environment's id however it is written (case, a trailing ``/``)."""
+    return environment_id.rstrip("/").lower()
+
+
 def environment_key(environment_id: str) -> str:
     """The row key of an environment's count (the same environment whatever the case or a trailing ``/``)."""
-    return ENVIRONMENT_PREFIX + hashlib.sha256(environment_id.rstrip("/").lower().encode()).hexdigest()[:24]
+    return ENVIRONMENT_PREFIX + hashlib.sha256(env_key(environment_id).encode()).hexdigest()[:24]
+
+
+def prefix_query(partition: str, prefix: str, condition: str = "") -> tuple[str, dict[str, Any]]:
+    """The query (and its parameters) of the rows of ``partition`` whose key starts with ``prefix``, and that
+    meet ``condition`` (a filter over parameters the caller adds) if given."""
+    # every prefix here ends in "-", and "-" + 1 is ".": every key with the prefix sorts between the two
+    query = "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi" + (f" and {condition}" if condition else "")
+    return query, {"p": partition, "lo": prefix, "hi": prefix[:-1] + "."}
 
 
 def _value(entity: dict[str, Any], name: str, default: Any = 0) -> Any:
@@ -160,10 +173,6 @@ class RunReport:
                    {str(k): float(v) for k, v in figures.items() if isinstance(v, int | float)})
 
 
-def _same(environment_id: str) -> str:
-    return environment_id.rstrip("/").lower()
-
-
 def _digest(name: str) -> str:
     """A row key part for any name (profile and timer names are the admins' and the code's; keys allow few characters)."""
     return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:24]
@@ -233,14 +242,14 @@ class Report:
         key = str(entity.get("RowKey", ""))
         if key.startswith(ENVIRONMENT_PREFIX) or key.startswith(BUDGET_PREFIX):
             use = EnvironmentUse.from_entity(entity)
-            known = self.environments.get(_same(use.environment_id))
+            known = self.environments.get(env_key(use.environment_id))
             if key.startswith(BUDGET_PREFIX):  # a budget only: the count row, when there is one, says the rest
-                self.pool.add(_same(use.environment_id))
+                self.pool.add(env_key(use.environment_id))
                 use = replace(known, cores_budget=known.cores_budget or use.cores_budget,
                               memory_gib_budget=known.memory_gib_budget or use.memory_gib_budget) if known else use
             elif known is not None and not use.cores_budget:  # a count row from before budgets were recorded
                 use = replace(use, cores_budget=known.cores_budget, memory_gib_budget=known.memory_gib_budget)
-            self.environments[_same(use.environment_id)] = use
+            self.environments[env_key(use.environment_id)] = use
         elif key.startswith(WARM_PREFIX):
             warm = WarmProfileUse.from_entity(entity)
             self.warm[warm.profile] = warm

@@ -238,6 +238,23 @@ def test_log_records_about_a_request_carry_its_id(deps, caplog):
     assert caplog.records[-1].request_id == ""
 
 
+def test_the_request_id_reaches_a_handler_on_the_functions_logger_from_its_children():
+    # the distro's handler sits on the "functions" logger; records of functions.lifecycle reach it propagated
+    logger, records = logging.getLogger("functions"), []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        telemetry._name_requests(logger)
+        telemetry._name_requests(logger)
+        assert sum(isinstance(f, telemetry.RequestIdFilter) for f in handler.filters) == 1
+        with telemetry.request_context("4c293e78-ee05-4b47-a794-97eda8e26f6e"):
+            logging.getLogger("functions.lifecycle").warning("about a request")
+        assert records[-1].request_id == "4c293e78-ee05-4b47-a794-97eda8e26f6e"
+    finally:
+        logger.removeHandler(handler)
+
+
 def test_telemetry_is_off_without_a_connection_string_and_never_raises():
     assert telemetry.configure({}) is False
     # a string the distro refuses: the functions run on, without telemetry
