@@ -368,16 +368,9 @@ class Bench:
         arm0, fn0 = emulator.stats, host.totals
         sent0, queries0 = storage.requests_sent, storage.table_queries
 
-        async def timed(spawner: AcaSpawner) -> float:
-            began = time.perf_counter()
-            spawner.clear_state()
-            await spawner.start()
-            return time.perf_counter() - began
-
         print(f"  burst of {n}: starting", file=sys.stderr)
         began = time.perf_counter()
-        async with asyncio.timeout(SPAWN_TIMEOUT + 60):
-            outcomes = await asyncio.gather(*(timed(s) for s in spawners), return_exceptions=True)
+        outcomes = await timed_starts(spawners, SPAWN_TIMEOUT + 60, return_exceptions=True)
         wall = time.perf_counter() - began
         arm1, fn1 = emulator.stats, host.totals
         keys = [s.server_key for s in spawners]

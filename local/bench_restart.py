@@ -43,9 +43,8 @@ from acaspawner.naming import server_key
 from acaspawner.sealing import generate_key
 from local.bench_scale import delete_rows, seed_running
 from local.procs import NODE_BIN, free_port, stop_process_group
+from local.stack import BIN, DEMO_CONFIG
 
-BIN = Path(sys.executable).parent
-DEMO_CONFIG = Path(__file__).resolve().parent / "demo" / "jupyterhub_config.py"
 HUB_ID = "restart"
 TABLE = "acaservers"  # the demo configuration's status table (the default)
 READY = "JupyterHub is now running"

@@ -70,8 +70,10 @@ class LoopLag:
         return {"p50": percentile(ms, 0.5), "p99": percentile(ms, 0.99), "max": max(ms), "n": len(ms)}
 
 
-async def timed_starts(spawners: list[AcaSpawner], limit_s: float) -> list[float]:
-    """Concurrent ``start()`` of every spawner (each from a clear state); the seconds each took."""
+async def timed_starts(spawners: list[AcaSpawner], limit_s: float,
+                       return_exceptions: bool = False) -> list[float | BaseException]:
+    """Concurrent ``start()`` of every spawner (each from a clear state); the seconds each took (or, with
+    ``return_exceptions``, the error a start raised)."""
 
     async def timed(spawner: AcaSpawner) -> float:
         began = time.perf_counter()
@@ -80,7 +82,7 @@ async def timed_starts(spawners: list[AcaSpawner], limit_s: float) -> list[float
         return time.perf_counter() - began
 
     async with asyncio.timeout(limit_s):
-        return list(await asyncio.gather(*(timed(s) for s in spawners)))
+        return list(await asyncio.gather(*(timed(s) for s in spawners), return_exceptions=return_exceptions))
 
 
 def seed_running(connection_string: str, table: str, hub_id: str, users: list[str],
