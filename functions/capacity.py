@@ -4,8 +4,9 @@ Where it lives: the status table, in a partition of its own per hub
 (``<hub id>~capacity``, so the hub's and the functions' status queries never
 see it), with three kinds of rows:
 
-- one *count* per environment (``environment-<digest of its id>``): cores,
-  memory and servers held there, and its budget (read by admins' gauges);
+- one *count* per environment (``environment-<digest of its id>``, split
+  over several rows, :mod:`functions.count_shards`): cores, memory and
+  servers held there, and its budget (read by admins' gauges);
 - one *reservation* per server key (``server-<key>``): the environment, the
   footprint, its user, whether it is held, and the generation of the request
   that last changed it;
@@ -13,16 +14,14 @@ see it), with three kinds of rows:
   servers hold, checked against the per-user limits (``ACA_MAX_SERVERS_PER_USER``,
   ``ACA_MAX_CORES_PER_USER``), so that one user cannot take a class's pool.
 
-How it stays consistent: every change is one entity group transaction of
-that partition, conditional on the ETags that were read: the reservation (created only if absent, else
-replaced only if unchanged) with the count of every environment and user it changes. The counts are
-therefore always the sum of the held reservations, and two starts racing for the last cores of an
-environment cannot both commit: the loser re-reads and places again. A
-duplicate delivery finds its reservation already held at its generation and
-changes nothing (the counts are read before the reservation, and once more
-before "no room" is answered, so a twin delivery's fresh hold is never taken
-for a full pool). The generation is a fence: a reservation changed by a newer
-request (a stop releasing it) refuses an older start, as the status rows do.
+How it stays consistent: every change is one entity group transaction of that partition, conditional
+on the ETags that were read: the reservation (created only if absent, else replaced only if unchanged)
+with the count of every environment and user it changes. The counts are therefore always the sum of
+the held reservations, and two starts racing for the last cores of an environment cannot both commit:
+the loser re-reads and places again. A duplicate delivery finds its reservation already held at its
+generation and changes nothing (the counts are read before the reservation, and once more before "no
+room" is answered, so a twin delivery's fresh hold is never taken for a full pool). The generation is
+a fence: a reservation changed by a newer request (a stop releasing it) refuses an older start.
 
 What a crash leaves: a reservation held although its start or stop never
 got to record an outcome. The reconciler (:mod:`functions.capacity_repair`)
@@ -58,11 +57,13 @@ from .capacity_rows import (
     count_key,
     env_key,
     partition,
-    read_count,
+    read_counts,
     read_reservation,
     read_user_count,
     user_key,
+    user_limit_refusal,
 )
+from .count_shards import plan, shard_suffix
 from .environments import EnvironmentBudget, budget_of
 from .footprint import Footprint, rounded
 from .placement import Usage, choose, fits, full_message, usage_of
@@ -107,11 +108,13 @@ class CapacityLedger:
     """Reservations and per-environment counts of one hub, changed only by ETag-conditional transactions."""
 
     def __init__(self, table: TableClient, hub_id: str, pool: Sequence[EnvironmentBudget],
-                 rng: random.Random | None = None, user_limits: UserLimits | None = None) -> None:
+                 rng: random.Random | None = None, user_limits: UserLimits | None = None,
+                 largest: Footprint | None = None) -> None:
         self.table = table
         self.hub_id = hub_id
         self.pool = tuple(pool)
         self.user_limits = user_limits or UserLimits()
+        self.largest = largest  # the most one server may hold (the policy's); None: counts never spread
         self.partition = partition(hub_id)
         self._rng = rng or random.Random()
 
@@ -119,7 +122,8 @@ class CapacityLedger:
     def for_settings(cls, table: TableClient, settings: Settings) -> CapacityLedger:
         """The ledger of ``settings``' hub: its pool of environments and its per-user limits."""
         return cls(table, settings.hub_id, settings.environments,
-                   user_limits=UserLimits(settings.max_servers_per_user, settings.max_cores_per_user))
+                   user_limits=UserLimits(settings.max_servers_per_user, settings.max_cores_per_user),
+                   largest=Footprint(settings.max_cpu, settings.max_memory_gi))
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -138,28 +142,23 @@ class CapacityLedger:
             return None
 
     def counts(self) -> dict[str, Count]:
-        found = {}
         query, bounds = prefix_query(self.partition, COUNT_PREFIX)
-        for entity in self.table.query_entities(query, parameters=bounds):
-            count = read_count(entity)
-            found[env_key(count.environment_id)] = count
-        return found
+        return read_counts(self.table.query_entities(query, parameters=bounds))
 
     def read(self) -> Ledger:
         """The whole partition in one query (the reconciler's view)."""
-        counts, reservations, users = {}, {}, {}
+        count_rows, reservations, users = [], {}, {}
         for entity in self.table.query_entities("PartitionKey eq @p", parameters={"p": self.partition}):
             key = entity["RowKey"]
             if key.startswith(COUNT_PREFIX):
-                count = read_count(entity)
-                counts[env_key(count.environment_id)] = count
+                count_rows.append(entity)
             elif key.startswith(RESERVATION_PREFIX):
                 reservation = read_reservation(entity)
                 reservations[reservation.server_key] = reservation
             elif key.startswith(USER_PREFIX):
                 user_count = read_user_count(entity)
                 users[user_count.user] = user_count
-        return Ledger(counts, reservations, users)
+        return Ledger(read_counts(count_rows), reservations, users)
 
     # -- writing ----------------------------------------------------------------------------------------
 
@@ -177,8 +176,9 @@ class CapacityLedger:
             "updated": time.time(),
         }
 
-    def _count_entity(self, environment_id: str, usage: Usage) -> dict[str, Any]:
-        return self._usage_entity(count_key(environment_id), usage, **count_fields(self.pool, environment_id))
+    def _count_entity(self, environment_id: str, usage: Usage, shard: int = 0) -> dict[str, Any]:
+        return self._usage_entity(count_key(environment_id) + shard_suffix(shard), usage,
+                                  **count_fields(self.pool, environment_id))
 
     def _user_entity(self, user: str, usage: Usage) -> dict[str, Any]:
         return self._usage_entity(user_key(user), usage, user=user)
@@ -212,9 +212,10 @@ class CapacityLedger:
             raise _Raced() from e
 
     def _commit(self, before: Reservation | None, after: Reservation, counts: dict[str, Count],
-                user_count: UserCount | None = None) -> None:
+                user_count: UserCount | None = None, *, spread: bool = True) -> None:
         """Write ``after`` over ``before`` and move the counts (environments', the user's) by the difference,
-        in one transaction. ``user_count``: the user's count as read (None: there is none yet)."""
+        in one transaction. ``user_count``: the user's count as read (None: there is none yet); ``spread``:
+        an environment's count may change in one shard when far from its budget (functions.count_shards)."""
         deltas: dict[tuple[str, str], tuple[str, float, float, int]] = {}
 
         def add(kind: str, name: str, fp: Footprint, sign: int) -> None:
@@ -231,11 +232,16 @@ class CapacityLedger:
         for (kind, key), (name, cpu, memory, servers) in deltas.items():
             if rounded(cpu) == 0 and rounded(memory) == 0 and servers == 0:
                 continue
-            row = counts.get(key) if kind == "environment" else user_count
-            usage = row.usage if row else Usage()
+            if kind == "environment":
+                shards = counts[key].shards if key in counts else {}
+                for shard, usage in plan(shards, Usage(cpu, memory, servers), budget_of(self.pool, name),
+                                         self.largest, self._rng, spread=spread).items():
+                    etag = shards[shard].etag if shard in shards else None
+                    operations.append(self._conditional(self._count_entity(name, usage, shard), etag))
+                continue
+            usage = user_count.usage if user_count else Usage()
             moved = Usage(usage.cores + cpu, usage.memory_gib + memory, usage.servers + servers)
-            entity = self._count_entity(name, moved) if kind == "environment" else self._user_entity(name, moved)
-            operations.append(self._conditional(entity, row.etag if row else None))
+            operations.append(self._conditional(self._user_entity(name, moved), user_count and user_count.etag))
         operations.append(self._conditional(self._entity(after), before.etag if before else None))
         self._submit(operations)
 
@@ -337,20 +343,9 @@ class CapacityLedger:
     def _check_user(self, user: str, user_count: UserCount | None, before: Reservation | None,
                     need: Footprint) -> None:
         """Raise UserLimit when holding ``need`` too would take ``user`` past a per-user limit."""
-        limits = self.user_limits
-        if not user or not (limits.servers or limits.cores):
-            return
-        usage = user_count.usage if user_count else Usage()
-        if before is not None and before.held and before.user == user:  # what it holds already is its own
-            usage = Usage(usage.cores - before.footprint.cpu, usage.memory_gib - before.footprint.memory_gib,
-                          usage.servers - 1)
-        if limits.servers and usage.servers + 1 > limits.servers:
-            raise UserLimit(f"you have {usage.servers} servers running, the most one user may run here "
-                            f"(ACA_MAX_SERVERS_PER_USER {limits.servers}); stop one of them first")
-        if limits.cores and rounded(usage.cores + need.cpu) > limits.cores:
-            raise UserLimit(f"this server's {need.cpu:g} vCPU and the {usage.cores:g} your servers hold would be "
-                            f"more than one user may hold here ({limits.cores:g} vCPU, ACA_MAX_CORES_PER_USER); "
-                            "stop a server or choose a smaller one")
+        refusal = user_limit_refusal(self.user_limits, user, user_count, before, need)
+        if refusal:
+            raise UserLimit(refusal)
 
     def _full(self, server_key: str, generation: int, need: Footprint, before: Reservation | None,
               message: str) -> NoReturn:
@@ -420,7 +415,7 @@ class CapacityLedger:
         after = Reservation(server_key, environment_id, footprint,
                             max(generation, before.generation if before else 0), held=True, user=user)
         try:
-            self._commit(before, after, self.counts(), self.user_count(user))
+            self._commit(before, after, self.counts(), self.user_count(user), spread=False)
         except _Raced:
             return False
         return True
@@ -435,16 +430,19 @@ class CapacityLedger:
         return True
 
     def recount(self, environment_id: str, usage: Usage, count: Count | None) -> bool:
-        """Set an environment's count to ``usage`` (the sum of its held reservations), unless it changed since read."""
-        return self._rewrite(self._count_entity(environment_id, usage), count.etag if count else None)
+        """Set an environment's count to ``usage`` (the sum of its held reservations): all of it in shard 0, the
+        other shards zero; unless one of them changed since read."""
+        shards = count.shards if count else {}
+        return self._rewrite([self._conditional(self._count_entity(environment_id, usage if i == 0 else Usage(), i),
+                                                shards[i].etag if i in shards else None) for i in sorted({0, *shards})])
 
     def recount_user(self, user: str, usage: Usage, count: UserCount | None) -> bool:
         """Set a user's count to ``usage`` (the sum of their held reservations), unless it changed since read."""
-        return self._rewrite(self._user_entity(user, usage), count.etag if count else None)
+        return self._rewrite([self._conditional(self._user_entity(user, usage), count.etag if count else None)])
 
-    def _rewrite(self, entity: dict[str, Any], etag: str | None) -> bool:
+    def _rewrite(self, operations: list[tuple]) -> bool:
         try:
-            self._submit([self._conditional(entity, etag)])
+            self._submit(operations)
         except _Raced:
             return False
         return True

@@ -10,7 +10,7 @@ name>``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +19,9 @@ from acaspawner.report import capacity_partition as partition
 from acaspawner.report import env_key
 from acaspawner.report import environment_key as count_key
 
+from .count_shards import CountShard, shard_index, total
 from .environments import EnvironmentBudget, budget_of
-from .footprint import Footprint
+from .footprint import Footprint, rounded
 from .placement import Usage
 
 RESERVATION_PREFIX = "server-"
@@ -60,11 +61,12 @@ class Reservation:
 
 @dataclass(frozen=True)
 class Count:
-    """The row that sums an environment's held reservations."""
+    """The rows (shards, :mod:`functions.count_shards`) that sum an environment's held reservations."""
 
     environment_id: str
-    usage: Usage
-    etag: str | None = None
+    usage: Usage  # the sum of the shards
+    etag: str | None = None  # shard 0's
+    shards: Mapping[int, CountShard] = field(default_factory=dict)  # by shard index, as read
 
 
 @dataclass(frozen=True)
@@ -121,9 +123,42 @@ def _usage(entity: dict[str, Any]) -> Usage:
                  int(_value(entity, "servers", 0)))
 
 
-def read_count(entity: dict[str, Any]) -> Count:
-    return Count(str(_value(entity, "environment_id", "")), _usage(entity), _etag(entity))
+def read_counts(entities: Iterable[dict[str, Any]]) -> dict[str, Count]:
+    """The environments' counts among ``entities`` (rows of the count prefix), each its shards summed; by
+    :func:`env_key`. A row whose key is no shard of the environment it names is left out."""
+    shards: dict[str, dict[int, CountShard]] = {}
+    named: dict[str, str] = {}
+    for entity in entities:
+        environment_id = str(_value(entity, "environment_id", ""))
+        base, row_key = count_key(environment_id), str(entity.get("RowKey", ""))
+        index = shard_index(row_key[len(base):]) if row_key.startswith(base) else None
+        if index is None:
+            continue
+        key = env_key(environment_id)
+        named.setdefault(key, environment_id)
+        shards.setdefault(key, {})[index] = CountShard(index, _usage(entity), _etag(entity))
+    return {key: Count(named[key], total(rows), rows[0].etag if 0 in rows else None, rows)
+            for key, rows in shards.items()}
 
 
 def read_user_count(entity: dict[str, Any]) -> UserCount:
     return UserCount(str(_value(entity, "user", "")), _usage(entity), _etag(entity))
+
+
+def user_limit_refusal(limits: UserLimits, user: str, user_count: UserCount | None, before: Reservation | None,
+                       need: Footprint) -> str:
+    """Why holding ``need`` too would take ``user`` past a per-user limit (for the user); ``""``: it would not."""
+    if not user or not (limits.servers or limits.cores):
+        return ""
+    usage = user_count.usage if user_count else Usage()
+    if before is not None and before.held and before.user == user:  # what it holds already is its own
+        usage = Usage(usage.cores - before.footprint.cpu, usage.memory_gib - before.footprint.memory_gib,
+                      usage.servers - 1)
+    if limits.servers and usage.servers + 1 > limits.servers:
+        return (f"you have {usage.servers} servers running, the most one user may run here "
+                f"(ACA_MAX_SERVERS_PER_USER {limits.servers}); stop one of them first")
+    if limits.cores and rounded(usage.cores + need.cpu) > limits.cores:
+        return (f"this server's {need.cpu:g} vCPU and the {usage.cores:g} your servers hold would be "
+                f"more than one user may hold here ({limits.cores:g} vCPU, ACA_MAX_CORES_PER_USER); "
+                "stop a server or choose a smaller one")
+    return ""

@@ -6,7 +6,8 @@ Everything lives in the status table, in two partitions per hub besides the
 hub's own (``<hub id>``, one row per server):
 
 - ``<hub id>~capacity``: the capacity ledger. Its ``environment-<digest>``
-  rows sum what each environment's servers hold (``cores``, ``memory_gib``,
+  rows (with their shards ``environment-<digest>-<n>``, which add up) sum
+  what each environment's servers hold (``cores``, ``memory_gib``,
   ``servers``) and, since they are written with it, the budget the functions
   may fill there (``cores_budget``, ``memory_gib_budget``). They change with
   every start and stop, so a read is current.
@@ -247,8 +248,10 @@ class Report:
                 self.pool.add(env_key(use.environment_id))
                 use = replace(known, cores_budget=known.cores_budget or use.cores_budget,
                               memory_gib_budget=known.memory_gib_budget or use.memory_gib_budget) if known else use
-            elif known is not None and not use.cores_budget:  # a count row from before budgets were recorded
-                use = replace(use, cores_budget=known.cores_budget, memory_gib_budget=known.memory_gib_budget)
+            elif known is not None:  # another shard of the count, or its budget: what they hold adds up
+                use = replace(use, cores=known.cores + use.cores, memory_gib=known.memory_gib + use.memory_gib,
+                              servers=known.servers + use.servers, cores_budget=use.cores_budget or known.cores_budget,
+                              memory_gib_budget=use.memory_gib_budget or known.memory_gib_budget)
             self.environments[env_key(use.environment_id)] = use
         elif key.startswith(WARM_PREFIX):
             warm = WarmProfileUse.from_entity(entity)
