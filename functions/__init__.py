@@ -17,6 +17,7 @@ ARM bodies and placement
 - ``placement``: which environment has room (pure), and the message when none has
 - ``capacity``: what each environment holds, kept in the status table (ETag-conditional transactions)
 - ``capacity_rows``: the ledger's rows: their keys, what each holds, how each is read
+- ``count_shards``: an environment's count over several rows, and which of them a commit writes
 
 Outside systems
 
