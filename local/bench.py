@@ -87,6 +87,7 @@ from functions.arm import app_fqdn
 from functions.settings import Settings
 from functions.warm_pool import SLOT_PREFIX
 from local.azurite import start_azurite
+from local.bench_functions import FunctionInstances
 from local.bench_pool import IMAGE_MAP, WARM_IMAGE, PoolSection, pool_settings
 from local.bench_restart import render_restart, run_restart
 from local.bench_scale import render_scale, timed_starts
@@ -207,8 +208,7 @@ class Bench:
                 self.settings["PYTHON_THREADPOOL_THREAD_COUNT"] = str(args.function_threads)
             for name in timer_functions(app_path):
                 self.settings[f"AzureWebJobs.{name}.Disabled"] = "true"
-            self.host = FunctionsHost(app_path, settings=self.settings, host_json=REPO / "host.json",
-                                      local_settings=state / "no-local-settings.json").start()
+            self.host = FunctionInstances(self.settings, state, args.function_instances).start()
             self.result["config"] = self.config(faults)
             asyncio.run(self.measure())
         finally:
@@ -229,6 +229,7 @@ class Bench:
             "host_json": {"maxPollingInterval_s": queues.max_polling_interval, "batchSize": queues.batch_size,
                           "newBatchThreshold": queues.new_batch_threshold, "source": "the committed host.json"},
             "function_worker_threads": int(threads),
+            "function_instances": self.args.function_instances,
             "timer_functions_disabled": [k.split(".")[1] for k in self.settings if k.endswith(".Disabled")],
             "arm_poll_interval_s": Settings.from_environ(self.settings).arm_poll_interval,
             "emulator": faults,
@@ -617,7 +618,8 @@ def render(result: dict) -> str:
         ["run settings", "value"],
         ["queue trigger (the committed host.json)", f"maxPollingInterval {h['maxPollingInterval_s']:g} s, "
          f"batchSize {h['batchSize']}, newBatchThreshold {h['newBatchThreshold']}"],
-        ["function worker threads", str(c["function_worker_threads"])],
+        ["functions hosts (processes of their own, as instances) / worker threads each",
+         f"{c.get('function_instances', 1)} / {c['function_worker_threads']}"],
         ["environments the bursts are placed in (capacity ledger on)",
          f"{c['burst_environments']['count']} of {c['burst_environments']['cores_each']:g} cores"],
         ["timer functions (not run)", ", ".join(c["timer_functions_disabled"]) or "none"],
@@ -707,6 +709,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bursts: Retry-After of ARM LROs in s, 0 for none (default 5, ACA-like)")
     p.add_argument("--function-threads", type=int, default=0,
                    help="PYTHON_THREADPOOL_THREAD_COUNT of the functions (default: the worker's, min(32, CPUs + 4))")
+    p.add_argument("--function-instances", type=int, default=1,
+                   help="functions hosts (processes of their own) on the lifecycle queue, as a Function App scaled "
+                        "out (default 1)")
     p.add_argument("--environments", type=int, default=3, help="environments in the capacity pool (default 3)")
     p.add_argument("--burst-environment-cores", type=float, default=400.0,
                    help="bursts: cores of each environment the functions place servers in (default 400: a burst of "

@@ -10,6 +10,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import signal
@@ -37,6 +39,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--set", dest="values", action="append", default=[], metavar="NAME=VALUE", help="an app setting (repeatable)"
     )
     parser.add_argument("--no-listen", action="store_true", help="index and validate the app, then exit")
+    parser.add_argument("--stats-file", type=Path, default=None,
+                        help="keep the host's invocation counters here as JSON, rewritten as they change (benchmarks)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -81,9 +85,26 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with host:
-        stop.wait()
+        while not stop.wait(STATS_EVERY if args.stats_file else None):
+            _write_stats(host, args.stats_file)
         logging.getLogger("local.funchost").info("Stopping the functions host")
+    if args.stats_file:
+        _write_stats(host, args.stats_file)
     return 0
+
+
+#: how often --stats-file is brought up to date (seconds)
+STATS_EVERY = 0.1
+
+
+def _write_stats(host: FunctionsHost, path: Path) -> None:
+    """The host's summed counters to ``path`` (replaced whole, so a reader never sees half a file)."""
+    text = json.dumps(dataclasses.asdict(host.totals))
+    if path.is_file() and path.read_text() == text:
+        return
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 if __name__ == "__main__":
