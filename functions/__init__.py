@@ -35,6 +35,7 @@ The lifecycle (queue trigger)
 - ``follow_run``: one delivery of one follow-up (look once, then record, write next, or come back)
 - ``followup``: the sealed follow-up messages that come back to an ARM operation later
 - ``listing``: one listing of the resource group's apps, shared by every follow-up of an instance
+- ``pending_looks``: the follow-ups an instance sent that still wait, so one look records many outcomes
 
 Timers
 

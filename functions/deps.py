@@ -10,6 +10,7 @@ from .arm import ArmApps
 from .capacity import CapacityLedger
 from .followup import FollowUps
 from .listing import AppListing
+from .pending_looks import PendingLooks
 from .settings import Settings
 from .storage import FunctionStorage
 from .user_homes import UserHomes
@@ -32,3 +33,5 @@ class Deps:
     max_dequeue_count: int = 5
     # where servers are placed and what they hold there; None: everything in ACA_ENVIRONMENT_ID, uncounted
     capacity: CapacityLedger | None = None
+    # the follow-ups this instance sent that still wait for ARM (one look serves many of them)
+    looks: PendingLooks = field(default_factory=PendingLooks)

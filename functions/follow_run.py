@@ -11,15 +11,22 @@ unfinished at the deadline.
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from acaspawner.contract import Op, Phase, Status
 
+from . import telemetry
 from .arm import TerminalArmError, TransientArmError, app_fqdn, app_generation
 from .followup import FollowUp, Step
 from .rules import Outcome, RetryLater
 from .server_run import ServerRun
+
+if TYPE_CHECKING:
+    from .deps import Deps
+
+log = logging.getLogger("functions.lifecycle")
 
 #: while ARM works, a follow-up writes "still provisioning" this often: the user sees time pass, and the
 #: spawner sees the follow-ups are alive (a row silent for much longer means they were lost)
@@ -50,10 +57,22 @@ def _arm_busy(follow_up: FollowUp, app: dict[str, Any] | None) -> bool:
 class FollowUpRun(ServerRun):
     """One delivery of one follow-up (the helpers it shares with requests are :class:`ServerRun`'s)."""
 
-    def follow(self, follow_up: FollowUp) -> Outcome:
-        """Look at the app once: record the outcome, send the next write, or come back later."""
+    def follow(self, follow_up: FollowUp, *, fresh: bool = True) -> Outcome:
+        """Look at the app once: record the outcome, send the next write, or come back later.
+
+        ``fresh``: in a listing no older than the poll interval, even when this follow-up stayed away longer
+        (other starts' outcomes are swept from it, :mod:`functions.pending_looks`); else in any listing
+        requested after the follow-up's last look.
+        """
+        outcome = self._look(follow_up, fresh)
+        if outcome not in (Outcome.PENDING, Outcome.ACCEPTED):  # else a follow-up was sent, and is remembered
+            self.deps.looks.settled(self.key, follow_up.generation)
+        return outcome
+
+    def _look(self, follow_up: FollowUp, fresh: bool) -> Outcome:
+        since = max(follow_up.since, time.time() - self.settings.arm_poll_interval) if fresh else follow_up.since
         try:
-            app = self.deps.listing.find(self.app_name, since=follow_up.since)
+            app = self.deps.listing.find(self.app_name, since=since)
         except TransientArmError as e:
             raise RetryLater(str(e)) from e
         except TerminalArmError as e:
@@ -156,3 +175,20 @@ class FollowUpRun(ServerRun):
             return Outcome.PENDING
         self._send_follow_up(follow_up.step, since=now)
         return Outcome.PENDING
+
+
+def sweep(deps: Deps) -> int:
+    """Record the outcome of every start this instance remembers whose app the current listing shows running
+    (:mod:`functions.pending_looks`); how many it recorded. Never raises: each start's own looks remain."""
+    taken, apps = deps.listing.latest()
+    recorded = 0
+    for follow_up in deps.looks.take_running(taken, apps):
+        with telemetry.request_context(follow_up.request_id):
+            try:
+                outcome = FollowUpRun(follow_up, deps, 1).follow(follow_up, fresh=False)
+            except Exception as e:  # its own next look will try again
+                log.warning("%r: could not record its outcome from another look: %s", follow_up, e)
+                continue
+        recorded += outcome is Outcome.APPLIED
+        log.info("%r: %s (seen by another start's look)", follow_up, outcome.value)
+    return recorded

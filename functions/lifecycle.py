@@ -60,7 +60,7 @@ from acaspawner.sealing import ExpiredMessage, SealError
 from . import telemetry
 from .arm import for_users
 from .deps import Deps
-from .follow_run import FollowUpRun
+from .follow_run import FollowUpRun, sweep
 from .followup import FollowUp, open_message, sealer_for
 from .policy import ForeignHub, PolicyViolation, check_request, key_belongs_to
 from .rules import Outcome, RetryLater, Verdict, decide
@@ -180,4 +180,6 @@ def _handle(message: Request | FollowUp, body: bytes, deps: Deps, dequeue_count:
                 log.exception("could not record the failure of %r", message)
         raise
     (log.debug if outcome is Outcome.PENDING else log.info)("%r: %s", message, outcome.value)
+    if isinstance(run, FollowUpRun):
+        sweep(deps)  # other starts this look can see done
     return outcome

@@ -38,3 +38,8 @@ class AppListing:
                 self._by_name = {str(app.get("name", "")).lower(): app for app in self._apps.list()}
                 self._taken = taken
             return self._by_name.get(name.lower())
+
+    def latest(self) -> tuple[float, dict[str, dict[str, Any]]]:
+        """The current listing, without refreshing it: when it was requested, and the apps by lower-case name."""
+        with self._lock:
+            return self._taken, self._by_name

@@ -216,10 +216,12 @@ class ServerRun:
 
     def _send_follow_up(self, step: Step, since: float, accepted: Accepted | None = None,
                         noted: float | None = None) -> None:
-        """The next look: after a write, when ARM's Retry-After says; later, every ACA_ARM_POLL_INTERVAL
-        (later looks read the shared listing, not the operation, so they cost ARM nothing extra)."""
+        """The next look: after a write, when ARM's Retry-After says; later, every ACA_ARM_POLL_INTERVAL, less
+        often while many wait (:mod:`functions.pending_looks`). Later looks read the shared listing, not the
+        operation, so they cost ARM nothing extra."""
         r = self.request
-        delay = (accepted.retry_after if accepted else None) or self.settings.arm_poll_interval
+        interval = self.settings.arm_poll_interval
+        delay = (accepted.retry_after or interval) if accepted else self.deps.looks.delay(interval)
         url = accepted.operation_url if accepted else ""
         if isinstance(r, FollowUp):
             follow_up = r.next(since=since, step=step, operation_url=url if accepted else None, delay=delay,
@@ -229,6 +231,7 @@ class ServerRun:
                                        remove_home=self._removes_home(),
                                        deadline=r.created + self.settings.spawn_deadline)
         self.deps.follow_ups.send(follow_up)
+        self.deps.looks.sent(follow_up)
 
     def _accepted(self, mine: Status, step: Step, accepted: Accepted, message: str) -> Outcome:
         """ARM took ``step``'s write: send the follow-up, then record what is being waited for."""

@@ -179,6 +179,9 @@ class StaleListing:
     def find(self, name: str, since: float) -> dict | None:
         return self.apps.get(name) if since == 0.0 else self.real.find(name, since)
 
+    def latest(self):
+        return self.real.latest()
+
 
 def test_an_app_a_stale_listing_still_shows_does_not_pin_a_restart(pool_deps):
     deps = pool_deps(2, cores=1)
