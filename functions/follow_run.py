@@ -178,9 +178,16 @@ class FollowUpRun(ServerRun):
 
 
 def sweep(deps: Deps) -> int:
-    """Record the outcome of every start this instance remembers whose app the current listing shows running
-    (:mod:`functions.pending_looks`); how many it recorded. Never raises: each start's own looks remain."""
-    taken, apps = deps.listing.latest()
+    """Record the outcome of every start this instance remembers whose app a listing no older than the poll
+    interval shows running (:mod:`functions.pending_looks`); how many it recorded. Never raises: each start's
+    own looks remain."""
+    if not len(deps.looks):
+        return 0
+    try:
+        taken, apps = deps.listing.latest(since=time.time() - deps.settings.arm_poll_interval)
+    except Exception as e:  # ARM's listing failed: the starts' own looks will tell
+        log.warning("could not list the apps to record other starts' outcomes: %s", e)
+        return 0
     recorded = 0
     for follow_up in deps.looks.take_running(taken, apps):
         with telemetry.request_context(follow_up.request_id):

@@ -180,6 +180,7 @@ def _handle(message: Request | FollowUp, body: bytes, deps: Deps, dequeue_count:
                 log.exception("could not record the failure of %r", message)
         raise
     (log.debug if outcome is Outcome.PENDING else log.info)("%r: %s", message, outcome.value)
-    if isinstance(run, FollowUpRun):
-        sweep(deps)  # other starts this look can see done
+    # the starts this instance waits for that are done: also from a start's invocation, since while ARM's
+    # write throttling paces a class's starts, the queue holds their follow-ups back behind them
+    sweep(deps)
     return outcome

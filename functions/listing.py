@@ -39,7 +39,9 @@ class AppListing:
                 self._taken = taken
             return self._by_name.get(name.lower())
 
-    def latest(self) -> tuple[float, dict[str, dict[str, Any]]]:
-        """The current listing, without refreshing it: when it was requested, and the apps by lower-case name."""
+    def latest(self, since: float = float("-inf")) -> tuple[float, dict[str, dict[str, Any]]]:
+        """A listing requested at or after ``since`` (the current one, when it is): when it was requested, and
+        the apps by lower-case name."""
+        self.find("", since)
         with self._lock:
             return self._taken, self._by_name

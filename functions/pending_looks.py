@@ -6,10 +6,12 @@ invocations a second while ARM provisioned, all reading the same shared
 listing (:mod:`functions.listing`). So an instance remembers the follow-ups
 it sent, and:
 
-- after its own look, an invocation *sweeps*: it records ``running`` for
-  every remembered start whose app the listing already shows running at its
-  generation (the listing was requested after that start's last look, as its
-  own look would require);
+- after its own work, every lifecycle invocation *sweeps*: it records
+  ``running`` for every remembered start whose app a listing no older than
+  ``ACA_ARM_POLL_INTERVAL`` shows running at its generation (the listing was
+  requested after that start's last look, as its own look would require).
+  Start invocations sweep too: while ARM's write throttling paces a large
+  class's starts, the queue holds their follow-ups back behind them;
 - a follow-up that finds ARM still at work comes back every
   ``ACA_ARM_POLL_INTERVAL`` while few wait; while many do, it takes the next
   free slot of the instance's looks, ``1 / LOOKS_PER_SECOND`` s apart (at

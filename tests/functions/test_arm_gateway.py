@@ -135,6 +135,49 @@ def test_get_and_list_read_the_apps_of_the_resource_group(emulator, apps):
     assert [len(page) for page in apps.pages()] == [2, 1]  # one ARM read per page
 
 
+class _ForgedPages:
+    """A client whose every listing page is one app and a nextLink elsewhere (ARM never answers so)."""
+
+    def __init__(self, arm: str, next_link: str):
+        self._config = type("Config", (), {"api_version": "2025-01-01", "subscription_id": "s"})()
+        self.arm, self.next_link, self.urls = arm, next_link, []
+
+    def send_request(self, request):
+        url = request.url if "://" in request.url else f"https://{self.arm}{request.url}"  # as the client formats it
+        self.urls.append(url)
+        body = {"value": [{"name": f"app-{len(self.urls)}"}], "nextLink": self.next_link}
+        sent = type("Sent", (), {"url": url})()
+        return type("Response", (), {"status_code": 200, "request": sent, "json": lambda _self: body})()
+
+
+@pytest.mark.parametrize("elsewhere", [
+    "https://attacker.example/subscriptions/s/resourceGroups/rg/providers/Microsoft.App/containerApps?page=2",
+    "http://{arm}/subscriptions/s/resourceGroups/rg/providers/Microsoft.App/containerApps?page=2",
+    "https://{arm}/subscriptions/s/resourceGroups/other/providers/Microsoft.App/containerApps?page=2",
+    "https://{arm}/subscriptions/s/resourceGroups/rg/providers/Microsoft.App/containerApps/../../../../x",
+])
+def test_a_listing_follows_a_next_link_only_below_its_own_url(elsewhere):
+    arm = "management.example"
+    client = _ForgedPages(arm, elsewhere.format(arm=arm))
+    gateway = ArmApps(client, "rg", "")
+    assert [a["name"] for a in gateway.list()] == ["app-1"]
+    assert client.urls == [f"https://{arm}/subscriptions/s/resourceGroups/rg/providers/Microsoft.App/containerApps"
+                           "?api-version=2025-01-01"]
+
+
+def test_the_listing_asks_for_the_api_version_of_the_sdk_it_runs_with(emulator):
+    """The listing reads the pinned SDK's own subscription and api-version; an SDK that moves them fails here,
+    not in Azure."""
+    settings = Settings.from_environ(emulator_env(emulator, ACA_ARM_TOKEN="emulator-token"))
+    client = make_client(settings)
+    try:
+        version = client._config.api_version
+        assert isinstance(version, str) and len(version) == 10 and version[:2] == "20"
+        assert client._config.subscription_id == settings.subscription_id
+    finally:
+        client.close()
+
+
 def test_a_failed_operation_reports_arms_own_code_and_message(emulator, apps):
     emulator.set_faults(fail_images=["example.org/notebook:broken"])
     accepted = apps.send_create_or_update("user-f", app_body(emulator.environment_id, "example.org/notebook:broken"))

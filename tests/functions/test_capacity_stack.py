@@ -15,6 +15,7 @@ import pytest
 from capacity_support import counted, pool_setting
 from fn_support import HUB, request
 from test_lifecycle_stack import Stack, make_stack  # noqa: F401 - the fixture is used by name
+from waiting import wait_until
 
 from acaspawner.contract import Op, Phase, Request
 from functions.capacity import CapacityLedger
@@ -81,7 +82,9 @@ def test_a_class_of_thirty_fills_three_environments_and_the_next_start_is_told_w
     assert apps_per_environment(stack) == {name: 10 for name in NAMES}
     assert_never_overcommitted(stack)
 
-    # the 31st: refused by the functions themselves, in the invocation that received it
+    # the 31st: refused by the functions themselves, in the invocation that received it. First the earlier
+    # starts' own follow-ups come back (a look recorded most of them running before theirs arrived)
+    wait_until(lambda: sum(stack.host.queue_lengths().values()) == 0, timeout=60)
     creates, invocations = stack.emulator.stats["creates"], stack.host.stats["lifecycle"].invocations
     late = one_core("late")
     sent = time.monotonic()
@@ -93,6 +96,7 @@ def test_a_class_of_thirty_fills_three_environments_and_the_next_start_is_told_w
     assert status.message.startswith("no capacity for 1 vCPU / 2 GiB: all 3 environments are full "
                                      "(30 of 30 cores in use)")
     assert stack.emulator.stats["creates"] == creates  # no ARM write for it ...
+    wait_until(lambda: sum(stack.host.queue_lengths().values()) == 0, timeout=60)
     assert stack.host.stats["lifecycle"].invocations == invocations + 1  # ... and no follow-up to wait for
     print(f"the 31st start failed {took:.2f} s after it was sent")
 

@@ -98,14 +98,29 @@ def test_a_stop_is_never_recorded_by_another_look(step):
 
 # -- in the lifecycle ------------------------------------------------------------------------------------
 
+POLL = 0.05  # ACA_ARM_POLL_INTERVAL here: a listing older than this is taken again
 
-def test_a_look_records_the_other_starts_it_sees_running_and_their_own_looks_end_quietly(deps):
+
+@pytest.fixture
+def quick(make_deps):
+    """Deps whose listings count as stale after ``POLL`` s (the scripted ARM finishes the moment it is told)."""
+    return make_deps(ACA_ARM_POLL_INTERVAL=str(POLL))
+
+
+def arm_done(deps) -> None:
+    """ARM finishes what it holds, and every listing taken before is stale."""
+    deps.apps.hold = False
+    time.sleep(POLL * 2)
+
+
+def test_a_look_records_the_other_starts_it_sees_running_and_their_own_looks_end_quietly(quick):
+    deps = quick
     starts = [request(user=f"user{i}") for i in range(4)]
     deps.apps.hold = True
     for start in starts:
         assert handle_message(deps.sealer.seal(start), deps) is Outcome.ACCEPTED
     first_looks = deps.follow_ups.queue.take()
-    deps.apps.hold = False
+    arm_done(deps)
     assert handle_message(first_looks[0], deps) is Outcome.APPLIED
     assert all(status_of(deps, s).phase is Phase.RUNNING for s in starts)
     assert all(status_of(deps, s).url.startswith("http://") for s in starts)
@@ -113,18 +128,20 @@ def test_a_look_records_the_other_starts_it_sees_running_and_their_own_looks_end
     assert [handle_message(body, deps) for body in first_looks[1:]] == [Outcome.IGNORED] * 3
 
 
-def test_a_start_another_instance_sent_is_found_by_its_own_look(deps):
+def test_a_start_another_instance_sent_is_found_by_its_own_look(quick):
+    deps = quick
     start = request(user="ann")
     deps.apps.hold = True
     handle_message(deps.sealer.seal(start), deps)
-    deps.apps.hold = False
+    arm_done(deps)
     elsewhere = dataclasses.replace(deps, looks=PendingLooks())  # an instance that never saw this start
     (body,) = deps.follow_ups.queue.take()
     assert handle_message(body, elsewhere) is Outcome.APPLIED
     assert status_of(deps, start).phase is Phase.RUNNING
 
 
-def test_while_many_wait_their_next_looks_are_spread_about_ten_a_second(deps):
+def test_while_many_wait_their_next_looks_are_spread_about_ten_a_second(quick):
+    deps = quick
     deps.apps.hold = True
     for i in range(40):
         handle_message(deps.sealer.seal(request(user=f"user{i}")), deps)
@@ -135,13 +152,14 @@ def test_while_many_wait_their_next_looks_are_spread_about_ten_a_second(deps):
     assert max(Counter(delays).values()) <= 11  # whole seconds of queue visibility: about 10 in each
 
 
-def test_a_sweep_that_fails_for_another_start_leaves_it_to_its_own_look(deps, monkeypatch):
+def test_a_sweep_that_fails_for_another_start_leaves_it_to_its_own_look(quick, monkeypatch):
+    deps = quick
     starts = [request(user="ann"), request(user="ben")]
     deps.apps.hold = True
     for start in starts:
         handle_message(deps.sealer.seal(start), deps)
     first_looks = deps.follow_ups.queue.take()
-    deps.apps.hold = False
+    arm_done(deps)
     real_read = deps.storage.get_status
     ben_key = starts[1].server_key
 
@@ -158,7 +176,8 @@ def test_a_sweep_that_fails_for_another_start_leaves_it_to_its_own_look(deps, mo
     assert status_of(deps, starts[1]).phase is Phase.RUNNING
 
 
-def test_a_start_a_stop_overtook_is_not_recorded_running_by_another_look(deps):
+def test_a_start_a_stop_overtook_is_not_recorded_running_by_another_look(quick):
+    deps = quick
     ann, ben = request(user="ann"), request(user="ben")
     deps.apps.hold = True
     for start in (ann, ben):
@@ -166,6 +185,20 @@ def test_a_start_a_stop_overtook_is_not_recorded_running_by_another_look(deps):
     first_looks = deps.follow_ups.queue.take()
     stop = dataclasses.replace(request(Op.STOP, user="ben"), generation=ben.generation + 1, created=time.time())
     handle_message(deps.sealer.seal(stop), deps)
-    deps.apps.hold = False
+    arm_done(deps)
     handle_message(first_looks[0], deps)
     assert status_of(deps, ben).phase in (Phase.STOPPING, Phase.STOPPED)
+
+
+def test_a_start_invocation_records_the_earlier_starts_that_are_done_before_their_follow_ups_arrive(quick):
+    deps = quick
+    """A class larger than ARM's write bucket: starts queue ahead of the earlier starts' follow-ups."""
+    first = request(user="ann")
+    deps.apps.hold = True
+    handle_message(deps.sealer.seal(first), deps)
+    arm_done(deps)
+    waiting = deps.follow_ups.queue.take()  # ann's follow-up, not yet delivered
+    later = request(user="ben")
+    handle_message(deps.sealer.seal(later), deps)
+    assert status_of(deps, first).phase is Phase.RUNNING
+    assert handle_message(waiting[0], deps) is Outcome.IGNORED
