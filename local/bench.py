@@ -630,7 +630,7 @@ def render(result: dict) -> str:
         ["spawner status poll (starting / idle)", f"{sp['status_poll_interval_fast_s']:g} s / "
          f"{sp['status_poll_interval_s']:g} s"],
         ["app", c["app"]],
-        ["peak RSS of the benchmark process", f"{mem['peak_rss_mib']:.0f} MiB (hub side + functions host + emulator)"],
+        ["peak RSS of the benchmark process", f"{mem['peak_rss_mib']:.0f} MiB (hub side + emulator; the functions run apart)"],
         ["Python memory per spawner", f"{mem['python_kib_per_spawner']:.0f} KiB (User, orm rows, AcaSpawner)"],
     ])]
     if result.get("scale"):
