@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter
 
 import pytest
-from capacity_support import counted, env_ids, held_by_environment
+from capacity_support import counted, env_ids, held_by_environment, race
 from fn_support import HUB
 
 from functions.capacity import CapacityLedger, NoCapacity, Superseded
@@ -116,29 +115,7 @@ def test_a_bigger_restart_needs_room_for_the_difference_only(make_ledger):
 def test_concurrent_starts_never_take_more_than_the_pool_holds(make_ledger, table):
     """40 servers race for 3 × 10 cores from 12 threads, each start delivered twice."""
     ledger = make_ledger(3, cores=10)
-    outcomes: dict[str, list[str]] = {}
-    lock = threading.Lock()
-    barrier = threading.Barrier(12)
-
-    def start(keys: list[str]) -> None:
-        mine = CapacityLedger(table, HUB, ledger.pool)  # one per worker, as Functions instances have
-        barrier.wait()
-        for key in keys:
-            try:
-                result = mine.reserve(key, 7, ONE)
-            except NoCapacity:
-                result = "full"
-            with lock:
-                outcomes.setdefault(key, []).append(result)
-
-    keys = [f"s{i:02d}" for i in range(40)]
-    deliveries = keys + keys  # every start twice, by different workers
-    random.Random(3).shuffle(deliveries)
-    threads = [threading.Thread(target=start, args=(deliveries[i::12],)) for i in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = race(table, ledger, [f"s{i:02d}" for i in range(40)], ONE)
 
     holding = {k for k, r in outcomes.items() if any(x != "full" for x in r)}
     assert len(holding) == 30

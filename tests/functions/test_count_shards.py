@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import random
-import threading
 
 import pytest
-from capacity_support import counted, env_ids
+from capacity_support import counted, env_ids, race
 from fn_support import HUB
 
 from acaspawner.report import Report
-from functions.capacity import CapacityLedger, NoCapacity
+from functions.capacity import CapacityLedger
 from functions.capacity_rows import count_key, partition
 from functions.count_shards import SHARDS, CountShard, may_ever_spread, moved, plan, shard_index, spreads, total
 from functions.environments import EnvironmentBudget
@@ -107,36 +106,10 @@ def make_ledger(table):
     return make
 
 
-def _race(table, ledger: CapacityLedger, keys: list[str], workers: int = 12) -> dict[str, list[str]]:
-    """Every key reserved twice (1 core), by ``workers`` threads with a ledger each, as Functions instances."""
-    outcomes: dict[str, list[str]] = {}
-    lock, barrier = threading.Lock(), threading.Barrier(workers)
-    deliveries = keys + keys
-    random.Random(5).shuffle(deliveries)
-
-    def start(mine: list[str], seed: int) -> None:
-        own = CapacityLedger(table, HUB, ledger.pool, rng=random.Random(seed), largest=ledger.largest)
-        barrier.wait()
-        for key in mine:
-            try:
-                result = own.reserve(key, 7, ONE)
-            except NoCapacity:
-                result = "full"
-            with lock:
-                outcomes.setdefault(key, []).append(result)
-
-    threads = [threading.Thread(target=start, args=(deliveries[i::workers], i)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
 def test_a_burst_spreads_over_the_shards_and_still_fills_the_environment_exactly(make_ledger, table):
     """60 starts (each delivered twice) race for 40 cores: the first land on several rows, the last serialize."""
     ledger = make_ledger(40.0)
-    outcomes = _race(table, ledger, [f"s{i:02d}" for i in range(60)])
+    outcomes = race(table, ledger, [f"s{i:02d}" for i in range(60)], ONE, shuffle_seed=5, seeded=True)
     holding = {k for k, r in outcomes.items() if any(x != "full" for x in r)}
     assert len(holding) == 40
     assert counted(ledger) == {"env": (40.0, 40)}
@@ -152,7 +125,7 @@ def test_a_burst_spreads_over_the_shards_and_still_fills_the_environment_exactly
 
 def test_without_the_largest_server_known_the_count_stays_one_row(make_ledger, table):
     ledger = make_ledger(400.0, largest=None)
-    _race(table, ledger, [f"s{i:02d}" for i in range(24)], workers=6)
+    race(table, ledger, [f"s{i:02d}" for i in range(24)], ONE, workers=6, shuffle_seed=5, seeded=True)
     assert counted(ledger) == {"env": (24.0, 24)}
     assert [e["RowKey"] for e in table.list_entities() if e["RowKey"].startswith("environment-")] \
         == [count_key(env_ids(1)[0])]

@@ -113,92 +113,73 @@ def arm_done(deps) -> None:
     time.sleep(POLL * 2)
 
 
-def test_a_look_records_the_other_starts_it_sees_running_and_their_own_looks_end_quietly(quick):
-    deps = quick
-    starts = [request(user=f"user{i}") for i in range(4)]
+def held_starts(deps, *users: str) -> tuple[list, list[bytes]]:
+    """Starts of ``users`` whose writes ARM works on: the requests, and their first looks (taken off the queue)."""
+    starts = [request(user=user) for user in users]
     deps.apps.hold = True
     for start in starts:
         assert handle_message(deps.sealer.seal(start), deps) is Outcome.ACCEPTED
-    first_looks = deps.follow_ups.queue.take()
-    arm_done(deps)
-    assert handle_message(first_looks[0], deps) is Outcome.APPLIED
-    assert all(status_of(deps, s).phase is Phase.RUNNING for s in starts)
-    assert all(status_of(deps, s).url.startswith("http://") for s in starts)
-    assert len(deps.looks) == 0
-    assert [handle_message(body, deps) for body in first_looks[1:]] == [Outcome.IGNORED] * 3
+    return starts, deps.follow_ups.queue.take()
+
+
+def test_a_look_records_the_other_starts_it_sees_running_and_their_own_looks_end_quietly(quick):
+    starts, first_looks = held_starts(quick, "user0", "user1", "user2", "user3")
+    arm_done(quick)
+    assert handle_message(first_looks[0], quick) is Outcome.APPLIED
+    assert all(status_of(quick, s).phase is Phase.RUNNING for s in starts)
+    assert all(status_of(quick, s).url.startswith("http://") for s in starts)
+    assert len(quick.looks) == 0
+    assert [handle_message(body, quick) for body in first_looks[1:]] == [Outcome.IGNORED] * 3
 
 
 def test_a_start_another_instance_sent_is_found_by_its_own_look(quick):
-    deps = quick
-    start = request(user="ann")
-    deps.apps.hold = True
-    handle_message(deps.sealer.seal(start), deps)
-    arm_done(deps)
-    elsewhere = dataclasses.replace(deps, looks=PendingLooks())  # an instance that never saw this start
-    (body,) = deps.follow_ups.queue.take()
+    (start,), (body,) = held_starts(quick, "ann")
+    arm_done(quick)
+    elsewhere = dataclasses.replace(quick, looks=PendingLooks())  # an instance that never saw this start
     assert handle_message(body, elsewhere) is Outcome.APPLIED
-    assert status_of(deps, start).phase is Phase.RUNNING
+    assert status_of(quick, start).phase is Phase.RUNNING
 
 
 def test_while_many_wait_their_next_looks_are_spread_about_ten_a_second(quick):
-    deps = quick
-    deps.apps.hold = True
-    for i in range(40):
-        handle_message(deps.sealer.seal(request(user=f"user{i}")), deps)
-    for body in deps.follow_ups.queue.take():  # the first looks, all at once
-        assert handle_message(body, deps) is Outcome.PENDING
-    delays = [delay for _, delay in deps.follow_ups.queue.messages]
+    _, first_looks = held_starts(quick, *(f"user{i}" for i in range(40)))
+    for body in first_looks:  # all at once
+        assert handle_message(body, quick) is Outcome.PENDING
+    delays = [delay for _, delay in quick.follow_ups.queue.messages]
     assert delays == sorted(delays) and max(delays) in (4, 5)
     assert max(Counter(delays).values()) <= 11  # whole seconds of queue visibility: about 10 in each
 
 
 def test_a_sweep_that_fails_for_another_start_leaves_it_to_its_own_look(quick, monkeypatch):
-    deps = quick
-    starts = [request(user="ann"), request(user="ben")]
-    deps.apps.hold = True
-    for start in starts:
-        handle_message(deps.sealer.seal(start), deps)
-    first_looks = deps.follow_ups.queue.take()
-    arm_done(deps)
-    real_read = deps.storage.get_status
-    ben_key = starts[1].server_key
+    (_, ben), first_looks = held_starts(quick, "ann", "ben")
+    arm_done(quick)
+    real_read = quick.storage.get_status
 
     def failing_for_ben(hub_id, key):
-        if key == ben_key:
+        if key == ben.server_key:
             raise RuntimeError("table unavailable")
         return real_read(hub_id, key)
 
-    monkeypatch.setattr(deps.storage, "get_status", failing_for_ben)
-    assert handle_message(first_looks[0], deps) is Outcome.APPLIED  # ann's own look is not failed by ben's
-    monkeypatch.setattr(deps.storage, "get_status", real_read)
-    assert status_of(deps, starts[1]).phase is Phase.PROVISIONING
-    assert handle_message(first_looks[1], deps) is Outcome.APPLIED
-    assert status_of(deps, starts[1]).phase is Phase.RUNNING
+    monkeypatch.setattr(quick.storage, "get_status", failing_for_ben)
+    assert handle_message(first_looks[0], quick) is Outcome.APPLIED  # ann's own look is not failed by ben's
+    monkeypatch.setattr(quick.storage, "get_status", real_read)
+    assert status_of(quick, ben).phase is Phase.PROVISIONING
+    assert handle_message(first_looks[1], quick) is Outcome.APPLIED
+    assert status_of(quick, ben).phase is Phase.RUNNING
 
 
 def test_a_start_a_stop_overtook_is_not_recorded_running_by_another_look(quick):
-    deps = quick
-    ann, ben = request(user="ann"), request(user="ben")
-    deps.apps.hold = True
-    for start in (ann, ben):
-        handle_message(deps.sealer.seal(start), deps)
-    first_looks = deps.follow_ups.queue.take()
+    (_, ben), first_looks = held_starts(quick, "ann", "ben")
     stop = dataclasses.replace(request(Op.STOP, user="ben"), generation=ben.generation + 1, created=time.time())
-    handle_message(deps.sealer.seal(stop), deps)
-    arm_done(deps)
-    handle_message(first_looks[0], deps)
-    assert status_of(deps, ben).phase in (Phase.STOPPING, Phase.STOPPED)
+    handle_message(quick.sealer.seal(stop), quick)  # while ARM still works on ben's create
+    arm_done(quick)
+    handle_message(first_looks[0], quick)
+    assert status_of(quick, ben).phase in (Phase.STOPPING, Phase.STOPPED)
 
 
 def test_a_start_invocation_records_the_earlier_starts_that_are_done_before_their_follow_ups_arrive(quick):
-    deps = quick
     """A class larger than ARM's write bucket: starts queue ahead of the earlier starts' follow-ups."""
-    first = request(user="ann")
-    deps.apps.hold = True
-    handle_message(deps.sealer.seal(first), deps)
-    arm_done(deps)
-    waiting = deps.follow_ups.queue.take()  # ann's follow-up, not yet delivered
-    later = request(user="ben")
-    handle_message(deps.sealer.seal(later), deps)
-    assert status_of(deps, first).phase is Phase.RUNNING
-    assert handle_message(waiting[0], deps) is Outcome.IGNORED
+    (first,), waiting = held_starts(quick, "ann")  # ann's follow-up, not yet delivered
+    arm_done(quick)
+    handle_message(quick.sealer.seal(request(user="ben")), quick)
+    assert status_of(quick, first).phase is Phase.RUNNING
+    assert handle_message(waiting[0], quick) is Outcome.IGNORED
