@@ -284,12 +284,9 @@ class ThrottledApps:
     """An ARM client whose container app deletes are always throttled (retries already spent)."""
 
     def __init__(self, client):
-        self.real = client.container_apps
         self.container_apps = self
+        self._config, self.send_request = client._config, client.send_request  # the listing: the real one
         self.deletes = 0
-
-    def list_by_resource_group(self, group, **kwargs):
-        return self.real.list_by_resource_group(group, **kwargs)
 
     def begin_delete(self, group, name, **kwargs):
         self.deletes += 1
