@@ -43,7 +43,6 @@ def user_key(user: str) -> str:
     return USER_PREFIX + hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
-
 @dataclass(frozen=True)
 class Reservation:
     """What one server holds (``held``) or last held (its environment is preferred when it starts again)."""
@@ -65,8 +64,7 @@ class Count:
 
     environment_id: str
     usage: Usage  # the sum of the shards
-    etag: str | None = None  # shard 0's
-    shards: Mapping[int, CountShard] = field(default_factory=dict)  # by shard index, as read
+    shards: Mapping[int, CountShard] = field(default_factory=dict)  # by shard index, as read (with their ETags)
 
 
 @dataclass(frozen=True)
@@ -137,8 +135,7 @@ def read_counts(entities: Iterable[dict[str, Any]]) -> dict[str, Count]:
         key = env_key(environment_id)
         named.setdefault(key, environment_id)
         shards.setdefault(key, {})[index] = CountShard(index, _usage(entity), _etag(entity))
-    return {key: Count(named[key], total(rows), rows[0].etag if 0 in rows else None, rows)
-            for key, rows in shards.items()}
+    return {key: Count(named[key], total(rows), rows) for key, rows in shards.items()}
 
 
 def read_user_count(entity: dict[str, Any]) -> UserCount:

@@ -177,18 +177,16 @@ class FollowUpRun(ServerRun):
         return Outcome.PENDING
 
 
-def sweep(deps: Deps) -> int:
+def sweep(deps: Deps) -> None:
     """Record the outcome of every start this instance remembers whose app a listing no older than the poll
-    interval shows running (:mod:`functions.pending_looks`); how many it recorded. Never raises: each start's
-    own looks remain."""
+    interval shows running (:mod:`functions.pending_looks`). Never raises: each start's own looks remain."""
     if not len(deps.looks):
-        return 0
+        return
     try:
         taken, apps = deps.listing.latest(since=time.time() - deps.settings.arm_poll_interval)
     except Exception as e:  # ARM's listing failed: the starts' own looks will tell
         log.warning("could not list the apps to record other starts' outcomes: %s", e)
-        return 0
-    recorded = 0
+        return
     for follow_up in deps.looks.take_running(taken, apps):
         with telemetry.request_context(follow_up.request_id):
             try:
@@ -196,6 +194,4 @@ def sweep(deps: Deps) -> int:
             except Exception as e:  # its own next look will try again
                 log.warning("%r: could not record its outcome from another look: %s", follow_up, e)
                 continue
-        recorded += outcome is Outcome.APPLIED
         log.info("%r: %s (seen by another start's look)", follow_up, outcome.value)
-    return recorded

@@ -31,17 +31,15 @@ class AppListing:
 
     def find(self, name: str, since: float) -> dict[str, Any] | None:
         """App ``name`` as a listing requested at or after ``since`` shows it; None if it is not there."""
+        return self.latest(since)[1].get(name.lower())
+
+    def latest(self, since: float = float("-inf")) -> tuple[float, dict[str, dict[str, Any]]]:
+        """A listing requested at or after ``since`` (the current one, when it is): when it was requested, and
+        the apps by lower-case name."""
         # one listing at a time: callers that queue behind it usually find it recent enough
         with self._lock:
             if self._taken < since:
                 taken = time.time()
                 self._by_name = {str(app.get("name", "")).lower(): app for app in self._apps.list()}
                 self._taken = taken
-            return self._by_name.get(name.lower())
-
-    def latest(self, since: float = float("-inf")) -> tuple[float, dict[str, dict[str, Any]]]:
-        """A listing requested at or after ``since`` (the current one, when it is): when it was requested, and
-        the apps by lower-case name."""
-        self.find("", since)
-        with self._lock:
             return self._taken, self._by_name

@@ -179,8 +179,8 @@ class StaleListing:
     def find(self, name: str, since: float) -> dict | None:
         return self.apps.get(name) if since == 0.0 else self.real.find(name, since)
 
-    def latest(self):
-        return self.real.latest()
+    def latest(self, since: float = float("-inf")):
+        return self.real.latest(since)
 
 
 def test_an_app_a_stale_listing_still_shows_does_not_pin_a_restart(pool_deps):
