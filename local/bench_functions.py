@@ -19,9 +19,7 @@ import time
 from pathlib import Path
 
 from local.funchost.invoke import FunctionStats
-from local.procs import stop_process_group
-
-REPO = Path(__file__).resolve().parent.parent
+from local.procs import REPO, stop_process_group
 
 #: how long a counter may lag an invocation's end (the host rewrites the file every 0.1 s)
 SETTLE_S = 0.3
@@ -56,10 +54,8 @@ class FunctionsProcess:
             time.sleep(0.05)
         return self
 
-    @property
-    def totals(self) -> FunctionStats:
-        """The host's counters, summed over its functions (at most ``SETTLE_S`` old)."""
-        time.sleep(SETTLE_S)
+    def counters(self) -> FunctionStats:
+        """The host's counters, summed over its functions, as last written (at most 0.1 s behind)."""
         return FunctionStats(**json.loads(self.stats_file.read_text()))
 
     def stop(self) -> None:
@@ -82,8 +78,9 @@ class FunctionInstances:
 
     @property
     def totals(self) -> FunctionStats:
+        """Every host's counters summed, once invocations that just ended are in (``SETTLE_S``)."""
         time.sleep(SETTLE_S)
-        return sum((FunctionStats(**json.loads(h.stats_file.read_text())) for h in self.hosts), FunctionStats())
+        return sum((h.counters() for h in self.hosts), FunctionStats())
 
     def stop(self) -> None:
         for host in self.hosts:

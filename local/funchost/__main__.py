@@ -84,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    written = ""
     with host:
         while not stop.wait(STATS_EVERY if args.stats_file else None):
-            _write_stats(host, args.stats_file)
+            written = _write_stats(host, args.stats_file, written)
         logging.getLogger("local.funchost").info("Stopping the functions host")
     if args.stats_file:
-        _write_stats(host, args.stats_file)
+        _write_stats(host, args.stats_file, written)
     return 0
 
 
@@ -97,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
 STATS_EVERY = 0.1
 
 
-def _write_stats(host: FunctionsHost, path: Path) -> None:
-    """The host's summed counters to ``path`` (replaced whole, so a reader never sees half a file)."""
+def _write_stats(host: FunctionsHost, path: Path, written: str) -> str:
+    """The host's summed counters to ``path`` unless they are still ``written`` (replaced whole, so a reader
+    never sees half a file); what the file holds now."""
     text = json.dumps(dataclasses.asdict(host.totals))
-    if path.is_file() and path.read_text() == text:
-        return
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    if text != written:
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(text)
+        os.replace(partial, path)
+    return text
 
 
 if __name__ == "__main__":
