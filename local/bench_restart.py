@@ -14,7 +14,11 @@ it: one small HTTP responder in this process stands in for every server (all
 at one address, each under its own prefix), so the hub's check passes at once
 as it does for servers that run.
 
-The section reports both launches, their ratio, JupyterHub's own "Initialized
+The same two launches run again with :class:`local.instant_spawner.InstantSpawner`,
+a spawner that answers without any I/O: JupyterHub's own floor. What the
+AcaSpawner adds to a restart is the difference between the two.
+
+The section reports the launches, their ratios, JupyterHub's own "Initialized
 N spawners in S seconds" and the routes the proxy holds once the hub runs.
 """
 
@@ -42,12 +46,13 @@ from azure.data.tables import TableClient
 from acaspawner.naming import server_key
 from acaspawner.sealing import generate_key
 from local.bench_scale import delete_rows, seed_running
-from local.procs import NODE_BIN, free_port, stop_process_group
+from local.procs import NODE_BIN, REPO, free_port, stop_process_group
 from local.stack import BIN, DEMO_CONFIG
 
 HUB_ID = "restart"
 TABLE = "acaservers"  # the demo configuration's status table (the default)
 READY = "JupyterHub is now running"
+INSTANT_SPAWNER = "local.instant_spawner.InstantSpawner"
 _INITIALIZED = re.compile(r"Initialized (\d+) spawners in ([0-9.]+) seconds")
 
 
@@ -104,10 +109,16 @@ def seed_hub_db(state: Path, users: list[str], keys: list[str], generation: int,
 
 
 class Launch:
-    """One ``jupyterhub`` process of the demo's configuration in ``state`` (its own ports and database)."""
+    """One ``jupyterhub`` process of the demo's configuration in ``state`` (its own ports and database);
+    ``spawner_class`` overrides the demo's spawner."""
 
-    def __init__(self, state: Path, storage: str, sealing_key: str):
+    def __init__(self, state: Path, storage: str, sealing_key: str, spawner_class: str = ""):
         self.state = state
+        self.config = DEMO_CONFIG
+        if spawner_class:
+            self.config = state / "jupyterhub_config_spawner.py"
+            self.config.write_text(f"c = get_config()  # noqa: F821\nload_subconfig({str(DEMO_CONFIG)!r})  # noqa: F821\n"
+                                   f"c.JupyterHub.spawner_class = {spawner_class!r}\n")
         self.port, self.proxy_api = free_port(), free_port()
         self.env = {
             "ACA_DEMO_STATE_DIR": str(state), "ACA_DEMO_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
@@ -116,7 +127,7 @@ class Launch:
             "ACA_DEMO_PASSWORD": "bench", "ACA_DEMO_STORAGE": storage, "ACA_HUB_ID": HUB_ID,
             "ACA_SEALING_KEYS": sealing_key, "ACA_HUB_API_TOKEN": secrets.token_hex(16),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
+            "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16), "PYTHONPATH": str(REPO),
         }
 
     def run(self, timeout: float) -> dict[str, Any]:
@@ -124,7 +135,7 @@ class Launch:
         log_path = self.state / "hub.log"
         with log_path.open("w") as log:
             began = time.perf_counter()
-            proc = subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(DEMO_CONFIG)], env=self.env, cwd=self.state,
+            proc = subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(self.config)], env=self.env, cwd=self.state,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 ready = self._wait_ready(proc, log_path, began, timeout)
@@ -161,7 +172,7 @@ def run_restart(connection_string: str, state: Path, running: int, timeout: floa
 
 def _launches(connection_string: str, state: Path, running: int, timeout: float, servers: Responder) -> dict:
     sealing_key = generate_key()
-    result: dict[str, Any] = {"running": running, "runs": []}
+    result: dict[str, Any] = {"running": running, "runs": [], "floor": []}
     with TableClient.from_connection_string(connection_string, TABLE) as table, \
             contextlib.suppress(ResourceExistsError):
         table.create_table()
@@ -184,25 +195,36 @@ def _launches(connection_string: str, state: Path, running: int, timeout: float,
             launch.run(timeout)
             answered = servers.answered
             result["runs"].append({"servers": count, **launch.run(timeout), "servers_asked": servers.answered - answered})
+            floor = Launch(where, connection_string, sealing_key, spawner_class=INSTANT_SPAWNER)
+            result["floor"].append({"servers": count, **floor.run(timeout)})
         finally:
             if seeded:
                 delete_rows(connection_string, TABLE, HUB_ID, seeded)
-    none, many = result["runs"]
-    result["ratio"] = many["ready_s"] / none["ready_s"] if none["ready_s"] else None
+    for runs, ratio in (("runs", "ratio"), ("floor", "floor_ratio")):
+        none, many = result[runs]
+        result[ratio] = many["ready_s"] / none["ready_s"] if none["ready_s"] else None
+    # what the AcaSpawner adds to JupyterHub's own restart with that many servers
+    result["spawner_share_s"] = result["runs"][1]["ready_s"] - result["floor"][1]["ready_s"]
     return result
 
 
 def render_restart(restart: dict[str, Any], table: Any, f: Any) -> list[str]:
     """The section's table (``table`` and ``f`` are the benchmark's own formatters)."""
     none, many = restart["runs"]
+    floor_none, floor_many = restart["floor"]
     return ["", table([
         ["restart: a real JupyterHub launched until it runs (demo configuration, its proxy, the status page)",
          "0 running", f"{restart['running']} running", "ratio"],
         ["launch → \"JupyterHub is now running\" (s)", f(none["ready_s"]), f(many["ready_s"]),
          f(restart["ratio"]) if restart["ratio"] else "-"],
+        ["the same with a spawner that does nothing: JupyterHub's own floor (s)", f(floor_none["ready_s"]),
+         f(floor_many["ready_s"]), f(restart["floor_ratio"]) if restart["floor_ratio"] else "-"],
+        ["what the AcaSpawner adds to that floor (s)", "", f(restart["spawner_share_s"]), ""],
         ["JupyterHub's init_spawners: spawners / seconds", f"{none['spawners_initialized']} / "
          f"{f(none['init_spawners_s'] or 0)}", f"{many['spawners_initialized']} / {f(many['init_spawners_s'] or 0)}",
          ""],
+        ["JupyterHub's init_spawners, the spawner that does nothing (s)", f(floor_none["init_spawners_s"] or 0),
+         f(floor_many["init_spawners_s"] or 0), ""],
         ["proxy routes once it runs", str(none["routes"]), str(many["routes"]), ""],
         ["server URLs JupyterHub found different and rewrote", str(none["urls_rewritten"]),
          str(many["urls_rewritten"]), ""],

@@ -113,6 +113,12 @@ def test_bench_smoke(tmp_path):
     assert ten["spawners_initialized"] == 10 and ten["servers_asked"] >= 10
     assert ten["routes"] == none["routes"] + 10 and ten["urls_rewritten"] == 0
     assert "launch → \"JupyterHub is now running\"" in out
+    # the same launches with a spawner that does nothing: JupyterHub's own floor, and what the AcaSpawner adds
+    floor_none, floor_ten = restart["floor"]
+    assert (floor_none["servers"], floor_ten["servers"]) == (0, 10) and floor_ten["spawners_initialized"] == 10
+    assert floor_ten["routes"] == ten["routes"] and restart["floor_ratio"] > 0
+    assert restart["spawner_share_s"] == ten["ready_s"] - floor_ten["ready_s"]
+    assert "JupyterHub's own floor" in out and "what the AcaSpawner adds to that floor" in out
 
     # capacity: 5 one-core starts on 2 environments of 2 cores: 4 placed, 2 each, the fifth refused by the
     # functions (NoCapacity), never by the environment's own quota
