@@ -60,7 +60,7 @@ class FollowUpRun(ServerRun):
     def follow(self, follow_up: FollowUp, *, fresh: bool = True) -> Outcome:
         """Look at the app once: record the outcome, send the next write, or come back later.
 
-        ``fresh``: in a listing no older than the poll interval, even when this follow-up stayed away longer
+        ``fresh``: in a fresh listing (:meth:`AppListing.freshness`), even when this follow-up stayed away longer
         (other starts' outcomes are swept from it, :mod:`functions.pending_looks`); else in any listing
         requested after the follow-up's last look.
         """
@@ -70,7 +70,9 @@ class FollowUpRun(ServerRun):
         return outcome
 
     def _look(self, follow_up: FollowUp, fresh: bool) -> Outcome:
-        since = max(follow_up.since, time.time() - self.settings.arm_poll_interval) if fresh else follow_up.since
+        since = follow_up.since
+        if fresh:
+            since = max(since, time.time() - self.deps.listing.freshness(self.settings.arm_poll_interval))
         try:
             app = self.deps.listing.find(self.app_name, since=since)
         except TransientArmError as e:
@@ -178,12 +180,14 @@ class FollowUpRun(ServerRun):
 
 
 def sweep(deps: Deps) -> None:
-    """Record the outcome of every start this instance remembers whose app a listing no older than the poll
-    interval shows running (:mod:`functions.pending_looks`). Never raises: each start's own looks remain."""
+    """Record the outcome of every start this instance remembers whose app a fresh listing
+    (:meth:`AppListing.freshness`) shows running (:mod:`functions.pending_looks`). Never raises: each start's own
+    looks remain."""
     if not len(deps.looks):
         return
     try:
-        taken, apps = deps.listing.latest(since=time.time() - deps.settings.arm_poll_interval)
+        fresh = time.time() - deps.listing.freshness(deps.settings.arm_poll_interval)
+        taken, apps = deps.listing.latest(since=fresh)
     except Exception as e:  # ARM's listing failed: the starts' own looks will tell
         log.warning("could not list the apps to record other starts' outcomes: %s", e)
         return

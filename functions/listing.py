@@ -6,18 +6,29 @@ instance lists the resource group (one ARM read per page) and lets every
 follow-up whose ``since`` the listing postdates read from it. Follow-ups are
 delayed by ``Retry-After``, so under a burst one listing answers all of them
 that arrive within that interval: ARM reads grow with pages of apps, not with
-pending spawns, and stay far below ARM's read refill of 25/s.
+pending spawns.
+
+A listing counts as fresh for ``ACA_ARM_POLL_INTERVAL``, or longer when
+refreshing a listing of that many pages so often would take more than
+``READS_PER_SECOND`` ARM reads a second (:meth:`AppListing.freshness`): with
+thousands of apps, following a class's starts stays inside ARM's read refill
+of 25 a second, which the culler and the reconciler share.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Protocol
+
+#: ARM reads a second that refreshing the listing may take (ARM refills 25 a second for a subscription and
+#: principal; the rest is left to the culler, the reconciler and single GETs)
+READS_PER_SECOND = 10.0
 
 
 class AppLister(Protocol):
-    def list(self) -> list[dict[str, Any]]: ...
+    def pages(self) -> Iterator[list[dict[str, Any]]]: ...
 
 
 class AppListing:
@@ -28,6 +39,13 @@ class AppListing:
         self._lock = threading.Lock()
         self._by_name: dict[str, dict[str, Any]] = {}
         self._taken = float("-inf")  # when the current listing was requested
+        self._pages = 1  # ARM reads the current listing took
+
+    def freshness(self, interval: float) -> float:
+        """Seconds a listing may be old and still be fresh, for follow-ups looking every ``interval``: that
+        interval, or longer when the listing has so many pages that refreshing it that often would take more
+        than ``READS_PER_SECOND`` ARM reads a second."""
+        return max(interval, self._pages / READS_PER_SECOND)
 
     def find(self, name: str, since: float) -> dict[str, Any] | None:
         """App ``name`` as a listing requested at or after ``since`` shows it; None if it is not there."""
@@ -40,6 +58,7 @@ class AppListing:
         with self._lock:
             if self._taken < since:
                 taken = time.time()
-                self._by_name = {str(app.get("name", "")).lower(): app for app in self._apps.list()}
-                self._taken = taken
+                pages = list(self._apps.pages())
+                self._by_name = {str(app.get("name", "")).lower(): app for page in pages for app in page}
+                self._taken, self._pages = taken, max(len(pages), 1)
             return self._taken, self._by_name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterator
 from itertools import count
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -250,6 +251,9 @@ class FakeApps:
         self._call("list", "*")
         self._read()
         return copy.deepcopy(list(self.apps.values()))
+
+    def pages(self) -> Iterator[list[dict]]:
+        yield self.list()  # one page: ARM's are 100 apps or more, and no test here holds as many
 
     def operation_error(self, url: str) -> TerminalArmError | None:
         self._call("operation", url)

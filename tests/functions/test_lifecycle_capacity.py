@@ -182,6 +182,9 @@ class StaleListing:
     def latest(self, since: float = float("-inf")):
         return self.real.latest(since)
 
+    def freshness(self, interval: float) -> float:
+        return self.real.freshness(interval)
+
 
 def test_an_app_a_stale_listing_still_shows_does_not_pin_a_restart(pool_deps):
     deps = pool_deps(2, cores=1)

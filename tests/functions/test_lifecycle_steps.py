@@ -20,7 +20,7 @@ from acaspawner.sealing import generate_key
 from functions.arm import TerminalArmError, TransientArmError
 from functions.followup import FollowUp, Step
 from functions.lifecycle import Outcome, RetryLater, handle_message
-from functions.listing import AppListing
+from functions.listing import READS_PER_SECOND, AppListing
 from functions.settings import Settings, SettingsError
 
 
@@ -210,13 +210,31 @@ def test_pending_follow_ups_share_one_listing_and_the_first_look_records_every_s
     assert all(status_of(deps, s).phase is Phase.RUNNING for s in starts)
 
 
+def test_a_listing_is_fresh_for_the_poll_interval_or_as_long_as_its_pages_take_at_ten_reads_a_second():
+    class Lister:
+        def __init__(self, pages: int):
+            self.count = pages
+
+        def pages(self):
+            for i in range(self.count):
+                yield [{"name": f"jl-{i}", "tags": {}}]
+
+    few, many = AppListing(Lister(1)), AppListing(Lister(20))
+    assert few.freshness(1.0) == many.freshness(1.0) == 1.0  # none taken yet: counted as one page
+    few.latest(since=time.time())
+    assert len(many.latest(since=time.time())[1]) == 20  # every page's apps
+    assert few.freshness(1.0) == 1.0 and few.freshness(0.05) == 0.1
+    assert many.freshness(1.0) == 20 / READS_PER_SECOND == 2.0  # 2000 apps: no more than 10 ARM reads a second
+    assert many.freshness(5.0) == 5.0
+
+
 def test_the_listing_is_refreshed_for_a_follow_up_newer_than_it():
     class Lister:
         calls = 0
 
-        def list(self):
+        def pages(self):
             Lister.calls += 1
-            return [{"name": "jl-a-1", "tags": {}}]
+            yield [{"name": "jl-a-1", "tags": {}}]
 
     listing = AppListing(Lister())
     assert listing.find("jl-a-1", since=time.time())["name"] == "jl-a-1"

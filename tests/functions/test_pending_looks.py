@@ -10,7 +10,7 @@ import pytest
 from fn_support import request, status_of
 
 from acaspawner.contract import Op, Phase
-from functions import pending_looks
+from functions import listing, pending_looks
 from functions.app_body import TAG_GENERATION
 from functions.followup import FollowUp, Step
 from functions.lifecycle import Outcome, handle_message
@@ -102,8 +102,9 @@ POLL = 0.05  # ACA_ARM_POLL_INTERVAL here: a listing older than this is taken ag
 
 
 @pytest.fixture
-def quick(make_deps):
+def quick(make_deps, monkeypatch):
     """Deps whose listings count as stale after ``POLL`` s (the scripted ARM finishes the moment it is told)."""
+    monkeypatch.setattr(listing, "READS_PER_SECOND", 1 / POLL)  # and one page may be read that often
     return make_deps(ACA_ARM_POLL_INTERVAL=str(POLL))
 
 
