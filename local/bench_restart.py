@@ -114,9 +114,9 @@ class Launch:
 
     def __init__(self, state: Path, storage: str, sealing_key: str, spawner_class: str = ""):
         self.state = state
-        self.config = DEMO_CONFIG
+        self.config, self.log_path = DEMO_CONFIG, state / "hub.log"
         if spawner_class:
-            self.config = state / "jupyterhub_config_spawner.py"
+            self.config, self.log_path = state / "jupyterhub_config_spawner.py", state / "hub-spawner.log"
             self.config.write_text(f"c = get_config()  # noqa: F821\nload_subconfig({str(DEMO_CONFIG)!r})  # noqa: F821\n"
                                    f"c.JupyterHub.spawner_class = {spawner_class!r}\n")
         self.port, self.proxy_api = free_port(), free_port()
@@ -132,7 +132,7 @@ class Launch:
 
     def run(self, timeout: float) -> dict[str, Any]:
         """Launch, wait for "now running", read what it did, stop it; the seconds and counts."""
-        log_path = self.state / "hub.log"
+        log_path = self.log_path
         with log_path.open("w") as log:
             began = time.perf_counter()
             proc = subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(self.config)], env=self.env, cwd=self.state,
