@@ -256,7 +256,8 @@ class Bench:
                 self.result["scale"] = await self.scale(self.args.scale_running, self.args.scale_burst)
             if self.args.restart_running:
                 self.result["restart"] = await asyncio.to_thread(run_restart, self.settings["AcaStorage"],
-                                                                 self.state_dir, self.args.restart_running)
+                                                                 self.state_dir, self.args.restart_running,
+                                                                 self.args.restart_repeats)
             if self.args.resume_users:
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0,
                                          start_delay=self.args.start_delay, stop_delay=self.args.stop_delay)
@@ -737,11 +738,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--restart-running", type=int, default=2000,
                    help="restart: a real JupyterHub launched with this many running servers, and with none "
                         "(default 2000; 0 skips it)")
+    p.add_argument("--restart-repeats", type=int, default=3,
+                   help="restart: launches of each kind measured, the median reported (default 3)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temporary, removed directory)")
     args = p.parse_args(argv)
-    if args.spawns < 1 or min(args.burst) < 1:
-        p.error("--spawns and --burst must be at least 1")
+    if args.spawns < 1 or min(args.burst) < 1 or args.restart_repeats < 1:
+        p.error("--spawns, --burst and --restart-repeats must be at least 1")
     return args
 
 

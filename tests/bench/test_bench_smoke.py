@@ -39,7 +39,7 @@ def test_bench_smoke(tmp_path):
         [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3", "4", "--provisioning-delay", "1",
          "--retry-after", "1", "--environments", "2", "--environment-cores", "2", "--capacity-starts", "5",
          "--resume-users", "2", "--start-delay", "1", "--stop-delay", "1", "--warm-pool", "3", "--warm-extra", "1",
-         "--scale-running", "40", "--scale-burst", "3", "--restart-running", "10",
+         "--scale-running", "40", "--scale-burst", "3", "--restart-running", "10", "--restart-repeats", "2",
          "--json", str(results), "--state-dir", str(state)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
@@ -115,6 +115,10 @@ def test_bench_smoke(tmp_path):
     assert "launch → \"JupyterHub is now running\"" in out
     # the same launches with a spawner that does nothing: JupyterHub's own floor, and what the AcaSpawner adds
     floor_none, floor_ten = restart["floor"]
+    # each measured twice, the spawners in turn; the median (of two: the slower) reported with both times
+    assert restart["repeats"] == 2 and "median of 2" in out
+    assert all(len(run["ready_s_each"]) == 2 and run["ready_s"] == max(run["ready_s_each"])
+               for run in (none, ten, floor_none, floor_ten))
     assert (floor_none["servers"], floor_ten["servers"]) == (0, 10) and floor_ten["spawners_initialized"] == 10
     assert floor_ten["routes"] == ten["routes"] and restart["floor_ratio"] > 0
     assert restart["spawner_share_s"] == ten["ready_s"] - floor_ten["ready_s"]
