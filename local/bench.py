@@ -738,8 +738,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--restart-running", type=int, default=2000,
                    help="restart: a real JupyterHub launched with this many running servers, and with none "
                         "(default 2000; 0 skips it)")
-    p.add_argument("--restart-repeats", type=int, default=3,
-                   help="restart: launches of each kind measured, the median reported (default 3)")
+    p.add_argument("--restart-repeats", type=int, default=5,
+                   help="restart: launches of each kind measured, the median reported (default 5)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temporary, removed directory)")
     args = p.parse_args(argv)

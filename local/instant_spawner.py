@@ -3,8 +3,9 @@
 The restart benchmark (:mod:`local.bench_restart`) launches the same hub on
 the same database once with :class:`acaspawner.AcaSpawner` and once with this
 class, whose ``poll()`` says "running" and whose URL is the one the hub
-stored, without any I/O. The difference between the two launches is what the
-AcaSpawner adds to a hub restart; the rest is JupyterHub's per-server work.
+stored, without any I/O. The difference between the two in JupyterHub's
+``init_spawners`` is what the AcaSpawner adds to a hub restart; the rest is
+JupyterHub's per-server work.
 """
 
 from __future__ import annotations

@@ -121,8 +121,8 @@ def test_bench_smoke(tmp_path):
                for run in (none, ten, floor_none, floor_ten))
     assert (floor_none["servers"], floor_ten["servers"]) == (0, 10) and floor_ten["spawners_initialized"] == 10
     assert floor_ten["routes"] == ten["routes"] and restart["floor_ratio"] > 0
-    assert restart["spawner_share_s"] == ten["ready_s"] - floor_ten["ready_s"]
-    assert "JupyterHub's own floor" in out and "what the AcaSpawner adds to that floor" in out
+    assert restart["spawner_share_s"] == ten["init_spawners_s"] - floor_ten["init_spawners_s"]
+    assert "JupyterHub's own floor" in out and "what the AcaSpawner adds to init_spawners" in out
 
     # capacity: 5 one-core starts on 2 environments of 2 cores: 4 placed, 2 each, the fifth refused by the
     # functions (NoCapacity), never by the environment's own quota
