@@ -176,9 +176,12 @@ def run_restart(connection_string: str, state: Path, running: int, repeats: int 
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run of median launch time, with every run's time beside it."""
+    """The run of median launch time, with every run's time beside it and the median of JupyterHub's
+    init_spawners (each launch reports it)."""
     middle = sorted(runs, key=lambda run: run["ready_s"])[len(runs) // 2]
-    return {**middle, "ready_s_each": [run["ready_s"] for run in runs]}
+    inits = sorted(run["init_spawners_s"] for run in runs if run["init_spawners_s"] is not None)
+    return {**middle, "ready_s_each": [run["ready_s"] for run in runs],
+            "init_spawners_s": inits[len(inits) // 2] if inits else None}
 
 
 def _launches(connection_string: str, state: Path, running: int, repeats: int, timeout: float,
@@ -221,8 +224,8 @@ def _launches(connection_string: str, state: Path, running: int, repeats: int, t
     # what the AcaSpawner adds to JupyterHub's own restart with that many servers: measured on JupyterHub's
     # init_spawners, the part that grows with servers (a launch's time also holds how soon the status page
     # answers, which JupyterHub waits for with a backoff stepping up to a second)
-    ours, floor = result["runs"][1]["init_spawners_s"], result["floor"][1]["init_spawners_s"]
-    result["spawner_share_s"] = ours - floor if ours is not None and floor is not None else None
+    with_aca, alone = result["runs"][1]["init_spawners_s"], result["floor"][1]["init_spawners_s"]
+    result["spawner_share_s"] = with_aca - alone if with_aca is not None and alone is not None else None
     return result
 
 
