@@ -7,8 +7,8 @@ listing (:mod:`functions.listing`). So an instance remembers the follow-ups
 it sent, and:
 
 - after its own work, every lifecycle invocation *sweeps*: it records
-  ``running`` for every remembered start whose app a listing no older than
-  ``ACA_ARM_POLL_INTERVAL`` shows running at its generation (the listing was
+  ``running`` for every remembered start whose app a fresh listing
+  (:meth:`AppListing.freshness`) shows running at its generation (the listing was
   requested after that start's last look, as its own look would require).
   Start invocations sweep too: while ARM's write throttling paces a large
   class's starts, the queue holds their follow-ups back behind them;

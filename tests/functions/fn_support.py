@@ -253,7 +253,7 @@ class FakeApps:
         return copy.deepcopy(list(self.apps.values()))
 
     def pages(self) -> Iterator[list[dict]]:
-        yield self.list()  # one page: ARM's are 100 apps or more, and no test here holds as many
+        yield self.list()  # one page (paging is tested against the emulator, tests/functions/test_arm_gateway.py)
 
     def operation_error(self, url: str) -> TerminalArmError | None:
         self._call("operation", url)
