@@ -40,6 +40,7 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 from azure.mgmt.core.exceptions import ARMErrorFormat
 
+from acaspawner.http_env import transport_options
 from acaspawner.identity import azure_credential
 
 from .settings import Settings
@@ -160,8 +161,7 @@ def make_client(
         kwargs["base_url"] = settings.arm_endpoint
         # the emulator has no AAD audience of its own; keep the ARM scope
         kwargs["credential_scopes"] = ["https://management.azure.com/.default"]
-    if settings.arm_ca_bundle:
-        kwargs["connection_verify"] = settings.arm_ca_bundle
+    kwargs.update(transport_options(settings.arm_ca_bundle or True))
     return ContainerAppsAPIClient(make_credential(settings), settings.subscription_id, **kwargs)
 
 

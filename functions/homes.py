@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from acaspawner.http_env import transport_options
 from acaspawner.identity import azure_credential
 
 from .arm import StaticTokenCredential
@@ -48,7 +49,7 @@ class AzureFilesHomes:
 
         # token access to file data needs the "backup" intent (Storage File Data Privileged Contributor)
         self.share = ShareClient(account_url, share_name, credential=credential, token_intent="backup",
-                                 connection_verify=connection_verify)
+                                 **transport_options(connection_verify))
 
     def ensure(self, sub_path: str) -> None:
         path = ""

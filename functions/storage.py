@@ -21,6 +21,7 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 
 from acaspawner.contract import Status
+from acaspawner.http_env import transport_options
 from acaspawner.identity import azure_credential
 from acaspawner.report import FailedStart
 from acaspawner.storage_config import StorageConfig, poison_queue_name
@@ -40,16 +41,19 @@ class FunctionStorage:
     def __init__(self, config: StorageConfig):
         self.config = config
         poison = poison_queue_name(config.queue_name)
+        options = transport_options()
         if config.connection_string:
-            self.table = TableClient.from_connection_string(config.connection_string, config.table_name)
+            self.table = TableClient.from_connection_string(config.connection_string, config.table_name, **options)
             # raw bodies: a poisoned message keeps exactly the bytes it arrived with
-            self.poison = QueueClient.from_connection_string(config.connection_string, poison)
-            self.lifecycle = QueueClient.from_connection_string(config.connection_string, config.queue_name)
+            self.poison = QueueClient.from_connection_string(config.connection_string, poison, **options)
+            self.lifecycle = QueueClient.from_connection_string(config.connection_string, config.queue_name,
+                                                                **options)
         else:
             credential = azure_credential(config.client_id)
-            self.table = TableClient(config.table_account_url, config.table_name, credential=credential)
-            self.poison = QueueClient(config.queue_account_url, poison, credential=credential)
-            self.lifecycle = QueueClient(config.queue_account_url, config.queue_name, credential=credential)
+            self.table = TableClient(config.table_account_url, config.table_name, credential=credential, **options)
+            self.poison = QueueClient(config.queue_account_url, poison, credential=credential, **options)
+            self.lifecycle = QueueClient(config.queue_account_url, config.queue_name, credential=credential,
+                                         **options)
         self._table_ready = False
 
     def ensure_table(self) -> None:

@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import LinearRetry, QueueClient
 
+from acaspawner.http_env import transport_options
+
 from .hostjson import HostConfig, load_host_json
 from .invoke import FunctionStats, Invoker
 from .loader import AppIndex, LoadedApp, QueueFunction, index_functions, load_function_app
@@ -337,6 +339,7 @@ class FunctionsHost:
             retry_policy=LinearRetry(backoff=1, retry_total=2, random_jitter_range=0),
             connection_timeout=5,
             read_timeout=30,
+            **transport_options(),
         )
         self._clients.append(client)
         return client

@@ -23,6 +23,7 @@ from azure.storage.queue.aio import QueueClient
 
 from . import wire
 from .contract import ContractError, Status
+from .http_env import transport_options
 from .identity import async_azure_credential
 from .logs import describe
 from .report import ENVIRONMENT_PREFIX, Report, capacity_partition, prefix_query, report_partition
@@ -52,11 +53,12 @@ class HubStorage:
             raise RuntimeError("the hub writes base64 bodies; host.json must agree")
         self.config = config
         self._credential = None
+        options = transport_options(aio=True)
         if config.connection_string:
             self.queue = QueueClient.from_connection_string(
-                config.connection_string, config.queue_name, message_encode_policy=BinaryBase64EncodePolicy()
+                config.connection_string, config.queue_name, message_encode_policy=BinaryBase64EncodePolicy(), **options
             )
-            self.table = TableClient.from_connection_string(config.connection_string, config.table_name)
+            self.table = TableClient.from_connection_string(config.connection_string, config.table_name, **options)
         else:
             self._credential = async_azure_credential(config.client_id)
             self.queue = QueueClient(
@@ -64,8 +66,10 @@ class HubStorage:
                 config.queue_name,
                 credential=self._credential,
                 message_encode_policy=BinaryBase64EncodePolicy(),
+                **options,
             )
-            self.table = TableClient(config.table_account_url, config.table_name, credential=self._credential)
+            self.table = TableClient(config.table_account_url, config.table_name, credential=self._credential,
+                                     **options)
         self._ensured = False
         self.requests_sent = 0
         self.table_queries = 0
