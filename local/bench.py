@@ -206,6 +206,7 @@ class Bench:
             app_path = REPO / "function_app.py"
             if args.function_threads:
                 self.settings["PYTHON_THREADPOOL_THREAD_COUNT"] = str(args.function_threads)
+            self.settings["FUNCTIONS_WORKER_PROCESS_COUNT"] = str(args.function_processes)
             for name in timer_functions(app_path):
                 self.settings[f"AzureWebJobs.{name}.Disabled"] = "true"
             self.host = FunctionInstances(self.settings, state, args.function_instances).start()
@@ -230,6 +231,7 @@ class Bench:
                           "newBatchThreshold": queues.new_batch_threshold, "source": "the committed host.json"},
             "function_worker_threads": int(threads),
             "function_instances": self.args.function_instances,
+            "function_worker_processes": self.args.function_processes,
             "timer_functions_disabled": [k.split(".")[1] for k in self.settings if k.endswith(".Disabled")],
             "arm_poll_interval_s": Settings.from_environ(self.settings).arm_poll_interval,
             "emulator": faults,
@@ -619,8 +621,9 @@ def render(result: dict) -> str:
         ["run settings", "value"],
         ["queue trigger (the committed host.json)", f"maxPollingInterval {h['maxPollingInterval_s']:g} s, "
          f"batchSize {h['batchSize']}, newBatchThreshold {h['newBatchThreshold']}"],
-        ["functions hosts (processes of their own, as instances) / worker threads each",
-         f"{c.get('function_instances', 1)} / {c['function_worker_threads']}"],
+        ["functions hosts (processes of their own, as instances) / Python worker processes each / threads each",
+         f"{c.get('function_instances', 1)} / {c.get('function_worker_processes', 1)} / "
+         f"{c['function_worker_threads']}"],
         ["environments the bursts are placed in (capacity ledger on)",
          f"{c['burst_environments']['count']} of {c['burst_environments']['cores_each']:g} cores"],
         ["timer functions (not run)", ", ".join(c["timer_functions_disabled"]) or "none"],
@@ -710,6 +713,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bursts: Retry-After of ARM LROs in s, 0 for none (default 5, ACA-like)")
     p.add_argument("--function-threads", type=int, default=0,
                    help="PYTHON_THREADPOOL_THREAD_COUNT of the functions (default: the worker's, min(32, CPUs + 4))")
+    p.add_argument("--function-processes", type=int, default=1,
+                   help="FUNCTIONS_WORKER_PROCESS_COUNT: Python worker processes of each functions host, where the "
+                        "functions run apart from the host's queue work (default 1, as on Azure)")
     p.add_argument("--function-instances", type=int, default=1,
                    help="functions hosts (processes of their own) on the lifecycle queue, as a Function App scaled "
                         "out (default 1)")

@@ -38,6 +38,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--set", dest="values", action="append", default=[], metavar="NAME=VALUE", help="an app setting (repeatable)"
     )
+    parser.add_argument("--worker-processes", type=int, default=None, metavar="N",
+                        help="Python worker processes the functions run in, apart from the host's queue and timer "
+                        "work as on Azure (default: FUNCTIONS_WORKER_PROCESS_COUNT, else 1; 0: in the host's process)")
     parser.add_argument("--no-listen", action="store_true", help="index and validate the app, then exit")
     parser.add_argument("--stats-file", type=Path, default=None,
                         help="keep the host's invocation counters here as JSON, rewritten as they change (benchmarks)")
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         host_json=args.host_json,
         local_settings=args.settings,
         dev_storage_connection_string=args.dev_storage,
+        worker_processes=args.worker_processes,
     )
     if args.no_listen:
         try:

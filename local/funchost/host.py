@@ -1,8 +1,9 @@
 """``FunctionsHost``: runs a Python v2 function app locally with the Functions host's semantics.
 
 The host owns one background thread with its own asyncio loop. On it run a listener per queue
-trigger and a runner per timer trigger; synchronous functions run in a worker thread pool and
-storage calls in a small I/O pool. The public methods are synchronous and thread-safe; ``a``-
+trigger and a runner per timer trigger; storage calls run in a small I/O pool, and the functions
+either in a worker thread pool of this process or, as on Azure, in Python worker processes of
+their own (``worker_processes``, :mod:`local.funchost.worker`). The public methods are synchronous and thread-safe; ``a``-
 prefixed twins (``astart``, ``adrain``, ...) serve async callers without blocking their loop.
 
 Typical use in a test::
@@ -38,6 +39,7 @@ from .loader import AppIndex, LoadedApp, QueueFunction, index_functions, load_fu
 from .queues import QueueListener, encode_body
 from .settings import EnvironmentPatch, merge_settings, read_local_settings
 from .timers import Schedule, TimerRunner, parse_schedule, schedule_timezone
+from .worker import WorkerProcesses
 
 log = logging.getLogger("local.funchost")
 
@@ -55,6 +57,8 @@ class FunctionsHost:
     :param local_settings: a ``local.settings.json`` path; None reads the one in the app root if present.
     :param dev_storage_connection_string: used where a connection setting is ``UseDevelopmentStorage=true``.
     :param shutdown_grace: seconds ``stop()`` lets running invocations finish before cancelling them.
+    :param worker_processes: run the functions in this many worker processes of their own (0: in this
+        process, where tests can reach the app's module; None: ``FUNCTIONS_WORKER_PROCESS_COUNT``, else 1).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class FunctionsHost:
         local_settings: str | Path | None = None,
         dev_storage_connection_string: str | None = None,
         shutdown_grace: float = 5.0,
+        worker_processes: int | None = 0,
     ) -> None:
         self.app_path = Path(app_path).resolve()
         self._explicit = dict(settings or {})
@@ -73,6 +78,8 @@ class FunctionsHost:
         self._local_settings = local_settings
         self._dev_storage = dev_storage_connection_string
         self.shutdown_grace = shutdown_grace
+        self._worker_processes = worker_processes
+        self._processes: WorkerProcesses | None = None
         self.settings: dict[str, str] = {}
         self.config = HostConfig()
         self.stats: dict[str, FunctionStats] = {}
@@ -175,6 +182,12 @@ class FunctionsHost:
             self._open_storage(index)
             self._workers = ThreadPoolExecutor(self._worker_count(), thread_name_prefix="funchost-worker")
             self._io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="funchost-io")
+            count = self._process_count()
+            if count:
+                self._processes = WorkerProcesses(self.app_path, count, threads=self._worker_count(),
+                                                  function_timeout=self.config.function_timeout,
+                                                  dev_storage_connection_string=self._dev_storage,
+                                                  shutdown_grace=self.shutdown_grace).start()
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._run_loop, name="funchost-loop", daemon=True)
             self._thread.start()
@@ -209,6 +222,9 @@ class FunctionsHost:
         for pool in (self._workers, self._io):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.stop()
+            self._processes = None
         for client in self._clients:
             client.close()
         self._clients.clear()
@@ -321,6 +337,12 @@ class FunctionsHost:
                     pass
             self._queue_clients[fn.name] = pair
 
+    def _process_count(self) -> int:
+        if self._worker_processes is not None:
+            return self._worker_processes
+        configured = self.settings.get("FUNCTIONS_WORKER_PROCESS_COUNT", "").strip()
+        return int(configured) if configured.isdigit() and int(configured) > 0 else 1
+
     def _worker_count(self) -> int:
         # The Python worker's sync pool: PYTHON_THREADPOOL_THREAD_COUNT, else Python's default size.
         configured = self.settings.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
@@ -361,7 +383,7 @@ class FunctionsHost:
     async def _setup(self, index: AppIndex, listen: bool) -> None:
         assert self._workers is not None and self._io is not None
         self._stopping = asyncio.Event()
-        invoker = Invoker(self._workers, self.config.function_timeout, self.stats)
+        invoker = Invoker(self._workers, self.config.function_timeout, self.stats, self._processes)
         for fn in index.queue_functions:
             client, poison = self._queue_clients[fn.name]
             self._listeners[fn.name] = QueueListener(fn, client, poison, self.config.queues, invoker, self._io)

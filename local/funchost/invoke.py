@@ -1,7 +1,9 @@
 """Calling user functions the way the Python worker does, with the host's logging and counters.
 
 Synchronous functions run in a thread pool (sized like the worker's: ``PYTHON_THREADPOOL_THREAD_COUNT``
-or ``min(32, cpus + 4)``); ``async def`` functions are awaited on the host's event loop. A parameter
+or ``min(32, cpus + 4)``); ``async def`` functions are awaited on the host's event loop. With worker
+processes (:mod:`local.funchost.worker`) every function runs there instead, and only its outcome,
+its return value and the seconds it ran come back. A parameter
 named ``context`` receives a ``func.Context``. Logs carry function names, invocation ids and
 message ids, never trigger payloads.
 
@@ -18,9 +20,9 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from azure.functions import _abc as azf_abc
 
@@ -28,9 +30,31 @@ from .loader import CONTEXT_PARAM, FunctionInfo
 
 log = logging.getLogger("local.funchost")
 
+T = TypeVar("T")
+
 
 class FunctionTimeoutError(TimeoutError):
     """An invocation ran longer than host.json's ``functionTimeout``."""
+
+
+class FunctionError(Exception):
+    """A function raised in a worker process; the message holds the worker's traceback."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How an invocation in a worker process ended."""
+
+    succeeded: bool
+    value: Any  # the function's return value, or the error's text
+    busy_s: float
+    timed_out: bool = False
+
+
+class WorkerCalls(Protocol):
+    """Worker processes that run functions (:class:`local.funchost.worker.WorkerProcesses`)."""
+
+    def call(self, name: str, trigger_value: Any, invocation_id: str) -> Future[Reply]: ...
 
 
 @dataclass
@@ -118,8 +142,10 @@ class InvocationContext(azf_abc.Context):
 class Invoker:
     """Runs one invocation of a function and keeps its counters; re-raises what the function raised."""
 
-    def __init__(self, workers: Executor, function_timeout: float | None, stats: dict[str, FunctionStats]) -> None:
+    def __init__(self, workers: Executor, function_timeout: float | None, stats: dict[str, FunctionStats],
+                 processes: WorkerCalls | None = None) -> None:
         self._workers = workers
+        self._processes = processes  # when set, every function runs there instead
         self._timeout = function_timeout
         self.stats = stats
         self._busy_lock = threading.Lock()
@@ -127,7 +153,7 @@ class Invoker:
     async def invoke(self, fn: FunctionInfo, trigger_value: Any, reason: str, details: str = "") -> Any:
         invocation_id = str(uuid.uuid4())
         kwargs: dict[str, Any] = {fn.arg_name: trigger_value}
-        if fn.wants_context:
+        if fn.wants_context and self._processes is None:
             kwargs[CONTEXT_PARAM] = InvocationContext(invocation_id, fn.name, fn.directory)
         stats = self.stats.setdefault(fn.name, FunctionStats())
         stats.invocations += 1
@@ -136,7 +162,10 @@ class Invoker:
             log.info("Trigger Details: %s", details)
         started = time.monotonic()
         try:
-            result = await (self._call_async(fn, kwargs) if fn.is_async else self._call_sync(fn, kwargs))
+            if self._processes is not None:
+                result = await self._call_worker_process(fn, trigger_value, invocation_id)
+            else:
+                result = await (self._call_async(fn, kwargs) if fn.is_async else self._call_sync(fn, kwargs))
         except BaseException as exc:
             stats.failed += 1
             if isinstance(exc, FunctionTimeoutError):
@@ -172,6 +201,21 @@ class Invoker:
     async def _call_sync(self, fn: FunctionInfo, kwargs: dict[str, Any]) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._workers, functools.partial(self._run_in_thread, fn, kwargs))
+        return await self._outlast(fn, future)
+
+    async def _call_worker_process(self, fn: FunctionInfo, trigger_value: Any, invocation_id: str) -> Any:
+        assert self._processes is not None
+        reply = await self._outlast(fn, asyncio.wrap_future(self._processes.call(fn.name, trigger_value,
+                                                                                  invocation_id)))
+        self.stats[fn.name].busy_s += reply.busy_s  # on the host's loop, like the counters
+        if reply.timed_out:
+            raise FunctionTimeoutError(reply.value)
+        if not reply.succeeded:
+            raise FunctionError(reply.value)
+        return reply.value
+
+    async def _outlast(self, fn: FunctionInfo, future: asyncio.Future[T]) -> T:
+        """What ``future`` (a function running in a thread) gives; past functionTimeout it is only logged."""
         if self._timeout is not None:
             done, _ = await asyncio.wait({future}, timeout=self._timeout)
             if not done:

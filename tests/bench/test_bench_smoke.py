@@ -78,10 +78,10 @@ def test_bench_smoke(tmp_path):
     assert rows["apps left after stop"] == ["0", "0"]
     assert rows["failed spawns (by throttling)"] == ["0 (0)", "0 (0)"]
     assert "maxPollingInterval" in out  # the shipped host.json, reported
-    assert "functions hosts (processes of their own, as instances) / worker threads each" in out
+    assert "functions hosts (processes of their own, as instances) / Python worker processes each / threads each" in out
 
     data = json.loads(results.read_text())
-    assert data["config"]["function_instances"] == 1
+    assert data["config"]["function_instances"] == 1 and data["config"]["function_worker_processes"] == 1
     assert data["latency"]["direct"]["n"] == data["latency"]["queue"]["n"] == 2
     assert [b["spawns"] for b in data["bursts"]] == [3, 4]
     for burst in data["bursts"]:
