@@ -10,8 +10,8 @@ invocations it is sent. Neither then takes the other's share of a Python
 interpreter (its GIL), as on Azure.
 
 Host and worker talk over a pipe: ``(call id, function name, trigger value,
-invocation id)`` one way, ``(call id, succeeded, result or error text, busy
-seconds, timed out)`` the other. A worker that exits fails the calls it held
+invocation id)`` one way (``None`` asks the worker to finish and exit), ``(call
+id, succeeded, result or error text, busy seconds, timed out)`` the other. A worker that exits fails the calls it held
 (their messages are retried as after any failure) and is started again on the
 next call. Run a worker by hand with ``python -m local.funchost.worker --app
 function_app.py --fd N`` only from a host.
@@ -82,19 +82,27 @@ class _Worker:
                     future.set_result(Reply(*reply))
         except (EOFError, OSError):
             pass
+        except Exception:  # a reply that cannot be read: this worker is of no more use
+            log.exception("Worker process %s answered what the host cannot read", self.process.pid)
         for future in list(self.pending.values()):
             if not future.done():
                 future.set_exception(FunctionError("the worker process exited during the invocation"))
         self.pending.clear()
 
     def stop(self, grace: float) -> None:
-        self.conn.close()  # the worker finishes what it holds, then exits
+        """Let the worker finish what it holds and exit (killed after ``grace`` seconds)."""
+        try:
+            with self._send_lock:
+                self.conn.send(None)
+        except (OSError, ValueError):
+            pass  # gone already
         try:
             self.process.wait(grace)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self._reader.join(1)
+        self._reader.join(1)  # the worker's exit ended its replies
+        self.conn.close()
 
 
 class WorkerProcesses:
@@ -137,6 +145,7 @@ class WorkerProcesses:
                     if worker is not None:
                         log.warning("Worker process %d exited (code %s); starting it again", i,
                                     worker.process.poll())
+                        worker.stop(0)
                     self._workers[i] = _Worker(self._command, self._env(), i)
             worker = min(self._workers, key=lambda w: len(w.pending))  # type: ignore[arg-type, union-attr]
             self._next_id += 1
@@ -225,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
+                break
+            if message is None:  # the host stops this worker
                 break
             pool.submit(serve, *message)
     return 0
