@@ -3,8 +3,9 @@
 The host owns one background thread with its own asyncio loop. On it run a listener per queue
 trigger and a runner per timer trigger; storage calls run in a small I/O pool, and the functions
 either in a worker thread pool of this process or, as on Azure, in Python worker processes of
-their own (``worker_processes``, :mod:`local.funchost.worker`). The public methods are synchronous and thread-safe; ``a``-
-prefixed twins (``astart``, ``adrain``, ...) serve async callers without blocking their loop.
+their own (``worker_processes``, :mod:`local.funchost.worker`). The public methods are
+synchronous and thread-safe; ``a``-prefixed twins (``astart``, ``adrain``, ...) serve async
+callers without blocking their loop.
 
 Typical use in a test::
 
@@ -337,18 +338,18 @@ class FunctionsHost:
                     pass
             self._queue_clients[fn.name] = pair
 
+    def _count_setting(self, name: str) -> int | None:
+        configured = self.settings.get(name, "").strip()
+        return int(configured) if configured.isdigit() and int(configured) > 0 else None
+
     def _process_count(self) -> int:
         if self._worker_processes is not None:
             return self._worker_processes
-        configured = self.settings.get("FUNCTIONS_WORKER_PROCESS_COUNT", "").strip()
-        return int(configured) if configured.isdigit() and int(configured) > 0 else 1
+        return self._count_setting("FUNCTIONS_WORKER_PROCESS_COUNT") or 1
 
     def _worker_count(self) -> int:
         # The Python worker's sync pool: PYTHON_THREADPOOL_THREAD_COUNT, else Python's default size.
-        configured = self.settings.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
-        if configured.isdigit() and int(configured) > 0:
-            return int(configured)
-        return min(32, (os.cpu_count() or 1) + 4)
+        return self._count_setting("PYTHON_THREADPOOL_THREAD_COUNT") or min(32, (os.cpu_count() or 1) + 4)
 
     def _client(self, fn: QueueFunction, queue_name: str) -> QueueClient:
         client = QueueClient.from_connection_string(
