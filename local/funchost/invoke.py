@@ -215,8 +215,9 @@ class Invoker:
         return reply.value
 
     async def _outlast(self, fn: FunctionInfo, future: asyncio.Future[T]) -> T:
-        """What ``future`` (a function running in a thread) gives; past functionTimeout it is only logged."""
-        if self._timeout is not None:
+        """What ``future`` (a function running in a thread) gives; past functionTimeout it is only logged (a
+        coroutine is cancelled where it runs instead)."""
+        if self._timeout is not None and not fn.is_async:
             done, _ = await asyncio.wait({future}, timeout=self._timeout)
             if not done:
                 log.warning(

@@ -72,6 +72,10 @@ class _Worker:
         except (OSError, ValueError) as exc:
             self.pending.pop(call_id, None)
             future.set_exception(FunctionError(f"the worker process could not be reached: {exc}"))
+            return
+        if not self._reader.is_alive() and self.pending.pop(call_id, None) is not None:
+            # its replies ended while this call was sent: no answer will come
+            future.set_exception(FunctionError("the worker process exited during the invocation"))
 
     def _read(self) -> None:
         try:
@@ -164,6 +168,21 @@ class WorkerProcesses:
 # -- the worker process ----------------------------------------------------------------------------------
 
 
+class _TimedOut(Exception):
+    pass
+
+
+async def _bounded(call: Any, limit: float | None) -> Any:
+    """Await ``call``, cancelled past ``limit`` (functionTimeout), as the host does with a coroutine."""
+    try:
+        async with asyncio.timeout(limit) as deadline:
+            return await call
+    except TimeoutError:
+        if deadline.expired():  # ours, not a TimeoutError the function raised itself
+            raise _TimedOut() from None
+        raise
+
+
 def _run(fn: Any, trigger_value: Any, invocation_id: str, timeout: float | None,
          loop: asyncio.AbstractEventLoop | None) -> Reply:
     kwargs: dict[str, Any] = {fn.arg_name: trigger_value}
@@ -175,19 +194,14 @@ def _run(fn: Any, trigger_value: Any, invocation_id: str, timeout: float | None,
     try:
         if fn.is_async:
             assert loop is not None
-
-            async def bounded() -> Any:
-                async with asyncio.timeout(timeout):
-                    return await fn.func(**kwargs)
-
-            value = asyncio.run_coroutine_threadsafe(bounded(), loop).result()
+            value = asyncio.run_coroutine_threadsafe(_bounded(fn.func(**kwargs), timeout), loop).result()
         else:
             value = fn.func(**kwargs)
+    except _TimedOut:
+        return Reply(False, f"Timeout value of {timeout}s exceeded by function '{fn.name}'",
+                     time.monotonic() - started, timed_out=True)
     except BaseException as exc:
-        timed_out = fn.is_async and isinstance(exc, TimeoutError)
-        text = (f"Timeout value of {timeout}s exceeded by function '{fn.name}'" if timed_out
-                else "".join(traceback.format_exception(exc)).rstrip())
-        return Reply(False, text, time.monotonic() - started, timed_out)
+        return Reply(False, "".join(traceback.format_exception(exc)).rstrip(), time.monotonic() - started)
     try:
         pickle.dumps(value)
     except Exception:
@@ -202,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=min(32, (os.cpu_count() or 1) + 4))
     parser.add_argument("--timeout", type=float, default=None)
     args = parser.parse_args(argv)
-    # the host stops its workers by closing their pipes, once their invocations are done: a Ctrl-C or a SIGTERM
+    # the host stops its workers through their pipes, once their invocations are done: a Ctrl-C or a SIGTERM
     # that reaches the whole process group must not cut those short
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)

@@ -105,3 +105,43 @@ def test_a_worker_process_that_exits_fails_its_invocation_and_is_started_again(
     assert "starting it again" in caplog.text
     [after] = _records(record_file)
     assert after["what"] == "after" and after["pid"] != os.getpid()
+
+
+ASYNC_APP = """
+import asyncio
+import json
+import os
+
+import azure.functions as func
+
+app = func.FunctionApp()
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%QUEUE%", connection="Storage")
+async def handler(msg: func.QueueMessage) -> None:
+    body = msg.get_body().decode()
+    if body == "sleep":
+        await asyncio.sleep(30)
+    if body == "own timeout":
+        raise TimeoutError("the function's own")
+    with open(os.environ["RECORD_FILE"], "a") as f:
+        f.write(json.dumps({"what": body, "pid": os.getpid()}) + "\\n")
+"""
+
+
+def test_async_functions_in_a_worker_are_cut_off_at_the_function_timeout(make_app, storage_connection_string,
+                                                                         unique_name, tmp_path, caplog):
+    queue, record_file = unique_name("q"), tmp_path / "calls"
+    queues = {**FAST_HOST_JSON["extensions"]["queues"], "maxDequeueCount": 1}
+    app = make_app(ASYNC_APP, {**FAST_HOST_JSON, "functionTimeout": "00:00:01", "extensions": {"queues": queues}})
+    with FunctionsHost(app, _settings(storage_connection_string, queue, record_file),
+                       worker_processes=1).start(listen=False) as host:
+        for body in ("sleep", "own timeout", "ok"):
+            host.send(queue, body)
+        host.drain(timeout=30)
+        stats = host.stats["handler"]
+        assert (stats.invocations, stats.succeeded, stats.failed, stats.timed_out) == (3, 1, 2, 1)
+    assert "Timeout value of 1.0s exceeded by function 'handler'" in caplog.text
+    assert "TimeoutError: the function's own" in caplog.text
+    [ok] = _records(record_file)
+    assert ok["what"] == "ok" and ok["pid"] != os.getpid()
