@@ -47,6 +47,12 @@ def _settings(conn: str, queue: str, record_file, **more: str) -> dict[str, str]
     return {"Storage": conn, "QUEUE": queue, "RECORD_FILE": str(record_file), **more}
 
 
+def _one_try(**more: str) -> dict:
+    """The fast host.json with a single delivery per message (a failure is poisoned at once)."""
+    return {**FAST_HOST_JSON, **more,
+            "extensions": {"queues": {**FAST_HOST_JSON["extensions"]["queues"], "maxDequeueCount": 1}}}
+
+
 def _records(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -91,8 +97,7 @@ def test_a_failure_in_a_worker_is_retried_then_poisoned_with_the_workers_traceba
 def test_a_worker_process_that_exits_fails_its_invocation_and_is_started_again(
         make_app, storage_connection_string, unique_name, tmp_path, caplog):
     queue, record_file = unique_name("q"), tmp_path / "calls"
-    app = make_app(APP, {**FAST_HOST_JSON, "extensions": {"queues": {**FAST_HOST_JSON["extensions"]["queues"],
-                                                                      "maxDequeueCount": 1}}})
+    app = make_app(APP, _one_try())
     with FunctionsHost(app, _settings(storage_connection_string, queue, record_file),
                        worker_processes=1).start(listen=False) as host:
         host.send(queue, "exit")
@@ -132,8 +137,7 @@ async def handler(msg: func.QueueMessage) -> None:
 def test_async_functions_in_a_worker_are_cut_off_at_the_function_timeout(make_app, storage_connection_string,
                                                                          unique_name, tmp_path, caplog):
     queue, record_file = unique_name("q"), tmp_path / "calls"
-    queues = {**FAST_HOST_JSON["extensions"]["queues"], "maxDequeueCount": 1}
-    app = make_app(ASYNC_APP, {**FAST_HOST_JSON, "functionTimeout": "00:00:01", "extensions": {"queues": queues}})
+    app = make_app(ASYNC_APP, _one_try(functionTimeout="00:00:01"))
     with FunctionsHost(app, _settings(storage_connection_string, queue, record_file),
                        worker_processes=1).start(listen=False) as host:
         for body in ("sleep", "own timeout", "ok"):
