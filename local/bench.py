@@ -19,6 +19,10 @@ in one run:
   they kept a worker busy. Then every server is stopped and the emulator is watched
   until no app is left. The functions place the bursts' servers across every emulated
   environment (``--environments``), ``--burst-environment-cores`` each, capacity ledger on.
+  Each burst runs ``--burst-repeats`` times (default 3): how the last apps' completions fall
+  between the functions' looks moves a burst's wall time by a second or more from run to
+  run, so the table shows the run of median wall time, every run's wall time beside it,
+  and whether every run had all servers running, none failed and no duplicate app.
 * **scale**: the same burst (``--scale-burst``) with no other server and with
   ``--scale-running`` servers already running (:mod:`local.bench_scale`): the status rows
   the hub reads per second, its event-loop lag, and a restart's poll of every server.
@@ -95,7 +99,7 @@ from local.emulator import start_in_thread
 from local.funchost import FunctionsHost, load_function_app, load_host_json
 from local.homes import provision_homes
 from local.procs import REPO
-from local.stats import percentile, summary
+from local.stats import median_run, percentile, summary
 from local.tinyapp import APP_COMMAND
 
 HUB_ID = "bench"
@@ -250,9 +254,14 @@ class Bench:
         try:
             await self.latency()
             for n in self.args.burst:
-                # ACA-like pacing, full buckets: each burst starts on a quiet subscription
-                self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
-                await self.burst(n)
+                runs = []
+                for run in range(self.args.burst_repeats):
+                    # ACA-like pacing, full buckets: each burst starts on a quiet subscription
+                    self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
+                    runs.append(await self.burst(n, run))
+                self.result["bursts"].append({**median_run(runs, "wall_s"), "runs": len(runs),
+                                              "every_run_sound": all(run["all_running"] and run["no_duplicates"]
+                                                                     and not run["failed"] for run in runs)})
             if self.args.scale_running:
                 self.emulator.set_faults(**self.result["config"]["emulator"], read_bucket=250, read_refill=25.0)
                 self.result["scale"] = await self.scale(self.args.scale_running, self.args.scale_burst)
@@ -358,12 +367,14 @@ class Bench:
 
     # -- the burst -------------------------------------------------------------------------------------
 
-    async def burst(self, n: int) -> None:
+    async def burst(self, n: int, run: int = 0) -> dict:
+        """Run ``run`` of a burst of ``n`` starts (users of its own), then every server stopped; what it
+        measured."""
         emulator, host = self.emulator, self.host
-        first = not self.result["bursts"]
+        first = "memory" not in self.result
         tracemalloc.start()  # only while the spawners are made: tracing would slow everything else down
         try:
-            spawners = [self.hubside.spawner(f"b{n}-{i:03d}") for i in range(n)]
+            spawners = [self.hubside.spawner(f"b{n}-{run}-{i:03d}") for i in range(n)]
             if first:
                 self.result["memory"] = {"python_kib_per_spawner": tracemalloc.get_traced_memory()[0] / 1024 / n}
         finally:
@@ -416,7 +427,7 @@ class Bench:
             await asyncio.sleep(0.5)
         b["stop_all_gone_s"] = time.perf_counter() - stop_began
         b["apps_left_after_stop"] = sum(name in emulator.apps for name in keys)
-        self.result["bursts"].append(b)
+        return b
 
     # -- restarting a stopped server: parked and resumed, or deleted and created again ---------------------
 
@@ -589,8 +600,10 @@ def render(result: dict) -> str:
 
     out += ["", table([
         [f"burst, ACA-like: {e['provisioning_delay']:g} s per operation, Retry-After {e['retry_after']} s, "
-         f"ARM writes {e['write_bucket']} +{e['write_refill']:g}/s, reads 250 +25/s", *(str(b["spawns"]) for b in bursts)],
+         f"ARM writes {e['write_bucket']} +{e['write_refill']:g}/s, reads 250 +25/s; the run of median wall time "
+         f"of {bursts[0]['runs'] if bursts else 0}", *(str(b["spawns"]) for b in bursts)],
         row("wall time until every start() returned (s)", lambda b: f(b["wall_s"])),
+        row("wall time of each run, in order (s)", lambda b: ", ".join(f(w) for w in b["wall_s_each"])),
         row("lower bound: write bucket + provisioning delay (s)", lambda b: f(b["lower_bound_s"])),
         row("wall / lower bound", lambda b: f(b["ratio"]) if b["ratio"] else "-"),
         row("start() p50 / p95 / max (s)",
@@ -615,6 +628,7 @@ def render(result: dict) -> str:
             lambda b: f"{f(b['stop_returned_s'])} / {f(b['stop_all_gone_s'])}"),
         row("apps left after stop", lambda b: str(b["apps_left_after_stop"])),
         row("all running", lambda b: yes[b["all_running"]]),
+        row("every run: all running, none failed, no duplicate app", lambda b: yes[b["every_run_sound"]]),
     ])]
     h, sp, mem = c["host_json"], c["spawner"], result["memory"]
     out += ["", table([
@@ -705,6 +719,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spawns", type=int, default=20, help="spawns per path for p50/p95 (default 20)")
     p.add_argument("--burst", type=int, nargs="+", default=[100, 500],
                    help="concurrent spawns of each burst (default: 100 500)")
+    p.add_argument("--burst-repeats", type=int, default=3,
+                   help="bursts: runs of each burst; the run of median wall time is reported, with every run's wall "
+                        "time beside it (default 3)")
     p.add_argument("--write-bucket", type=int, default=200, help="ARM write token bucket (default 200, ARM's)")
     p.add_argument("--write-refill", type=float, default=10.0, help="ARM write tokens per second (default 10, ARM's)")
     p.add_argument("--provisioning-delay", type=float, default=20.0,
@@ -749,8 +766,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--state-dir", type=Path, help="keep logs and state here (default: a temporary, removed directory)")
     args = p.parse_args(argv)
-    if args.spawns < 1 or min(args.burst) < 1 or args.restart_repeats < 1:
-        p.error("--spawns, --burst and --restart-repeats must be at least 1")
+    if min(args.spawns, *args.burst, args.burst_repeats, args.restart_repeats) < 1:
+        p.error("--spawns, --burst, --burst-repeats and --restart-repeats must be at least 1")
     return args
 
 

@@ -51,6 +51,7 @@ from acaspawner.sealing import generate_key
 from local.bench_scale import delete_rows, seed_running
 from local.procs import NODE_BIN, REPO, free_port, stop_process_group
 from local.stack import BIN, DEMO_CONFIG
+from local.stats import median_run
 
 HUB_ID = "restart"
 TABLE = "acaservers"  # the demo configuration's status table (the default)
@@ -178,10 +179,8 @@ def run_restart(connection_string: str, state: Path, running: int, repeats: int 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run of median launch time, with every run's time beside it and the median of JupyterHub's
     init_spawners (each launch reports it)."""
-    middle = sorted(runs, key=lambda run: run["ready_s"])[len(runs) // 2]
     inits = sorted(run["init_spawners_s"] for run in runs if run["init_spawners_s"] is not None)
-    return {**middle, "ready_s_each": [run["ready_s"] for run in runs],
-            "init_spawners_s": inits[len(inits) // 2] if inits else None}
+    return {**median_run(runs, "ready_s"), "init_spawners_s": inits[len(inits) // 2] if inits else None}
 
 
 def _launches(connection_string: str, state: Path, running: int, repeats: int, timeout: float,

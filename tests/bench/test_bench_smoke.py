@@ -36,7 +36,8 @@ def test_bench_smoke(tmp_path):
     state, results = tmp_path / "state", tmp_path / "bench.json"
     # its own session, so a run that hangs is ended with everything it started (Azurite, emulator, apps)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3", "4", "--provisioning-delay", "1",
+        [sys.executable, "-m", "local.bench", "--spawns", "2", "--burst", "3", "4", "--burst-repeats", "2",
+         "--provisioning-delay", "1",
          "--retry-after", "1", "--environments", "2", "--environment-cores", "2", "--capacity-starts", "5",
          "--resume-users", "2", "--start-delay", "1", "--stop-delay", "1", "--warm-pool", "3", "--warm-extra", "1",
          "--scale-running", "40", "--scale-burst", "3", "--restart-running", "10", "--restart-repeats", "2",
@@ -72,6 +73,11 @@ def test_bench_smoke(tmp_path):
                 "ARM 429s", "function busy seconds per spawn", "function invocations per spawn (failed, poisoned)"):
         assert row in rows
     assert rows["all running"] == ["yes", "yes"]
+    assert rows["every run: all running, none failed, no duplicate app"] == ["yes", "yes"]
+    # each burst ran twice: the column is the run of median wall time (the later of two), both walls beside it
+    walls = [[float(w) for w in cell.split(", ")] for cell in rows["wall time of each run, in order (s)"]]
+    assert [len(w) for w in walls] == [2, 2]
+    assert rows["wall time until every start() returned (s)"] == [f"{max(w):.2f}" for w in walls]
     assert rows["no duplicate apps"] == ["yes", "yes"]
     assert rows["apps / distinct names / creates / updates"] == ["3 / 3 / 3 / 0", "4 / 4 / 4 / 0"]
     assert rows["queue messages sent by the hub / table queries"][0].startswith("3 / ")
@@ -85,6 +91,7 @@ def test_bench_smoke(tmp_path):
     assert data["latency"]["direct"]["n"] == data["latency"]["queue"]["n"] == 2
     assert [b["spawns"] for b in data["bursts"]] == [3, 4]
     for burst in data["bursts"]:
+        assert burst["runs"] == len(burst["wall_s_each"]) == 2 and burst["every_run_sound"]
         assert burst["all_running"] and burst["no_duplicates"] and burst["failed"] == 0
         assert burst["running"] == burst["answering_http"] == burst["spawns"]
         assert burst["busy_s"] > 0 and burst["invocations"] >= 2 * burst["spawns"]  # request + follow-up each
