@@ -74,7 +74,7 @@ def test_bench_smoke(tmp_path):
         assert row in rows
     assert rows["all running"] == ["yes", "yes"]
     assert rows["every run: all running, none failed, no duplicate app"] == ["yes", "yes"]
-    # each burst ran twice: the column is the run of median wall time (the later of two), both walls beside it
+    # each burst ran twice: the column is the run of median wall time (the slower of two), both walls beside it
     walls = [[float(w) for w in cell.split(", ")] for cell in rows["wall time of each run, in order (s)"]]
     assert [len(w) for w in walls] == [2, 2]
     assert rows["wall time until every start() returned (s)"] == [f"{max(w):.2f}" for w in walls]
