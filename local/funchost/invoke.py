@@ -152,9 +152,6 @@ class Invoker:
 
     async def invoke(self, fn: FunctionInfo, trigger_value: Any, reason: str, details: str = "") -> Any:
         invocation_id = str(uuid.uuid4())
-        kwargs: dict[str, Any] = {fn.arg_name: trigger_value}
-        if fn.wants_context and self._processes is None:
-            kwargs[CONTEXT_PARAM] = InvocationContext(invocation_id, fn.name, fn.directory)
         stats = self.stats.setdefault(fn.name, FunctionStats())
         stats.invocations += 1
         log.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", fn.name, reason, invocation_id)
@@ -165,6 +162,7 @@ class Invoker:
             if self._processes is not None:
                 result = await self._call_worker_process(fn, trigger_value, invocation_id)
             else:
+                kwargs = call_kwargs(fn, trigger_value, invocation_id)
                 result = await (self._call_async(fn, kwargs) if fn.is_async else self._call_sync(fn, kwargs))
         except BaseException as exc:
             stats.failed += 1
@@ -187,14 +185,7 @@ class Invoker:
     async def _call_async(self, fn: FunctionInfo, kwargs: dict[str, Any]) -> Any:
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._timeout) as deadline:
-                return await fn.func(**kwargs)
-        except TimeoutError:
-            if deadline.expired():  # ours, not a TimeoutError raised by the function itself
-                raise FunctionTimeoutError(
-                    f"Timeout value of {self._timeout}s exceeded by function '{fn.name}'"
-                ) from None
-            raise
+            return await await_bounded(fn, kwargs, self._timeout)
         finally:
             self.stats[fn.name].busy_s += time.monotonic() - started
 
@@ -228,19 +219,44 @@ class Invoker:
         return await future
 
     def _run_in_thread(self, fn: FunctionInfo, kwargs: dict[str, Any]) -> Any:
-        context = kwargs.get(CONTEXT_PARAM)
-        if isinstance(context, InvocationContext):
-            # The worker sets this so that logging from the function's thread is tied to the invocation.
-            context.thread_local_storage.invocation_id = context.invocation_id
         started = time.monotonic()
         try:
-            return fn.func(**kwargs)
+            return call_in_this_thread(fn, kwargs)
         finally:
             with self._busy_lock:  # worker threads finish concurrently
                 self.stats[fn.name].busy_s += time.monotonic() - started
 
 
 
+
+
+def call_kwargs(fn: FunctionInfo, trigger_value: Any, invocation_id: str) -> dict[str, Any]:
+    """The arguments of one invocation: the trigger's value, and a ``func.Context`` if the function takes one."""
+    kwargs: dict[str, Any] = {fn.arg_name: trigger_value}
+    if fn.wants_context:
+        kwargs[CONTEXT_PARAM] = InvocationContext(invocation_id, fn.name, fn.directory)
+    return kwargs
+
+
+def call_in_this_thread(fn: FunctionInfo, kwargs: dict[str, Any]) -> Any:
+    """Call a synchronous function in the calling thread."""
+    context = kwargs.get(CONTEXT_PARAM)
+    if isinstance(context, InvocationContext):
+        # The worker sets this so that logging from the function's thread is tied to the invocation.
+        context.thread_local_storage.invocation_id = context.invocation_id
+    return fn.func(**kwargs)
+
+
+async def await_bounded(fn: FunctionInfo, kwargs: dict[str, Any], function_timeout: float | None) -> Any:
+    """Await an ``async def`` function, cancelled past ``function_timeout`` with :class:`FunctionTimeoutError`."""
+    try:
+        async with asyncio.timeout(function_timeout) as deadline:
+            return await fn.func(**kwargs)
+    except TimeoutError:
+        if deadline.expired():  # ours, not a TimeoutError raised by the function itself
+            raise FunctionTimeoutError(
+                f"Timeout value of {function_timeout}s exceeded by function '{fn.name}'") from None
+        raise
 
 
 def _ms(started: float) -> int:

@@ -36,8 +36,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .invoke import FunctionError, InvocationContext, Reply
-from .loader import CONTEXT_PARAM, index_functions, load_function_app
+from .invoke import FunctionError, FunctionTimeoutError, Reply, await_bounded, call_in_this_thread, call_kwargs
+from .loader import index_functions, load_function_app
 
 log = logging.getLogger("local.funchost")
 
@@ -168,38 +168,19 @@ class WorkerProcesses:
 # -- the worker process ----------------------------------------------------------------------------------
 
 
-class _TimedOut(Exception):
-    pass
-
-
-async def _bounded(call: Any, limit: float | None) -> Any:
-    """Await ``call``, cancelled past ``limit`` (functionTimeout), as the host does with a coroutine."""
-    try:
-        async with asyncio.timeout(limit) as deadline:
-            return await call
-    except TimeoutError:
-        if deadline.expired():  # ours, not a TimeoutError the function raised itself
-            raise _TimedOut() from None
-        raise
-
-
 def _run(fn: Any, trigger_value: Any, invocation_id: str, timeout: float | None,
          loop: asyncio.AbstractEventLoop | None) -> Reply:
-    kwargs: dict[str, Any] = {fn.arg_name: trigger_value}
-    if fn.wants_context:
-        context = InvocationContext(invocation_id, fn.name, fn.directory)
-        context.thread_local_storage.invocation_id = invocation_id
-        kwargs[CONTEXT_PARAM] = context
+    kwargs = call_kwargs(fn, trigger_value, invocation_id)
     started = time.monotonic()
     try:
         if fn.is_async:
+            # cut off at functionTimeout on the worker's loop, as the host does with a coroutine
             assert loop is not None
-            value = asyncio.run_coroutine_threadsafe(_bounded(fn.func(**kwargs), timeout), loop).result()
+            value = asyncio.run_coroutine_threadsafe(await_bounded(fn, kwargs, timeout), loop).result()
         else:
-            value = fn.func(**kwargs)
-    except _TimedOut:
-        return Reply(False, f"Timeout value of {timeout}s exceeded by function '{fn.name}'",
-                     time.monotonic() - started, timed_out=True)
+            value = call_in_this_thread(fn, kwargs)
+    except FunctionTimeoutError as exc:
+        return Reply(False, str(exc), time.monotonic() - started, timed_out=True)
     except BaseException as exc:
         return Reply(False, "".join(traceback.format_exception(exc)).rstrip(), time.monotonic() - started)
     try:
@@ -213,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.funchost.worker")
     parser.add_argument("--app", type=Path, required=True)
     parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=min(32, (os.cpu_count() or 1) + 4))
+    parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=None)
     args = parser.parse_args(argv)
     # the host stops its workers through their pipes, once their invocations are done: a Ctrl-C or a SIGTERM
